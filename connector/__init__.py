@@ -1,0 +1,1 @@
+"""Offline-conversion sync connector."""

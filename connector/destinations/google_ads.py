@@ -1,0 +1,218 @@
+"""Google Ads offline conversions through the Data Manager API (`IngestEvents`).
+
+A request is accepted or rejected as a whole (API-NOTES §1), so every event
+is checked here first, and a request that is still rejected is split in
+halves until only the bad events are set aside, each with Google's reason.
+Transaction ids are deterministic per lead and stage: a resend is recognised
+by Google as the same conversion, never counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from google.ads import datamanager_v1 as dm
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.protobuf import json_format
+
+from connector.destinations.retry import RetryableError, call_with_retries
+from connector.errors import ConfigError
+from connector.http import pin_ca
+from connector.ledger.store import DELIVERED, PENDING, REJECTED, Delivery, Outcome, utcnow
+from connector.settings import GoogleAdsSettings
+
+SCOPE = "https://www.googleapis.com/auth/datamanager"
+LOOKBACK = timedelta(days=90)  # the conversion action's default click-through window
+_TRANSIENT = (
+    gexc.TooManyRequests,
+    gexc.ResourceExhausted,
+    gexc.ServiceUnavailable,
+    gexc.InternalServerError,
+    gexc.GatewayTimeout,
+    gexc.DeadlineExceeded,
+    requests.ConnectionError,
+    requests.Timeout,
+)
+_CONSENT = {True: dm.ConsentStatus.CONSENT_GRANTED, False: dm.ConsentStatus.CONSENT_DENIED}
+
+
+def event_problem(d: Delivery, now: datetime) -> str | None:
+    """Why Google would reject this conversion (checked before anything is sent), or None."""
+    change = d.change
+    if change.changed_at > now + timedelta(minutes=5):
+        return "timestamp_in_future"
+    if change.lead_created_at and change.changed_at < change.lead_created_at:
+        return "conversion_precedes_lead"
+    if now - change.changed_at > LOOKBACK:
+        return "expired_event"
+    if d.value is not None and not d.currency:
+        return "value_without_currency"
+    return None
+
+
+class GoogleAdsDestination:
+    name = "google_ads"
+
+    def __init__(self, settings: GoogleAdsSettings) -> None:
+        self._settings = settings
+        self._client = dm.IngestionServiceClient(
+            credentials=_credentials(settings),
+            transport="rest",
+            client_options={"api_endpoint": settings.datamanager_endpoint},
+        )
+        # The REST transport is a requests session: pin the CA bundle setting on it.
+        pin_ca(self._client.transport._session, settings.datamanager_ca_bundle)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._client.transport.close()  # type: ignore[no-untyped-call]
+
+    def deliver(self, batch: Sequence[Delivery], *, validate_only: bool = False) -> list[Outcome]:
+        outcomes, valid = self._check(batch)
+        size = self._settings.batch_size
+        for start in range(0, len(valid), size):
+            outcomes.extend(self._send(valid[start : start + size], validate_only))
+        return outcomes
+
+    def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
+        _, valid = self._check(batch)
+        size = self._settings.batch_size
+        return [
+            json_format.MessageToDict(
+                dm.IngestEventsRequest.pb(self._request(valid[i : i + size], validate_only=True))
+            )
+            for i in range(0, len(valid), size)
+        ]
+
+    def _check(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
+        now = utcnow()
+        outcomes, valid = [], []
+        for d in batch:
+            if problem := event_problem(d, now):
+                outcomes.append(Outcome(d.id, REJECTED, reason=problem))
+            else:
+                valid.append(d)
+        return outcomes, valid
+
+    def _send(self, batch: list[Delivery], validate_only: bool) -> list[Outcome]:
+        request = self._request(batch, validate_only=validate_only)
+        try:
+            response = call_with_retries(lambda: self._ingest(request))
+        except RetryableError as exc:
+            return [Outcome(d.id, PENDING, error=str(exc)) for d in batch]
+        except gexc.BadRequest as exc:
+            return self._bisect(batch, validate_only, exc)
+        except gexc.GoogleAPICallError as exc:
+            # Auth, permission, unknown account: nothing in this batch can go; keep it pending.
+            error = f"Data Manager {exc.code}: {exc.message}"
+            return [Outcome(d.id, PENDING, error=error) for d in batch]
+        return [Outcome(d.id, DELIVERED, request_id=response.request_id) for d in batch]
+
+    def _bisect(
+        self, batch: list[Delivery], validate_only: bool, exc: gexc.BadRequest
+    ) -> list[Outcome]:
+        if len(batch) == 1:
+            return [Outcome(batch[0].id, REJECTED, reason=f"google_ads: {exc.message}"[:200])]
+        middle = len(batch) // 2
+        return self._send(batch[:middle], validate_only) + self._send(batch[middle:], validate_only)
+
+    def _ingest(self, request: dm.IngestEventsRequest) -> dm.IngestEventsResponse:
+        try:
+            return self._client.ingest_events(
+                request=request, retry=None, timeout=self._settings.timeout_seconds
+            )
+        except _TRANSIENT as exc:
+            raise RetryableError(f"Data Manager transient failure: {type(exc).__name__}") from None
+
+    def _request(self, batch: list[Delivery], *, validate_only: bool) -> dm.IngestEventsRequest:
+        actions = sorted({d.target for d in batch})
+        return dm.IngestEventsRequest(
+            destinations=[self._destination(action) for action in actions],
+            events=[_event(d) for d in batch],
+            encoding=dm.Encoding.HEX,
+            validate_only=validate_only,
+        )
+
+    def _destination(self, action: str) -> dm.Destination:
+        s = self._settings
+        account = dm.ProductAccount(
+            account_id=s.operating_account_id, account_type=dm.ProductAccount.AccountType.GOOGLE_ADS
+        )
+        destination = dm.Destination(
+            reference=_reference(action), operating_account=account, product_destination_id=action
+        )
+        if s.login_account_id:
+            destination.login_account = dm.ProductAccount(
+                account_id=s.login_account_id,
+                account_type=dm.ProductAccount.AccountType.GOOGLE_ADS,
+            )
+        return destination
+
+
+def _reference(action: str) -> str:
+    return f"action_{action}"
+
+
+def _event(d: Delivery) -> dm.Event:
+    attrs = d.change.attributes
+    event = dm.Event(
+        destination_references=[_reference(d.target)],
+        transaction_id=d.change.transaction_id,
+        event_timestamp=d.change.changed_at,
+        event_source=dm.EventSource.OTHER,
+    )
+    # Exactly one click id; gclid wins because it carries the most attribution detail.
+    for kind in ("gclid", "gbraid", "wbraid"):
+        if attrs.get(kind):
+            event.ad_identifiers = dm.AdIdentifiers(**{kind: attrs[kind]})
+            break
+    identifiers = [
+        dm.UserIdentifier(**{field: attrs[key]})
+        for key, field in (("email_sha256", "email_address"), ("phone_sha256", "phone_number"))
+        if attrs.get(key)
+    ]
+    if identifiers:
+        event.user_data = dm.UserData(user_identifiers=identifiers)
+    consent = {
+        key: _CONSENT[attrs[f"consent_{key}"]]
+        for key in ("ad_user_data", "ad_personalization")
+        if attrs.get(f"consent_{key}") is not None
+    }
+    if consent:
+        event.consent = dm.Consent(**consent)
+    if d.value is not None and d.currency:
+        event.conversion_value = d.value
+        event.currency = d.currency
+    return event
+
+
+def _credentials(settings: GoogleAdsSettings) -> Credentials:
+    if settings.anonymous_credentials:
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]  # emulators, proxies
+    try:
+        if settings.credentials_file is not None:
+            from google.oauth2 import service_account
+
+            creds: Credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+                str(settings.credentials_file), scopes=[SCOPE]
+            )
+            return creds
+        import google.auth
+
+        creds, _ = google.auth.default(scopes=[SCOPE])
+        return creds
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            "Google credentials unusable: set CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE to a "
+            "service-account key file, or configure Application Default Credentials "
+            f"({type(exc).__name__})"
+        ) from None
+    except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError
+        raise ConfigError(
+            "no Google credentials found: set CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE or "
+            f"Application Default Credentials ({type(exc).__name__})"
+        ) from None

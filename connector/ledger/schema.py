@@ -1,0 +1,112 @@
+"""The state store's tables (SQLAlchemy Core; SQLite by default, PostgreSQL-compatible).
+
+SCHEMA_VERSION goes up with every change to these tables; `Ledger.open`
+refuses a store written by a newer connector instead of guessing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use UTC-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+# One bookmark per stream (e.g. "salesforce.LeadHistory"): the CreatedDate of the
+# last change safely recorded. It moves in the same transaction as those changes.
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("stream", String(100), primary_key=True),
+    Column("value", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("status", String(20), nullable=False),  # running, ok, partial, failed
+    Column("summary", JSON),
+)
+
+stage_changes = Table(
+    "stage_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(40), nullable=False),
+    Column("stage", String(20), nullable=False),  # funnel stage, or "unmapped"
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("crm_status", String(255), nullable=False),
+    Column("source_record_id", String(40), nullable=False),
+    Column("lead_created_at", UTCDateTime),
+    # click ids, GA client id, SHA-256 of email / phone, consent, UTM: never clear-text PII
+    Column("attributes", JSON, nullable=False),
+    Column("problems", JSON, nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    UniqueConstraint("lead_id", "stage", "changed_at", name="uq_stage_change"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("change_id", Integer, ForeignKey("stage_changes.id"), nullable=False),
+    Column("destination", String(20), nullable=False),  # ga4, google_ads
+    Column("target", String(100), nullable=False),  # event name / conversion action id
+    Column("value", Float),
+    Column("currency", String(3)),
+    # pending -> delivered | skipped | rejected; pending again after a transient failure
+    Column("status", String(20), nullable=False),
+    Column("reason", String(200)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("external_request_id", String(100)),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("change_id", "destination", name="uq_delivery"),
+    Index("ix_deliveries_status", "destination", "status"),
+)

@@ -1,0 +1,320 @@
+"""The ledger: what was pulled, where each change went, and where to resume.
+
+Exactly-once rests on two rules kept here: a stage change is stored once
+(unique lead + stage + time, so an overlapping pull is harmless), and the
+cursor moves in the same transaction as the changes it covers, so a crash
+never leaves it ahead of what was recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from connector.errors import ConfigError
+from connector.ledger.schema import (
+    SCHEMA_VERSION,
+    cursors,
+    deliveries,
+    metadata,
+    runs,
+    schema_version,
+    stage_changes,
+)
+from connector.mapping.translate import Mapped, StageChange
+
+PENDING, DELIVERED, SKIPPED, REJECTED = "pending", "delivered", "skipped", "rejected"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery row joined with its stage change: what a destination needs to send it."""
+
+    id: int
+    destination: str
+    target: str
+    value: float | None
+    currency: str | None
+    attempts: int
+    change: StageChange
+
+
+@dataclass
+class Outcome:
+    """What happened to one delivery in an upload attempt."""
+
+    delivery_id: int
+    status: str
+    reason: str | None = None
+    error: str | None = None
+    request_id: str | None = None
+
+
+class Ledger:
+    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
+        self.engine = engine
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, url: str, *, readonly: bool = False) -> Ledger:
+        """Open (and, unless read-only, create or migrate) the store at `url`."""
+        engine = _engine(url, readonly)
+        ledger = cls(engine, readonly=readonly)
+        if not readonly:
+            ledger.migrate()
+        return ledger
+
+    def migrate(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            version = conn.execute(select(schema_version.c.version)).scalar()
+            if version is None:
+                conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the state store has schema version {version}, newer than this connector "
+                    f"({SCHEMA_VERSION}): upgrade the connector"
+                )
+
+    # cursors ------------------------------------------------------------------
+
+    def cursor(self, stream: str) -> datetime | None:
+        if not self._exists():
+            return None
+        with self.engine.connect() as conn:
+            value: datetime | None = conn.execute(
+                select(cursors.c.value).where(cursors.c.stream == stream)
+            ).scalar()
+            return value
+
+    # runs -----------------------------------------------------------------------
+
+    def start_run(self) -> int:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                insert(runs).values(started_at=utcnow(), status="running").returning(runs.c.id)
+            )
+            return int(row.scalar_one())
+
+    def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(finished_at=utcnow(), status=status, summary=summary)
+            )
+
+    # changes --------------------------------------------------------------------
+
+    def record(
+        self, run_id: int, batch: Sequence[Mapped], stream: str, cursor_value: datetime
+    ) -> list[Mapped]:
+        """Store new changes with their delivery rows and move the cursor, atomically.
+
+        Returns the changes that were new (the rest were already recorded).
+        """
+        now = utcnow()
+        new = []
+        with self.engine.begin() as conn:
+            for mapped in batch:
+                change_id = self._insert_change(conn, run_id, mapped, now)
+                if change_id is None:
+                    continue
+                new.append(mapped)
+                rows = [_delivery_row(change_id, t, now) for t in mapped.targets]
+                if rows:
+                    conn.execute(insert(deliveries), rows)
+            self._set_cursor(conn, stream, cursor_value, now)
+        return new
+
+    def known(self, keys: Iterable[tuple[str, str, datetime]]) -> set[tuple[str, str, datetime]]:
+        """Which (lead id, stage, time) keys are already recorded (for dry runs)."""
+        wanted = set(keys)
+        if not wanted or not self._exists():
+            return set()
+        lead_ids = sorted({k[0] for k in wanted})
+        found: set[tuple[str, str, datetime]] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(lead_ids), 500):
+                query = select(
+                    stage_changes.c.lead_id, stage_changes.c.stage, stage_changes.c.changed_at
+                ).where(stage_changes.c.lead_id.in_(lead_ids[start : start + 500]))
+                found.update((r[0], r[1], r[2]) for r in conn.execute(query))
+        return found & wanted
+
+    # deliveries -----------------------------------------------------------------
+
+    def pending(self, destination: str) -> list[Delivery]:
+        query = (
+            select(deliveries, stage_changes)
+            .join(stage_changes, deliveries.c.change_id == stage_changes.c.id)
+            .where(deliveries.c.destination == destination, deliveries.c.status == PENDING)
+            .order_by(stage_changes.c.changed_at, deliveries.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_delivery(row._mapping) for row in conn.execute(query)]
+
+    def settle(self, outcomes: Sequence[Outcome]) -> None:
+        """Record the fate of each delivery of one upload attempt."""
+        if not outcomes:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for o in outcomes:
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == o.delivery_id)
+                    .values(
+                        status=o.status,
+                        reason=o.reason,
+                        last_error=o.error,
+                        external_request_id=o.request_id,
+                        attempts=deliveries.c.attempts + 1,
+                        updated_at=now,
+                    )
+                )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Delivery rows by destination and status."""
+        if not self._exists():
+            return {}
+        query = select(deliveries.c.destination, deliveries.c.status, func.count()).group_by(
+            deliveries.c.destination, deliveries.c.status
+        )
+        result: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for destination, status, count in conn.execute(query):
+                result.setdefault(destination, {})[status] = int(count)
+        return result
+
+    # internals ------------------------------------------------------------------
+
+    def _exists(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(schema_version.c.version)).scalar()
+        except OperationalError:
+            return False  # a read-only look at a store that was never written
+        return True
+
+    def _insert_change(
+        self, conn: Connection, run_id: int, mapped: Mapped, now: datetime
+    ) -> int | None:
+        change = mapped.change
+        values = {
+            "lead_id": change.lead_id,
+            "stage": change.stage,
+            "changed_at": change.changed_at,
+            "crm_status": change.crm_status,
+            "source_record_id": change.source_record_id,
+            "lead_created_at": change.lead_created_at,
+            "attributes": change.attributes,
+            "problems": change.problems,
+            "run_id": run_id,
+            "recorded_at": now,
+        }
+        stmt = _insert_ignoring_duplicates(conn, values).returning(stage_changes.c.id)
+        found = conn.execute(stmt).scalar()
+        return int(found) if found is not None else None
+
+    def _set_cursor(self, conn: Connection, stream: str, value: datetime, now: datetime) -> None:
+        current = conn.execute(select(cursors.c.value).where(cursors.c.stream == stream)).scalar()
+        if current is None:
+            conn.execute(insert(cursors).values(stream=stream, value=value, updated_at=now))
+        elif value > current:  # never move a bookmark backwards
+            conn.execute(
+                update(cursors)
+                .where(cursors.c.stream == stream)
+                .values(value=value, updated_at=now)
+            )
+
+
+def _insert_ignoring_duplicates(conn: Connection, values: dict[str, Any]) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(stage_changes).values(values).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(stage_changes).values(values).on_conflict_do_nothing()
+    raise ConfigError(f"state store dialect {dialect!r} is not supported: use SQLite or PostgreSQL")
+
+
+def _delivery_row(change_id: int, target: Any, now: datetime) -> dict[str, Any]:
+    return {
+        "change_id": change_id,
+        "destination": target.destination,
+        "target": target.name,
+        "value": target.value,
+        "currency": target.currency,
+        "status": SKIPPED if target.skip_reason else PENDING,
+        "reason": target.skip_reason,
+        "attempts": 0,
+        "updated_at": now,
+    }
+
+
+def _delivery(row: Any) -> Delivery:
+    change = StageChange(
+        lead_id=row["lead_id"],
+        crm_status=row["crm_status"],
+        stage=row["stage"],
+        changed_at=row["changed_at"],
+        source_record_id=row["source_record_id"],
+        lead_created_at=row["lead_created_at"],
+        attributes=row["attributes"],
+        problems=row["problems"],
+    )
+    return Delivery(
+        id=row["id"],
+        destination=row["destination"],
+        target=row["target"],
+        value=row["value"],
+        currency=row["currency"],
+        attempts=row["attempts"],
+        change=change,
+    )
+
+
+def _engine(url: str, readonly: bool) -> Engine:
+    if url.startswith("sqlite:///"):
+        return _sqlite_engine(Path(url.removeprefix("sqlite:///")), readonly)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except Exception as exc:  # bad URL or missing driver: say which setting to fix
+        raise ConfigError(
+            f"CONNECTOR_STATE_URL is not usable ({type(exc).__name__}): expected "
+            "sqlite:///path/to.db or postgresql+psycopg://user@host/db"
+        ) from None
+
+
+def _sqlite_engine(path: Path, readonly: bool) -> Engine:
+    if readonly:
+        # mode=ro: a dry run must leave the file byte-for-byte as it was (or absent).
+        engine = create_engine("sqlite://", creator=lambda: _sqlite_ro_connect(path))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        if not readonly:
+            dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+    return engine
+
+
+def _sqlite_ro_connect(path: Path) -> Any:
+    import sqlite3
+
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)

@@ -1,0 +1,151 @@
+"""The mapping file (`mappings/*.yaml`): which CRM stage becomes which event, where.
+
+A mapping names the CRM fields to read (custom field names differ per org),
+and for each CRM status (by API value, not label) the funnel stage it means,
+the GA4 event to send and the Google Ads conversion action to credit, with
+their value and currency rules. Loading validates everything up front, so a
+typo fails the run before anything is pulled or sent.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connector.errors import ConfigError
+
+FUNNEL_STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost", "disqualified")
+_SOQL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
+_GA4_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LeadFields(_Strict):
+    """CRM field API names for each role the connector understands."""
+
+    email: str | None = "Email"
+    phone: str | None = "Phone"
+    gclid: str | None = None
+    gbraid: str | None = None
+    wbraid: str | None = None
+    ga_client_id: str | None = None
+    currency: str | None = None
+    lead_source: str | None = "LeadSource"
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    consent_ad_user_data: str | None = None
+    consent_ad_personalization: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _field_name(cls, value: str | None) -> str | None:
+        # Field names go into SOQL: only plain API names, so nothing can be injected.
+        if value is not None and not _SOQL_NAME.match(value):
+            raise ValueError(f"{value!r} is not a Salesforce field API name")
+        return value
+
+    def selected(self) -> dict[str, str]:
+        return {role: name for role, name in self.model_dump().items() if name}
+
+
+class ConsentValues(_Strict):
+    granted: list[str] = Field(default_factory=lambda: ["Granted", "true", "Yes"])
+    denied: list[str] = Field(default_factory=lambda: ["Denied", "false", "No"])
+
+    def read(self, raw: object) -> bool | None:
+        text = str(raw) if raw is not None else ""
+        if text in self.granted:
+            return True
+        if text in self.denied:
+            return False
+        return None
+
+
+class Value(_Strict):
+    """Conversion value: a fixed amount, or a CRM field, in a currency."""
+
+    fixed: float | None = Field(default=None, ge=0)
+    field: str | None = Field(default=None, pattern=_SOQL_NAME.pattern)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")  # overrides the lead's
+
+
+class GA4Target(_Strict):
+    event: str
+    value: Value | None = None
+
+    @field_validator("event")
+    @classmethod
+    def _event_name(cls, value: str) -> str:
+        if not _GA4_NAME.match(value):
+            raise ValueError("GA4 event names are 1-40 letters, digits or _ starting with a letter")
+        return value
+
+
+class GoogleAdsTarget(_Strict):
+    conversion_action: str
+    value: Value | None = None
+
+    @field_validator("conversion_action")
+    @classmethod
+    def _action_id(cls, value: str) -> str:
+        if not value.isdigit():
+            raise ValueError("conversion_action must be the numeric conversion action id")
+        return value
+
+
+class StageRule(_Strict):
+    stage: Literal["lead", "mql", "sql", "opportunity", "won", "lost", "disqualified"]
+    ga4: GA4Target | None = None
+    google_ads: GoogleAdsTarget | None = None
+
+
+class SourceSpec(_Strict):
+    object: Literal["Lead"] = "Lead"
+    history_object: Literal["LeadHistory"] = "LeadHistory"
+    status_field: str = Field(default="Status", pattern=_SOQL_NAME.pattern)
+    fields: LeadFields = LeadFields()
+    consent_values: ConsentValues = ConsentValues()
+
+
+class Mapping(_Strict):
+    version: Literal[1]
+    source: SourceSpec = SourceSpec()
+    default_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    ga4_too_old: Literal["skip", "send_now"] = "skip"
+    stages: dict[str, StageRule]
+
+    def rule_for(self, crm_status: str) -> StageRule | None:
+        return self.stages.get(crm_status)
+
+    def lead_fields(self) -> dict[str, str]:
+        """Key -> Lead field API name to read: the roles, plus fields that value rules name."""
+        fields = self.source.fields.selected()
+        for rule in self.stages.values():
+            for target in (rule.ga4, rule.google_ads):
+                if target and target.value and target.value.field:
+                    fields[target.value.field] = target.value.field
+        return fields
+
+
+def load_mapping(path: Path) -> Mapping:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"mapping file {path} not found: set CONNECTOR_MAPPING_PATH to a mappings/*.yaml file"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"mapping file {path} is not valid YAML: {exc}") from None
+    try:
+        return Mapping.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(f"mapping file {path} is invalid:\n  " + "\n  ".join(problems)) from None

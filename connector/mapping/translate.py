@@ -1,0 +1,219 @@
+"""Turn a CRM change into a normalised stage change, and decide where it may go.
+
+The result holds no clear-text PII: email and phone leave this module only
+as SHA-256 digests. Every reason a change cannot reach a destination is a
+short code (`unknown_stage`, `no_click_id`, ...) recorded per row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from connector.mapping.identifiers import click_id_problem, hash_email, hash_phone
+from connector.mapping.rules import Mapping, StageRule, Value
+from connector.source.salesforce import CrmChange
+
+GA4 = "ga4"
+GOOGLE_ADS = "google_ads"
+DESTINATIONS = (GA4, GOOGLE_ADS)
+
+# ISO 4217 codes in active use; the list is short on purpose: an exotic code
+# is far more often a CRM typo than a real currency.
+ISO_4217 = frozenset(
+    [
+        "AED",
+        "ARS",
+        "AUD",
+        "BGN",
+        "BRL",
+        "CAD",
+        "CHF",
+        "CLP",
+        "CNY",
+        "COP",
+        "CZK",
+        "DKK",
+        "EGP",
+        "EUR",
+        "GBP",
+        "HKD",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "ISK",
+        "JPY",
+        "KES",
+        "KRW",
+        "MAD",
+        "MXN",
+        "MYR",
+        "NGN",
+        "NOK",
+        "NZD",
+        "PEN",
+        "PHP",
+        "PKR",
+        "PLN",
+        "QAR",
+        "RON",
+        "RSD",
+        "SAR",
+        "SEK",
+        "SGD",
+        "THB",
+        "TRY",
+        "TWD",
+        "UAH",
+        "USD",
+        "VND",
+        "ZAR",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one stage change goes and what it says there."""
+
+    destination: str
+    name: str  # GA4 event name, or Google Ads conversion action id
+    value: float | None
+    currency: str | None
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """A normalised lead stage change, safe to store (no clear-text PII)."""
+
+    lead_id: str
+    crm_status: str
+    stage: str
+    changed_at: datetime
+    source_record_id: str
+    lead_created_at: datetime | None
+    attributes: dict[str, Any]  # click ids, GA client id, hashed ids, consent, UTM fields
+    problems: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def transaction_id(self) -> str:
+        # Deterministic per lead and stage: a resend is a duplicate Google dedups.
+        return f"{self.lead_id}:{self.stage}"
+
+
+UNMAPPED = "unmapped"
+
+
+@dataclass(frozen=True)
+class Mapped:
+    change: StageChange
+    targets: list[Target]
+
+
+def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
+    """Normalise one CRM change; a status the mapping doesn't know is kept, sent nowhere."""
+    rule = mapping.rule_for(crm.new_status)
+    attributes, problems = _attributes(crm, mapping, phone_region)
+    if rule is None:
+        problems["stage"] = "unknown_stage"
+    change = StageChange(
+        lead_id=crm.lead_id,
+        crm_status=crm.new_status,
+        stage=rule.stage if rule else UNMAPPED,
+        changed_at=crm.changed_at,
+        source_record_id=crm.record_id,
+        lead_created_at=crm.lead_created_at,
+        attributes=attributes,
+        problems=problems,
+    )
+    return Mapped(change=change, targets=_targets(rule, crm, change, mapping) if rule else [])
+
+
+def _attributes(
+    crm: CrmChange, mapping: Mapping, phone_region: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    lead = crm.lead
+    problems: dict[str, str] = {}
+    attrs: dict[str, Any] = {
+        key: _text(lead.get(key))
+        for key in ("ga_client_id", "lead_source", "utm_source", "utm_medium", "utm_campaign")
+    }
+    for kind in ("gclid", "gbraid", "wbraid"):
+        value = _text(lead.get(kind))
+        if value and (problem := click_id_problem(value)):
+            problems[kind] = problem
+            value = None
+        attrs[kind] = value
+    email = hash_email(_text(lead.get("email")))
+    phone = hash_phone(_text(lead.get("phone")), phone_region)
+    attrs["email_sha256"], attrs["phone_sha256"] = email.sha256, phone.sha256
+    problems.update({k: h.problem for k, h in (("email", email), ("phone", phone)) if h.problem})
+    consent = mapping.source.consent_values
+    attrs["consent_ad_user_data"] = consent.read(lead.get("consent_ad_user_data"))
+    attrs["consent_ad_personalization"] = consent.read(lead.get("consent_ad_personalization"))
+    attrs["currency"] = _text(lead.get("currency"))
+    return attrs, problems
+
+
+def _targets(
+    rule: StageRule, crm: CrmChange, change: StageChange, mapping: Mapping
+) -> list[Target]:
+    targets = []
+    if rule.ga4 is not None:
+        value, currency, problem = _value(rule.ga4.value, crm, change, mapping)
+        reason = problem or _ga4_block(change)
+        targets.append(Target(GA4, rule.ga4.event, value, currency, reason))
+    if rule.google_ads is not None:
+        value, currency, problem = _value(rule.google_ads.value, crm, change, mapping)
+        reason = problem or _google_ads_block(change)
+        targets.append(
+            Target(GOOGLE_ADS, rule.google_ads.conversion_action, value, currency, reason)
+        )
+    return targets
+
+
+def _value(
+    spec: Value | None, crm: CrmChange, change: StageChange, mapping: Mapping
+) -> tuple[float | None, str | None, str | None]:
+    """(value, currency, problem); a value rule that cannot be met is the row's problem."""
+    if spec is None:
+        return None, None, None
+    raw = crm.lead.get(spec.field) if spec.field else spec.fixed
+    try:
+        amount = float(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        amount = None
+    if amount is None or not math.isfinite(amount) or amount < 0:
+        return None, None, "missing_amount" if raw in (None, "") else "invalid_amount"
+    currency = spec.currency or change.attributes.get("currency") or mapping.default_currency
+    if currency not in ISO_4217:
+        return None, None, "unknown_currency"
+    return amount, currency, None
+
+
+def _ga4_block(change: StageChange) -> str | None:
+    return None if change.attributes.get("ga_client_id") else "no_ga_client_id"
+
+
+def _google_ads_block(change: StageChange) -> str | None:
+    attrs = change.attributes
+    if attrs.get("consent_ad_user_data") is False:
+        return "no_consent"
+    has_click = any(attrs.get(k) for k in ("gclid", "gbraid", "wbraid"))
+    if has_click or attrs.get("email_sha256") or attrs.get("phone_sha256"):
+        return None
+    bad_click = next(
+        (change.problems[k] for k in ("gclid", "gbraid", "wbraid") if k in change.problems), None
+    )
+    return bad_click or "no_identifier"
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None

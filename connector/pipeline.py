@@ -1,0 +1,237 @@
+"""One sync run: pull -> map -> record (ledger + cursor) -> deliver -> summarise.
+
+A real run records every change (and moves the cursor) before anything is
+sent, so an upload failure never loses a change and a rerun never resends a
+delivered one. A dry run does the same pull, mapping and validation against
+the APIs' validate-only modes, writes the payloads to a file, and opens the
+state store read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import Any, Protocol
+
+from connector.errors import ConnectorError
+from connector.ledger.store import Delivery, Ledger, Outcome, utcnow
+from connector.mapping.rules import Mapping
+from connector.mapping.translate import Mapped, translate
+from connector.settings import Settings
+from connector.source.auth import connect
+from connector.source.salesforce import LeadHistoryStream
+from connector.summary import RunSummary
+
+STREAM = "salesforce.LeadHistory"
+RECORD_CHUNK = 1000
+DELIVER_CHUNK = 2000
+log = logging.getLogger("connector.sync")
+
+
+class Destination(Protocol):
+    name: str
+
+    def deliver(
+        self, batch: Sequence[Delivery], *, validate_only: bool = False
+    ) -> list[Outcome]: ...
+
+    def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+Progress = Callable[[str, int], None]  # (phase, rows just done)
+
+
+@dataclass
+class SyncOptions:
+    dry_run: bool = False
+    payloads_path: Path | None = None
+    progress: Progress | None = None
+
+
+def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination]:
+    from connector.destinations.ga4 import GA4Destination
+    from connector.destinations.google_ads import GoogleAdsDestination
+
+    destinations: list[Destination] = []
+    if settings.google_ads.enabled:
+        destinations.append(GoogleAdsDestination(settings.google_ads))
+    if settings.ga4.enabled:
+        destinations.append(GA4Destination(settings.ga4, mapping))
+    return destinations
+
+
+def sync(settings: Settings, mapping: Mapping, options: SyncOptions) -> RunSummary:
+    settings.require_for_sync()
+    ledger = Ledger.open(settings.state_url, readonly=options.dry_run)
+    since = start_point(ledger.cursor(STREAM), settings, utcnow())
+    summary = RunSummary(dry_run=options.dry_run, since=since.isoformat())
+    destinations = build_destinations(settings, mapping)
+    try:
+        run = _DryRun if options.dry_run else _Run
+        run(settings, mapping, ledger, destinations, options, summary).execute(since)
+    finally:
+        for destination in destinations:
+            destination.close()
+    return summary
+
+
+def start_point(cursor: datetime | None, settings: Settings, now: datetime) -> datetime:
+    """Where to read from: the cursor minus the overlap window, or the backfill start."""
+    sf = settings.salesforce
+    if cursor is None:
+        return now - timedelta(days=sf.backfill_days)
+    return cursor - timedelta(seconds=sf.overlap_seconds)
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: Settings,
+        mapping: Mapping,
+        ledger: Ledger,
+        destinations: list[Destination],
+        options: SyncOptions,
+        summary: RunSummary,
+    ) -> None:
+        self.settings = settings
+        self.mapping = mapping
+        self.ledger = ledger
+        self.destinations = destinations
+        self.options = options
+        self.summary = summary
+        self.started = utcnow()
+
+    def execute(self, since: datetime) -> None:
+        run_id = self.ledger.start_run()
+        try:
+            self._pull(run_id, since)
+            for destination in self.destinations:
+                self._deliver(destination)
+        except ConnectorError as exc:
+            self.summary.error = str(exc)
+            raise
+        finally:
+            self.summary.cursor = _iso(self.ledger.cursor(STREAM))
+            self.ledger.finish_run(run_id, self.summary.status, self.summary.as_dict())
+
+    def changes(self, since: datetime) -> Iterator[Mapped]:
+        sf = self.settings.salesforce
+        stream = LeadHistoryStream(connect(sf), self.mapping, reconnect=lambda: connect(sf))
+        try:
+            region = self.settings.google_ads.default_phone_region
+            for crm in stream.changes(since):
+                self.summary.pulled += 1
+                yield translate(crm, self.mapping, region)
+        finally:
+            self.summary.source_calls = stream.calls
+            usage = stream.api_usage
+            self.summary.api_usage = f"{usage[0]}/{usage[1]}" if usage else None
+
+    def _pull(self, run_id: int, since: datetime) -> None:
+        for chunk in _chunks(self.changes(since), RECORD_CHUNK):
+            # The bookmark never passes the run's start: a row stamped later is read next time.
+            newest = min(max(m.change.changed_at for m in chunk), self.started)
+            new = self.ledger.record(run_id, chunk, STREAM, newest)
+            self.summary.new += len(new)
+            self._count(new)
+            for mapped in new:
+                for target in mapped.targets:
+                    if target.skip_reason:
+                        self.summary.tally(target.destination).add("skipped", target.skip_reason)
+            self._progress("pulled", len(chunk))
+
+    def _count(self, new: Sequence[Mapped]) -> None:
+        for mapped in new:
+            change = mapped.change
+            if "stage" in change.problems:
+                self.summary.unmapped[change.crm_status] += 1
+            self.summary.row_problems.update(v for k, v in change.problems.items() if k != "stage")
+
+    def _deliver(self, destination: Destination) -> None:
+        tally = self.summary.tally(destination.name)
+        pending = self.ledger.pending(destination.name)
+        for start in range(0, len(pending), DELIVER_CHUNK):
+            chunk = pending[start : start + DELIVER_CHUNK]
+            outcomes = destination.deliver(chunk)
+            self.ledger.settle(outcomes)
+            tally.add_outcomes(outcomes)
+            self._progress(f"sent to {destination.name}", len(chunk))
+
+    def _progress(self, phase: str, done: int) -> None:
+        if self.options.progress:
+            self.options.progress(phase, done)
+
+
+class _DryRun(_Run):
+    """Pull, map and validate with the APIs' validate-only modes; write nothing to state."""
+
+    def execute(self, since: datetime) -> None:
+        mapped = list(self.changes(since))
+        known = self.ledger.known(
+            (m.change.lead_id, m.change.stage, m.change.changed_at) for m in mapped
+        )
+        fresh = [
+            m
+            for m in mapped
+            if (m.change.lead_id, m.change.stage, m.change.changed_at) not in known
+        ]
+        self.summary.new = len(fresh)
+        self._count(fresh)
+        payloads: dict[str, list[dict[str, Any]]] = {}
+        for destination in self.destinations:
+            batch = _would_deliver(fresh, destination.name, self.summary)
+            outcomes = destination.deliver(batch, validate_only=True)
+            self.summary.tally(destination.name).add_outcomes(outcomes)
+            payloads[destination.name] = destination.payloads(batch)
+        self.summary.cursor = _iso(self.ledger.cursor(STREAM))
+        if self.options.payloads_path:
+            _write_json(self.options.payloads_path, payloads)
+            self.summary.payloads_file = str(self.options.payloads_path)
+
+
+def _would_deliver(
+    fresh: Sequence[Mapped], destination: str, summary: RunSummary
+) -> list[Delivery]:
+    tally = summary.tally(destination)
+    batch = []
+    for index, mapped in enumerate(fresh):
+        for target in mapped.targets:
+            if target.destination != destination:
+                continue
+            if target.skip_reason:
+                tally.add("skipped", target.skip_reason)
+                continue
+            batch.append(
+                Delivery(
+                    id=-(index + 1),  # not in the ledger: a dry run has no delivery rows
+                    destination=destination,
+                    target=target.name,
+                    value=target.value,
+                    currency=target.currency,
+                    attempts=0,
+                    change=mapped.change,
+                )
+            )
+    return batch
+
+
+def _chunks(items: Iterable[Mapped], size: int) -> Iterator[list[Mapped]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")

@@ -1,0 +1,62 @@
+"""Print a run summary for a person (rich) or a script (JSON on stdout)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from connector.summary import RunSummary
+
+
+def print_json(data: dict[str, Any]) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def print_summary(summary: RunSummary, console: Console, title: str = "Sync") -> None:
+    data = summary.as_dict()
+    mode = " (dry run: nothing sent, state unchanged)" if summary.dry_run else ""
+    console.print(f"[bold]{title}[/bold]{mode}: status [bold]{data['status']}[/bold]")
+    console.print(
+        f"  pulled {data['pulled']} stage changes since {data['since']}: "
+        f"{data['new']} new, {data['already_recorded']} already recorded"
+    )
+    if data["unmapped_statuses"]:
+        console.print(f"  statuses the mapping doesn't know: {_pairs(data['unmapped_statuses'])}")
+    if data["row_problems"]:
+        console.print(f"  row problems: {_pairs(data['row_problems'])}")
+    console.print(_destinations_table(data["destinations"], summary.dry_run))
+    extras = [
+        ("cursor", data["cursor"]),
+        ("Salesforce API usage", data["salesforce_api_usage"]),
+        ("Salesforce query calls", data["salesforce_query_calls"]),
+        ("payloads written to", data["payloads_file"]),
+        ("error", data["error"]),
+    ]
+    for label, value in extras:
+        if value not in (None, ""):
+            console.print(f"  {label}: {value}")
+
+
+def _destinations_table(destinations: dict[str, Any], dry_run: bool) -> Table:
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("destination")
+    table.add_column("valid" if dry_run else "delivered", justify="right")
+    table.add_column("pending", justify="right")
+    table.add_column("skipped (reason)")
+    table.add_column("rejected (reason)")
+    for name, tally in destinations.items():
+        table.add_row(
+            name,
+            str(tally["delivered"]),
+            str(tally["pending"]),
+            _pairs(tally["skipped"]) or "0",
+            _pairs(tally["rejected"]) or "0",
+        )
+    return table
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items())

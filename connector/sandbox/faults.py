@@ -1,0 +1,49 @@
+"""Faults an emulator can be told to inject into its next responses."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from connector.sandbox.server import Response
+
+
+@dataclass
+class Fault:
+    """One injected failure: an HTTP status with a body, or a delay (a timeout to the client)."""
+
+    status: int = 503
+    body: object = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
+    path_contains: str = ""  # empty: any path
+
+
+class FaultQueue:
+    """FIFO of faults; each matching request consumes one. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+
+    def push(self, fault: Fault, times: int = 1) -> None:
+        with self._lock:
+            self._faults.extend(fault for _ in range(times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, path: str) -> Response | None:
+        """The response to inject for this request, or None to serve it normally."""
+        with self._lock:
+            fault = next((f for f in self._faults if f.path_contains in path), None)
+            if fault is None:
+                return None
+            self._faults.remove(fault)
+        if fault.delay_seconds:
+            time.sleep(fault.delay_seconds)
+        body = fault.body if fault.body is not None else {"error": {"code": fault.status}}
+        return Response(fault.status, body, headers=fault.headers)

@@ -1,0 +1,96 @@
+"""All emulators together, and the settings that point the connector at them.
+
+Used by `connector demo` and by the tests: the connector runs its normal code
+path; only endpoints, CA bundles and credentials differ from production.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from connector.sandbox.datamanager import DataManagerEmulator
+from connector.sandbox.ga4 import GA4Emulator
+from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.tls import test_ca, trust_test_ca_for_grpc
+from connector.settings import Settings
+
+OPERATING_ACCOUNT = "1234567890"
+MEASUREMENT_ID = "G-DEMO000001"
+# Sandbox-only values: they unlock the local emulators and nothing else.
+SF_PASSWORD = "demo-password"  # noqa: S105
+SF_TOKEN = "demo-token"  # noqa: S105
+SF_CLIENT_SECRET = "demo-client-secret"  # noqa: S105
+GA4_SECRET = "demo-api-secret"  # noqa: S105
+
+
+@dataclass
+class Sandbox:
+    tables: dict[str, list[dict[str, Any]]]
+    salesforce: SalesforceEmulator = field(init=False)
+    datamanager: DataManagerEmulator = field(init=False)
+    ga4: GA4Emulator = field(init=False)
+
+    def __post_init__(self) -> None:
+        trust_test_ca_for_grpc()
+        self.salesforce = SalesforceEmulator(
+            self.tables,
+            password=SF_PASSWORD,
+            security_token=SF_TOKEN,
+            client_secret=SF_CLIENT_SECRET,
+        )
+        self.datamanager = DataManagerEmulator()
+        self.ga4 = GA4Emulator(measurement_id=MEASUREMENT_ID, api_secret=GA4_SECRET)
+
+    def __enter__(self) -> Sandbox:
+        self.salesforce.start()
+        self.datamanager.start()
+        self.ga4.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for emulator in (self.salesforce, self.datamanager, self.ga4):
+            emulator.stop()
+
+    def settings(self, state_url: str, mapping_path: Path, **extra: Any) -> Settings:
+        ca = test_ca().bundle_path
+        values: dict[str, Any] = {
+            "state_url": state_url,
+            "mapping_path": mapping_path,
+            "salesforce": {
+                "login_url": self.salesforce.url,
+                "username": "demo@example.com",
+                "password": SF_PASSWORD,
+                "security_token": SF_TOKEN,
+                "client_id": "demo-client-id",
+                "client_secret": SF_CLIENT_SECRET,
+                "ca_bundle": ca,
+            },
+            "google_ads": {
+                "operating_account_id": OPERATING_ACCOUNT,
+                "datamanager_endpoint": self.datamanager.url,
+                "datamanager_ca_bundle": ca,
+                "anonymous_credentials": True,
+                "default_phone_region": "DE",
+            },
+            "ga4": {
+                "measurement_id": MEASUREMENT_ID,
+                "api_secret": GA4_SECRET,
+                "mp_base_url": self.ga4.url,
+                "ca_bundle": ca,
+            },
+        }
+        for key, value in extra.items():
+            if isinstance(value, dict) and isinstance(values.get(key), dict):
+                values[key] = {**values[key], **value}
+            else:
+                values[key] = value
+        # Built directly, not from the environment: a demo never picks up real credentials.
+        return Settings.model_validate(values)

@@ -1,0 +1,84 @@
+"""The run summary: counts a person reads at a glance and a script reads as JSON."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.ledger.store import DELIVERED, PENDING, REJECTED, SKIPPED, Outcome
+
+
+@dataclass
+class DestinationTally:
+    delivered: int = 0
+    pending: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def add(self, status: str, reason: str | None) -> None:
+        if status == DELIVERED:
+            self.delivered += 1
+        elif status == PENDING:
+            self.pending += 1
+        elif status == SKIPPED:
+            self.skipped[reason or "unspecified"] += 1
+        elif status == REJECTED:
+            self.rejected[reason or "unspecified"] += 1
+
+    def add_outcomes(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            self.add(outcome.status, outcome.reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "delivered": self.delivered,
+            "pending": self.pending,
+            "skipped": dict(self.skipped.most_common()),
+            "rejected": dict(self.rejected.most_common()),
+        }
+
+
+@dataclass
+class RunSummary:
+    dry_run: bool
+    since: str
+    pulled: int = 0
+    new: int = 0
+    unmapped: Counter[str] = field(default_factory=Counter)
+    row_problems: Counter[str] = field(default_factory=Counter)
+    destinations: dict[str, DestinationTally] = field(default_factory=dict)
+    cursor: str | None = None
+    api_usage: str | None = None
+    source_calls: int = 0
+    payloads_file: str | None = None
+    error: str | None = None
+
+    def tally(self, destination: str) -> DestinationTally:
+        return self.destinations.setdefault(destination, DestinationTally())
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "failed"
+        if any(t.pending for t in self.destinations.values()):
+            return "partial"
+        return "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "since": self.since,
+            "pulled": self.pulled,
+            "new": self.new,
+            "already_recorded": self.pulled - self.new,
+            "unmapped_statuses": dict(self.unmapped.most_common()),
+            "row_problems": dict(self.row_problems.most_common()),
+            "destinations": {name: t.as_dict() for name, t in sorted(self.destinations.items())},
+            "cursor": self.cursor,
+            "salesforce_api_usage": self.api_usage,
+            "salesforce_query_calls": self.source_calls,
+            "payloads_file": self.payloads_file,
+            "error": self.error,
+        }

@@ -1,0 +1,72 @@
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connector.mapping.rules import load_mapping
+from connector.mapping.translate import GA4, GOOGLE_ADS, translate
+from connector.source.salesforce import CrmChange
+
+MAPPING = load_mapping(Path(__file__).resolve().parents[2] / "mappings" / "salesforce.yaml")
+WHEN = datetime(2026, 11, 20, 14, 3, 11, tzinfo=UTC)
+
+
+def change(status: str = "MQL", **lead: Any) -> CrmChange:
+    fields: dict[str, Any] = {
+        "email": "Jane.Doe@Example.com",
+        "gclid": "Cj0KCQiA-abcdEFGH_1234567890",
+        "ga_client_id": "123.456",
+        "consent_ad_user_data": "Granted",
+        "currency": "EUR",
+    }
+    fields.update(lead)
+    return CrmChange("017000000000001", "00Q000000000001", "Open", status, WHEN, WHEN, fields)
+
+
+def targets(mapped: Any) -> dict[str, Any]:
+    return {t.destination: t for t in mapped.targets}
+
+
+def test_known_stage_maps_to_both_destinations_with_value() -> None:
+    mapped = translate(change(), MAPPING, "DE")
+    assert mapped.change.stage == "mql"
+    t = targets(mapped)
+    assert t[GOOGLE_ADS].name == "700000001" and t[GOOGLE_ADS].value == 50.0
+    assert t[GA4].name == "qualify_lead" and t[GA4].currency == "EUR"
+    assert not any(x.skip_reason for x in mapped.targets)
+
+
+def test_no_clear_text_pii_survives_translation() -> None:
+    mapped = translate(change(phone="0621 533 999 82"), MAPPING, "DE")
+    stored = repr(mapped.change)
+    assert "Jane" not in stored and "Example.com" not in stored and "0621" not in stored
+    assert len(mapped.change.attributes["email_sha256"]) == 64
+
+
+def test_unknown_stage_is_kept_with_a_reason_and_sent_nowhere() -> None:
+    mapped = translate(change("Nurture"), MAPPING, "DE")
+    assert mapped.change.stage == "unmapped"
+    assert mapped.change.problems["stage"] == "unknown_stage"
+    assert mapped.targets == []
+
+
+def test_unknown_currency_blocks_the_valued_targets() -> None:
+    t = targets(translate(change(currency="XYZ"), MAPPING, "DE"))
+    assert t[GOOGLE_ADS].skip_reason == "unknown_currency"
+
+
+def test_denied_consent_keeps_the_lead_out_of_google_ads() -> None:
+    t = targets(translate(change(consent_ad_user_data="Denied"), MAPPING, "DE"))
+    assert t[GOOGLE_ADS].skip_reason == "no_consent"
+    assert t[GA4].skip_reason is None
+
+
+def test_malformed_gclid_without_other_identifier_has_its_reason() -> None:
+    mapped = translate(change(gclid="bad gclid!", email=None), MAPPING, "DE")
+    assert mapped.change.problems["gclid"] == "malformed_click_id"
+    assert targets(mapped)[GOOGLE_ADS].skip_reason == "malformed_click_id"
+
+
+def test_missing_ga_client_id_skips_ga4() -> None:
+    assert targets(translate(change(ga_client_id=None), MAPPING, "DE"))[GA4].skip_reason == (
+        "no_ga_client_id"
+    )
