@@ -13,7 +13,11 @@ from connector.sandbox.dataset import generate
 from connector.sandbox.stack import Sandbox
 from connector.summary import RunSummary
 
-MAPPING = Path(__file__).resolve().parent.parent / "mappings" / "salesforce.yaml"
+# The repo's mapping when run from a checkout; the working directory's in a container.
+_MAPPINGS = (
+    Path(__file__).resolve().parent.parent / "mappings" / "salesforce.yaml",
+    Path.cwd() / "mappings" / "salesforce.yaml",
+)
 
 
 @dataclass
@@ -40,7 +44,8 @@ def run_demo(
     state_url = f"sqlite:///{directory / 'connector.db'}"
     data = generate(n_leads=leads, seed=seed)
     with Sandbox(data.tables()) as sandbox:
-        settings = sandbox.settings(state_url, MAPPING)
+        mapping_path = next((p for p in _MAPPINGS if p.exists()), _MAPPINGS[0])
+        settings = sandbox.settings(state_url, mapping_path)
         mapping = load_mapping(settings.mapping_path)
         first = sync(settings, mapping, SyncOptions(progress=progress))
         # Shows exactly-once: the same window again finds everything already recorded.

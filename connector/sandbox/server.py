@@ -71,7 +71,9 @@ class EmulatorServer:
         return f"https://127.0.0.1:{self.port}"
 
     def start(self) -> EmulatorServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

@@ -1,0 +1,92 @@
+"""The ledger on SQLite and PostgreSQL: stored once, cursor moves with its rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from connector.errors import ConfigError
+from connector.ledger.store import DELIVERED, PENDING, SKIPPED, Ledger, Outcome
+from connector.mapping.translate import Mapped, StageChange, Target
+
+T0 = datetime(2026, 11, 20, 14, 3, 11, tzinfo=UTC)
+
+
+def mapped(lead: str, stage: str = "mql", at: datetime = T0, skip: str | None = None) -> Mapped:
+    change = StageChange(
+        lead_id=lead,
+        crm_status=stage.upper(),
+        stage=stage,
+        changed_at=at,
+        source_record_id=f"017{lead}",
+        lead_created_at=at - timedelta(days=3),
+        attributes={"gclid": "Cj0KCQiA-abcdEFGH_1234567890", "email_sha256": "ab" * 32},
+        problems={},
+    )
+    targets = [
+        Target("google_ads", "700000001", 50.0, "EUR"),
+        Target("ga4", "qualify_lead", 50.0, "EUR", skip_reason=skip),
+    ]
+    return Mapped(change, targets)
+
+
+def test_changes_are_stored_once_and_cursor_moves_with_them(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    run = ledger.start_run()
+    first = ledger.record(run, [mapped("A"), mapped("B")], "s", T0)
+    again = ledger.record(run, [mapped("A"), mapped("C")], "s", T0 + timedelta(seconds=1))
+    assert len(first) == 2 and [m.change.lead_id for m in again] == ["C"]
+    assert ledger.cursor("s") == T0 + timedelta(seconds=1)
+    assert {d.change.lead_id for d in ledger.pending("google_ads")} == {"A", "B", "C"}
+
+
+def test_cursor_never_moves_backwards(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    run = ledger.start_run()
+    ledger.record(run, [mapped("A")], "s", T0)
+    ledger.record(run, [], "s", T0 - timedelta(hours=1))
+    assert ledger.cursor("s") == T0
+
+
+def test_skipped_targets_get_a_reason_and_settled_rows_leave_pending(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    run = ledger.start_run()
+    ledger.record(run, [mapped("A", skip="too_old_for_ga4")], "s", T0)
+    assert ledger.pending("ga4") == []
+    (pending,) = ledger.pending("google_ads")
+    assert pending.change.changed_at == T0  # timezone survives the round trip
+    ledger.settle([Outcome(pending.id, DELIVERED, request_id="req-1")])
+    assert ledger.pending("google_ads") == []
+    assert ledger.counts() == {"google_ads": {DELIVERED: 1}, "ga4": {SKIPPED: 1}}
+    ledger.finish_run(run, "ok", {"new": 1})
+
+
+def test_transient_failure_keeps_row_pending_and_counts_attempts(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    ledger.record(ledger.start_run(), [mapped("A")], "s", T0)
+    (pending,) = ledger.pending("google_ads")
+    ledger.settle([Outcome(pending.id, PENDING, error="503")])
+    (again,) = ledger.pending("google_ads")
+    assert again.attempts == 1
+
+
+def test_known_finds_recorded_keys(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    ledger.record(ledger.start_run(), [mapped("A")], "s", T0)
+    keys = {("A", "mql", T0), ("B", "mql", T0)}
+    assert ledger.known(keys) == {("A", "mql", T0)}
+
+
+def test_readonly_open_of_a_missing_sqlite_store_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    ledger = Ledger.open(f"sqlite:///{path}", readonly=True)
+    assert ledger.cursor("s") is None
+    assert ledger.known({("A", "mql", T0)}) == set()
+    assert not path.exists()
+
+
+def test_unusable_state_url_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match="CONNECTOR_STATE_URL"):
+        Ledger.open("nosuchdb://x")

@@ -1,0 +1,431 @@
+"""The Data Manager emulator driven by the real GAPIC REST client over TLS (no mocks)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import google.auth.credentials
+import pytest
+import requests
+from google.ads import datamanager_v1 as dm
+from google.ads.datamanager_v1.services.ingestion_service.transports.rest import (
+    IngestionServiceRestTransport,
+)
+from google.api_core import exceptions
+
+from connector.sandbox.datamanager import (
+    DataManagerEmulator,
+    resource_exhausted_fault,
+    slow_fault,
+    unavailable_fault,
+)
+from connector.sandbox.tls import test_ca as _test_ca
+
+EMAIL_HASH = hashlib.sha256(b"jane.doe@example.com").hexdigest()
+PHONE_HASH = hashlib.sha256(b"+4962153399982").hexdigest()
+GOOGLE_ADS = dm.ProductAccount.AccountType.GOOGLE_ADS
+
+
+@pytest.fixture(scope="module")
+def _shared_emulator() -> Iterator[DataManagerEmulator]:
+    # One server per module: stopping one waits out serve_forever's 0.5 s poll.
+    with DataManagerEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def emulator(_shared_emulator: DataManagerEmulator) -> DataManagerEmulator:
+    _shared_emulator.reset()
+    return _shared_emulator
+
+
+def make_client(emulator: DataManagerEmulator) -> dm.IngestionServiceClient:
+    client = dm.IngestionServiceClient(
+        credentials=google.auth.credentials.AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        transport="rest",
+        client_options={"api_endpoint": emulator.url},
+    )
+    # The machine presets REQUESTS_CA_BUNDLE, which requests prefers over session.verify.
+    session = cast(IngestionServiceRestTransport, client.transport)._session
+    session.verify = str(_test_ca().bundle_path)
+    session.trust_env = False
+    return client
+
+
+@pytest.fixture
+def client(emulator: DataManagerEmulator) -> dm.IngestionServiceClient:
+    return make_client(emulator)
+
+
+def destination(action: str = "555000", reference: str = "") -> dm.Destination:
+    account = dm.ProductAccount(account_id="1234567890", account_type=GOOGLE_ADS)
+    return dm.Destination(
+        operating_account=account, product_destination_id=action, reference=reference
+    )
+
+
+def event(transaction_id: str, gclid: str = "Cj0KCQ_abc-123", value: float = 10.0) -> dm.Event:
+    return dm.Event(
+        transaction_id=transaction_id,
+        event_timestamp=datetime.now(UTC) - timedelta(hours=2),
+        ad_identifiers=dm.AdIdentifiers(gclid=gclid),
+        conversion_value=value,
+        currency="EUR",
+        event_source=dm.EventSource.OTHER,
+    )
+
+
+def email_event(transaction_id: str, email_hash: str = EMAIL_HASH) -> dm.Event:
+    ev = event(transaction_id)
+    ev.ad_identifiers = dm.AdIdentifiers()
+    ev.user_data = dm.UserData(user_identifiers=[dm.UserIdentifier(email_address=email_hash)])
+    return ev
+
+
+def ingest(events: list[dm.Event], **kwargs: object) -> dm.IngestEventsRequest:
+    kwargs.setdefault("destinations", [destination()])
+    kwargs.setdefault("encoding", dm.Encoding.HEX)
+    return dm.IngestEventsRequest(events=events, **kwargs)
+
+
+def rejection(
+    client: dm.IngestionServiceClient, request: dm.IngestEventsRequest
+) -> exceptions.BadRequest:
+    with pytest.raises(exceptions.BadRequest) as info:
+        client.ingest_events(request=request)
+    return info.value
+
+
+def test_valid_batch_is_accepted(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    phone = dm.UserIdentifier(phone_number=PHONE_HASH)
+    with_phone = email_event("t3")
+    with_phone.user_data.user_identifiers.append(phone)
+    response = client.ingest_events(request=ingest([event("t1"), email_event("t2"), with_phone]))
+
+    assert response.request_id
+    assert emulator.requests == 1
+    assert [a["transaction_id"] for a in emulator.accepted] == ["t1", "t2", "t3"]
+    first = emulator.accepted[0]
+    assert first["destination_id"] == "555000"
+    assert first["operating_account_id"] == "1234567890"
+    assert first["gclid"] == "Cj0KCQ_abc-123"
+    assert (first["conversion_value"], first["currency"], first["event_source"]) == (
+        10.0,
+        "EUR",
+        "OTHER",
+    )
+    assert set(emulator.conversions) == {("555000", "t1"), ("555000", "t2"), ("555000", "t3")}
+    assert emulator.adjustments == 0
+    # Only hashes travel: no '@' and no '+<digits>' in anything the API received.
+    assert all("@" not in body and "+49" not in body for body in emulator.received_bodies)
+
+
+def test_one_bad_event_rejects_the_whole_batch(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    events = [event(f"t{i}") for i in range(5)]
+    events[3].ad_identifiers.gclid = "not a gclid!"
+
+    error = rejection(client, ingest(events))
+
+    assert "events[3].ad_identifiers.gclid" in error.message
+    assert error.code == 400
+    assert error.reason == "INVALID_FORMAT"
+    assert error.domain == "datamanager.googleapis.com"
+    bad_request = next(d for d in error.details if d["@type"].endswith("google.rpc.BadRequest"))
+    assert bad_request["fieldViolations"] == [
+        {
+            "field": "events[3].ad_identifiers.gclid",
+            "description": "Allowed characters are [A-Za-z0-9_-].",
+            "reason": "INVALID_FORMAT",
+        }
+    ]
+    assert emulator.accepted == []
+    assert emulator.conversions == {}
+    assert emulator.rejected_requests == 1
+
+
+def test_2001_events_are_rejected_and_2000_are_not(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    events = [event(f"t{i}") for i in range(2001)]
+
+    error = rejection(client, ingest(events))
+    assert error.reason == "TOO_MANY_EVENTS"
+    assert "events: At most 2000 events per request, got 2001." in error.message
+
+    client.ingest_events(request=ingest(events[:2000], validate_only=True))
+    assert emulator.validated_requests == 1
+
+
+def _no_destinations(r: dm.IngestEventsRequest) -> None:
+    del r.destinations[:]
+
+
+def _two_unreferenced_destinations(r: dm.IngestEventsRequest) -> None:
+    r.destinations.append(destination("555001"))
+
+
+def _duplicate_references(r: dm.IngestEventsRequest) -> None:
+    r.destinations[0].reference = "a"
+    r.destinations.append(destination("555001", reference="a"))
+
+
+def _set_event(**fields: object) -> Callable[[dm.IngestEventsRequest], None]:
+    def mutate(r: dm.IngestEventsRequest) -> None:
+        for name, value in fields.items():
+            setattr(r.events[0], name, value)
+
+    return mutate
+
+
+def _set(target: str, name: str, value: object) -> Callable[[dm.IngestEventsRequest], None]:
+    def mutate(r: dm.IngestEventsRequest) -> None:
+        obj: object = r
+        for part in target.split("."):
+            obj = obj[int(part)] if part.isdigit() else getattr(obj, part)  # type: ignore[index]
+        setattr(obj, name, value)
+
+    return mutate
+
+
+def _hashed_email(
+    value: str, encoding: int = dm.Encoding.HEX
+) -> Callable[[dm.IngestEventsRequest], None]:
+    def mutate(r: dm.IngestEventsRequest) -> None:
+        r.encoding = dm.Encoding(encoding)
+        r.events[0].user_data = dm.UserData(
+            user_identifiers=[dm.UserIdentifier(email_address=value)]
+        )
+
+    return mutate
+
+
+def _no_encoding(r: dm.IngestEventsRequest) -> None:
+    _hashed_email(EMAIL_HASH)(r)
+    r.encoding = dm.Encoding(dm.Encoding.ENCODING_UNSPECIFIED)
+
+
+EMAIL_0 = "events[0].user_data.user_identifiers[0].email_address"
+
+RULES = [
+    (_no_destinations, "destinations", "REQUIRED_FIELD_MISSING"),
+    (_set("destinations.0.operating_account", "account_id", "123-456-7890"),
+     "destinations[0].operating_account.account_id", "INVALID_FORMAT"),
+    (_set("destinations.0.operating_account", "account_type", 0),
+     "destinations[0].operating_account.account_type", "INVALID_ENUM_VALUE"),
+    (_set("destinations.0", "product_destination_id", ""),
+     "destinations[0].product_destination_id", "REQUIRED_FIELD_MISSING"),
+    (_two_unreferenced_destinations, "destinations[0].reference", "REQUIRED_FIELD_MISSING"),
+    (_duplicate_references, "destinations[1].reference", "DUPLICATE_DESTINATION_REFERENCE"),
+    (_set_event(destination_references=["nope"]),
+     "events[0].destination_references[0]", "INVALID_DESTINATION"),
+    (_set_event(event_timestamp=None), "events[0].event_timestamp", "REQUIRED_FIELD_MISSING"),
+    (_set_event(event_timestamp=datetime.now(UTC) + timedelta(hours=1)),
+     "events[0].event_timestamp", "EVENT_TIME_INVALID"),
+    (_set_event(event_source=0), "events[0].event_source", "REQUIRED_FIELD_MISSING"),
+    (_set_event(transaction_id=""), "events[0].transaction_id", "REQUIRED_FIELD_MISSING"),
+    (_set("events.0.ad_identifiers", "gbraid", "gb_123"),
+     "events[0].ad_identifiers", "INVALID_ARGUMENT"),
+    (_set_event(conversion_value=-1.0), "events[0].conversion_value", "INVALID_NUMBER_FORMAT"),
+    (_set_event(conversion_value=math.nan), "events[0].conversion_value", "INVALID_NUMBER_FORMAT"),
+    (_set_event(conversion_value=math.inf), "events[0].conversion_value", "INVALID_NUMBER_FORMAT"),
+    (_set_event(currency="XYZ"), "events[0].currency", "INVALID_CURRENCY_CODE"),
+    (_set_event(currency="eur"), "events[0].currency", "INVALID_CURRENCY_CODE"),
+    (_no_encoding, "encoding", "REQUIRED_FIELD_MISSING"),
+    (_hashed_email("jane.doe@example.com"), EMAIL_0, "INVALID_SHA256_FORMAT"),
+    (_hashed_email(EMAIL_HASH.upper()), EMAIL_0, "INVALID_HEX_ENCODING"),
+    (_hashed_email(EMAIL_HASH[:63]), EMAIL_0, "INVALID_HEX_ENCODING"),
+    (_hashed_email(EMAIL_HASH, dm.Encoding.BASE64), EMAIL_0, "INVALID_BASE64_ENCODING"),
+    (_set_event(consent=dm.Consent(ad_user_data=7)),
+     "events[0].consent.ad_user_data", "INVALID_ENUM_VALUE"),
+    (_set("consent", "ad_personalization", 9), "consent.ad_personalization", "INVALID_ENUM_VALUE"),
+    (_set("events.0.ad_identifiers", "gclid", ""), "events[0]", "NO_IDENTIFIERS_PROVIDED"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mutate", "field", "reason"), RULES)
+def test_each_documented_rule(
+    emulator: DataManagerEmulator,
+    client: dm.IngestionServiceClient,
+    mutate: Callable[[dm.IngestEventsRequest], None],
+    field: str,
+    reason: str,
+) -> None:
+    request = ingest([event("t1")])
+    mutate(request)
+
+    error = rejection(client, request)
+
+    assert f"invalid argument. {field}: " in error.message
+    assert error.reason == reason
+    assert emulator.accepted == []
+
+
+def test_clear_text_phone_is_rejected_without_echoing_it(client: dm.IngestionServiceClient) -> None:
+    request = ingest([event("t1")])
+    request.events[0].user_data = dm.UserData(
+        user_identifiers=[dm.UserIdentifier(phone_number="+4962153399982")]
+    )
+
+    error = rejection(client, request)
+
+    assert "events[0].user_data.user_identifiers[0].phone_number" in error.message
+    assert "4962153399982" not in str(error.details)
+    assert error.reason == "INVALID_SHA256_FORMAT"
+
+
+def test_base64_hashes_pass_with_base64_encoding(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    digest = base64.b64encode(hashlib.sha256(b"jane.doe@example.com").digest()).decode()
+    client.ingest_events(request=ingest([email_event("t1", digest)], encoding=dm.Encoding.BASE64))
+    assert emulator.accepted[0]["user_identifiers"] == [{"email_address": digest}]
+
+
+def test_validate_only_records_nothing(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    response = client.ingest_events(request=ingest([event("t1")], validate_only=True))
+
+    assert response.request_id == ""
+    assert emulator.validated_requests == 1
+    assert emulator.accepted == []
+    assert emulator.conversions == {}
+    assert emulator.requests == 1
+
+
+def test_repeated_transaction_id_is_an_adjustment(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    client.ingest_events(request=ingest([event("t1", value=10.0)]))
+    client.ingest_events(request=ingest([event("t1", value=25.0)]))
+    # The same transaction id for another conversion action is a conversion of its own.
+    client.ingest_events(request=ingest([event("t1")], destinations=[destination("777000")]))
+
+    assert emulator.adjustments == 1
+    assert set(emulator.conversions) == {("555000", "t1"), ("777000", "t1")}
+    assert emulator.conversions["555000", "t1"]["conversion_value"] == 25.0
+    assert [a["is_adjustment"] for a in emulator.accepted] == [False, True, False]
+
+
+def test_request_status_counts_records_per_destination(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    qualified, won = destination("555000", "qualified"), destination("555001", "won")
+    only_won = event("t2")
+    only_won.destination_references = ["won"]
+    response = client.ingest_events(
+        request=ingest([event("t1"), only_won], destinations=[qualified, won])
+    )
+
+    status = client.retrieve_request_status(
+        request=dm.RetrieveRequestStatusRequest(request_id=response.request_id)
+    )
+
+    per_destination = status.request_status_per_destination
+    assert [s.destination.reference for s in per_destination] == ["qualified", "won"]
+    assert [s.events_ingestion_status.record_count for s in per_destination] == [1, 2]
+    assert {s.request_status for s in per_destination} == {
+        dm.RequestStatusPerDestination.RequestStatus.SUCCESS
+    }
+    assert sorted(emulator.conversions) == [("555000", "t1"), ("555001", "t1"), ("555001", "t2")]
+
+
+def test_unknown_request_id_is_rejected(client: dm.IngestionServiceClient) -> None:
+    with pytest.raises(exceptions.BadRequest) as info:
+        client.retrieve_request_status(request=dm.RetrieveRequestStatusRequest(request_id="nope"))
+    assert info.value.reason == "INVALID_REQUEST_ID"
+
+
+def test_429_raises_too_many_requests(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    emulator.faults.push(resource_exhausted_fault(retry_after_seconds=7))
+
+    with pytest.raises(exceptions.TooManyRequests) as info:
+        client.ingest_events(request=ingest([event("t1")]))
+
+    # The REST path maps by HTTP status: TooManyRequests, not its gRPC subclass ResourceExhausted.
+    assert type(info.value) is exceptions.TooManyRequests
+    assert info.value.reason == "RESOURCE_EXHAUSTED"
+    assert info.value.response.headers["Retry-After"] == "7"
+    assert emulator.accepted == []
+    client.ingest_events(request=ingest([event("t1")]))
+    assert emulator.requests == 2
+    assert len(emulator.accepted) == 1
+
+
+def test_503_raises_service_unavailable_without_the_default_retry(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    emulator.faults.push(unavailable_fault())
+    with pytest.raises(exceptions.ServiceUnavailable):
+        client.ingest_events(request=ingest([event("t1")]), retry=None)
+    assert emulator.accepted == []
+
+
+def test_slow_answer_times_out(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    emulator.faults.push(slow_fault(1.0))
+    with pytest.raises(requests.exceptions.Timeout):
+        client.ingest_events(request=ingest([event("t1")]), retry=None, timeout=0.2)
+    assert emulator.accepted == []
+
+
+def test_reject_switch_names_the_event_for_bisection(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    emulator.reject(transaction_ids={"t2"}, gclids={"gclid_bad"})
+    events = [event("t0"), event("t1"), event("t2"), event("t3", gclid="gclid_bad")]
+
+    error = rejection(client, ingest(events))
+    assert "events[2].transaction_id" in error.message
+    fields = [
+        v["field"] for d in error.details if "fieldViolations" in d for v in d["fieldViolations"]
+    ]
+    assert fields == ["events[2].transaction_id", "events[3].ad_identifiers.gclid"]
+
+    client.ingest_events(request=ingest(events[:2]))
+    assert [a["transaction_id"] for a in emulator.accepted] == ["t0", "t1"]
+    emulator.clear_rejections()
+    client.ingest_events(request=ingest(events[2:]))
+    assert len(emulator.accepted) == 4
+
+
+def test_unknown_json_field_is_rejected(emulator: DataManagerEmulator) -> None:
+    response = requests.post(
+        f"{emulator.url}/v1/events:ingest",
+        json={"events": [], "bogusField": 1},
+        verify=str(_test_ca().bundle_path),
+        timeout=5,
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert "bogusField" in error["message"]
+
+
+def test_concurrent_ingests_are_all_recorded(emulator: DataManagerEmulator) -> None:
+    def worker(n: int) -> None:
+        own_client = make_client(emulator)
+        for i in range(5):
+            own_client.ingest_events(request=ingest([event(f"w{n}-{i}")]))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert emulator.requests == 30
+    assert len(emulator.conversions) == 30
