@@ -74,7 +74,7 @@ def demo_command(
     """Run a full sync against local emulators with a generated dataset: no credentials."""
     from connector.demo import run_demo
 
-    _setup_logging(Settings(log_format="auto"))
+    logs.setup("auto", "INFO", [])
     try:
         with _progress() as progress:
             result = run_demo(leads=leads, seed=seed, state_dir=state_dir, progress=progress)
@@ -88,6 +88,134 @@ def demo_command(
         print_summary(result.second, out, title="Second sync right after")
         out.print(f"State store: {result.state_url}")
     raise typer.Exit(EXIT_PENDING if result.first.status == "partial" else 0)
+
+
+@app.command("report")
+def report_command(
+    since: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default: the 90 days up to --until).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")
+    ] = None,
+    group_by: Annotated[str, typer.Option(help="Trend buckets: month or week.")] = "month",
+    fmt: Annotated[str, typer.Option("--format", help="table, json, csv or html.")] = "table",
+    output: Annotated[
+        Path | None, typer.Option(help="File for html / csv (default report.html / report.csv).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Attribution and funnel report for the leads first seen in a period, from the ledger."""
+    # Imported here: the report's modules are only needed by this command.
+    from connector.errors import ConfigError
+    from connector.ledger.store import Ledger
+    from connector.report import Period, build_report, load, print_table, to_csv, to_html
+    from connector.report.render import report_dict
+
+    fmt = "json" if as_json else fmt
+    if fmt not in ("table", "json", "csv", "html"):
+        raise typer.BadParameter("use table, json, csv or html", param_hint="--format")
+    if group_by not in ("month", "week"):
+        raise typer.BadParameter("use month or week", param_hint="--group-by")
+    try:
+        period = Period.parse(since, until)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since / --until") from None
+    settings = _settings()
+    try:
+        mapping = load_mapping(settings.mapping_path)
+        data = load(Ledger.open(settings.state_url, readonly=True), period)
+    except ConnectorError as exc:
+        _fail(exc, fmt == "json")
+    report = build_report(
+        data,
+        currency=mapping.default_currency,
+        group_by="week" if group_by == "week" else "month",
+        precedence=mapping.attribution_precedence,
+    )
+    if fmt == "json":
+        print_json(report_dict(report))
+    elif fmt == "table":
+        print_table(report, Console())
+    else:
+        path = output or Path(f"report.{fmt}")
+        try:
+            path.write_text(to_html(report) if fmt == "html" else to_csv(report), "utf-8")
+        except OSError as exc:
+            _fail(ConfigError(f"cannot write the report to {path}: {exc.strerror}"))
+        Console().print(f"report written to {path.resolve()}")
+
+
+EXIT_DIFFERENCES = EXIT_PENDING  # 4: the same "something is left to look at" code
+
+
+@app.command("reconcile")
+def reconcile_command(
+    since: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default: 6 days before --until).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last day, YYYY-MM-DD (default: yesterday).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare delivered GA4 events (ledger) with GA4's own counts per event and day.
+
+    Exits 4 when any differ: events GA4 did not count, or counted beyond what was sent.
+    """
+    # Imported here: the Data API client is only needed by the GA4 commands.
+    from connector.ga4_data import GA4Data, event_names, print_reconciliation, reconcile, window
+    from connector.ledger.store import Ledger
+
+    try:
+        first, last = window(since, until)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since / --until") from None
+    settings = _settings()
+    try:
+        events = event_names(load_mapping(settings.mapping_path))
+        ledger = Ledger.open(settings.state_url, readonly=True)
+        with GA4Data(settings.ga4) as client:
+            result = reconcile(ledger, client, first, last, events=events)
+    except ConnectorError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        print_reconciliation(result, Console())
+    raise typer.Exit(EXIT_DIFFERENCES if result.differences else 0)
+
+
+@app.command("channels")
+def channels_command(
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Look up every lead again, not only new ones.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Look up each lead's channel in GA4 (its website generate_lead hit) and store it."""
+    from collections import Counter
+
+    from connector.ga4_data import GA4Data, leads_to_look_up, lookup_channels
+    from connector.ledger.store import Ledger
+
+    settings = _settings()
+    try:
+        ledger = Ledger.open(settings.state_url)
+        wanted = leads_to_look_up(ledger, refresh=refresh)
+        with GA4Data(settings.ga4) as client:
+            found = lookup_channels(client, wanted, ledger=ledger)
+    except ConnectorError as exc:
+        _fail(exc, as_json)
+    groups = Counter(channel.channel_group for channel in found.values())
+    result = {"looked_up": len(wanted), "found": len(found), "channels": dict(groups)}
+    if as_json:
+        print_json(result)
+    else:
+        Console().print(
+            f"looked up {len(wanted)} leads, found {len(found)}: "
+            + (", ".join(f"{name} {count}" for name, count in groups.most_common()) or "none")
+        )
 
 
 @app.command("check")
@@ -126,7 +254,7 @@ def _settings() -> Settings:
     try:
         settings = load_settings()
     except ConnectorError as exc:
-        _setup_logging(Settings())
+        logs.setup("auto", "INFO", [])  # the settings themselves are what failed
         _fail(exc)
     _setup_logging(settings)
     return settings

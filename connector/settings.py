@@ -76,6 +76,8 @@ class GA4Settings(BaseModel):
     property_id: str = ""
     data_api_endpoint: str = "analyticsdata.googleapis.com"
     data_api_ca_bundle: Path | None = None
+    credentials_file: Path | None = None
+    anonymous_credentials: bool = False
     max_concurrency: int = Field(default=8, ge=1, le=64)
     timeout_seconds: float = Field(default=30.0, gt=0)
 

@@ -110,3 +110,16 @@ deliveries = Table(
     UniqueConstraint("change_id", "destination", name="uq_delivery"),
     Index("ix_deliveries_status", "destination", "status"),
 )
+
+# Each lead's acquisition channel as GA4 saw it: the session of the website's own
+# generate_lead hit, found by the lead id custom dimension (`connector channels`).
+lead_channels = Table(
+    "lead_channels",
+    metadata,
+    Column("lead_id", String(40), primary_key=True),
+    Column("channel_group", String(100), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("medium", String(255), nullable=False),
+    Column("campaign", String(255), nullable=False),
+    Column("looked_up_at", UTCDateTime, nullable=False),
+)

@@ -14,7 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
@@ -23,6 +34,7 @@ from connector.ledger.schema import (
     SCHEMA_VERSION,
     cursors,
     deliveries,
+    lead_channels,
     metadata,
     runs,
     schema_version,
@@ -59,6 +71,18 @@ class Outcome:
     reason: str | None = None
     error: str | None = None
     request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LeadChannel:
+    """The session channel of a lead's own generate_lead hit, as GA4 reported it."""
+
+    lead_id: str
+    channel_group: str
+    source: str
+    medium: str
+    campaign: str
+    looked_up_at: datetime
 
 
 class Ledger:
@@ -197,6 +221,42 @@ class Ledger:
             for destination, status, count in conn.execute(query):
                 result.setdefault(destination, {})[status] = int(count)
         return result
+
+    # lead channels --------------------------------------------------------------
+
+    def save_channels(self, found: Iterable[LeadChannel]) -> int:
+        """Store or refresh each lead's GA4 channel; returns the rows written."""
+        rows = [vars(channel) for channel in found]
+        with self.engine.begin() as conn:
+            # Delete + insert: one portable upsert for SQLite and PostgreSQL.
+            for start in range(0, len(rows), 500):
+                chunk = rows[start : start + 500]
+                ids = [row["lead_id"] for row in chunk]
+                conn.execute(delete(lead_channels).where(lead_channels.c.lead_id.in_(ids)))
+                conn.execute(insert(lead_channels), chunk)
+        return len(rows)
+
+    def channels(self, lead_ids: Iterable[str] | None = None) -> dict[str, LeadChannel]:
+        """Stored channels by lead id: all of them, or those of `lead_ids`."""
+        if not self._exists():
+            return {}
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(lead_channels.name):
+                return {}  # a read-only look at a store from before this table
+            if lead_ids is None:
+                rows = list(conn.execute(select(lead_channels)))
+            else:
+                ids = sorted(set(lead_ids))
+                rows = [
+                    row
+                    for start in range(0, len(ids), 500)
+                    for row in conn.execute(
+                        select(lead_channels).where(
+                            lead_channels.c.lead_id.in_(ids[start : start + 500])
+                        )
+                    )
+                ]
+        return {row.lead_id: LeadChannel(**row._mapping) for row in rows}
 
     # internals ------------------------------------------------------------------
 

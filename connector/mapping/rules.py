@@ -21,6 +21,7 @@ from connector.errors import ConfigError
 FUNNEL_STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost", "disqualified")
 _SOQL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _GA4_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+Signal = Literal["click_id", "utm", "ga4", "lead_source"]  # attribution signals, see report
 
 
 class _Strict(BaseModel):
@@ -120,6 +121,8 @@ class Mapping(_Strict):
     source: SourceSpec = SourceSpec()
     default_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     ga4_too_old: Literal["skip", "send_now"] = "skip"
+    # Strongest channel signal first; `connector report` attributes each lead by it.
+    attribution_precedence: list[Signal] = ["click_id", "utm", "ga4", "lead_source"]
     stages: dict[str, StageRule]
 
     def rule_for(self, crm_status: str) -> StageRule | None:

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from connector.sandbox.tls import test_ca
+from connector.sandbox.tls import sandbox_ca
 
 
 class Request:
@@ -58,7 +58,7 @@ class EmulatorServer:
         handler_class = _make_handler_class(handle)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler_class)
         self._httpd.daemon_threads = True
-        ctx = test_ca().server_context()
+        ctx = sandbox_ca().server_context()
         self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         self._thread: threading.Thread | None = None
 

@@ -14,7 +14,7 @@ from typing import Any
 from connector.sandbox.datamanager import DataManagerEmulator
 from connector.sandbox.ga4 import GA4Emulator
 from connector.sandbox.salesforce import SalesforceEmulator
-from connector.sandbox.tls import test_ca, trust_test_ca_for_grpc
+from connector.sandbox.tls import sandbox_ca, trust_test_ca_for_grpc
 from connector.settings import Settings
 
 OPERATING_ACCOUNT = "1234567890"
@@ -60,7 +60,7 @@ class Sandbox:
             emulator.stop()
 
     def settings(self, state_url: str, mapping_path: Path, **extra: Any) -> Settings:
-        ca = test_ca().bundle_path
+        ca = sandbox_ca().bundle_path
         values: dict[str, Any] = {
             "state_url": state_url,
             "mapping_path": mapping_path,

@@ -19,7 +19,7 @@ import trustme
 
 
 @dataclass(frozen=True)
-class TestCA:
+class SandboxCA:
     """The process-wide test CA and a server certificate for loopback."""
 
     ca: trustme.CA
@@ -42,17 +42,17 @@ class TestCA:
 
 
 @lru_cache(maxsize=1)
-def test_ca() -> TestCA:
+def sandbox_ca() -> SandboxCA:
     ca = trustme.CA(organization_name="connector sandbox test CA")
     cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
     directory = Path(tempfile.mkdtemp(prefix="connector-sandbox-ca-"))
     bundle = directory / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
-    return TestCA(ca=ca, server_cert=cert, bundle_path=bundle)
+    return SandboxCA(ca=ca, server_cert=cert, bundle_path=bundle)
 
 
 def trust_test_ca_for_grpc() -> Path:
     """Point gRPC at the test CA; must run before the first TLS channel opens."""
-    bundle = test_ca().bundle_path
+    bundle = sandbox_ca().bundle_path
     os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(bundle)
     return bundle

@@ -25,7 +25,7 @@ from connector.sandbox.datamanager import (
     slow_fault,
     unavailable_fault,
 )
-from connector.sandbox.tls import test_ca as _test_ca
+from connector.sandbox.tls import sandbox_ca as _test_ca
 
 EMAIL_HASH = hashlib.sha256(b"jane.doe@example.com").hexdigest()
 PHONE_HASH = hashlib.sha256(b"+4962153399982").hexdigest()

@@ -17,7 +17,7 @@ from connector.sandbox.ga4 import (
     slow_fault,
     validate_mp_body,
 )
-from connector.sandbox.tls import test_ca as _test_ca
+from connector.sandbox.tls import sandbox_ca as _test_ca
 
 MEASUREMENT_ID = "G-TEST000001"
 SECRET = "s3cret"

@@ -60,7 +60,7 @@ def emulator(_server: SalesforceEmulator) -> SalesforceEmulator:
 def http_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # the machine's REQUESTS_CA_BUNDLE would override verify
-    session.verify = str(tls.test_ca().bundle_path)
+    session.verify = str(tls.sandbox_ca().bundle_path)
     return session
 
 

@@ -1,0 +1,195 @@
+"""Read what the report needs from the ledger: one query per table, into plain dataclasses.
+
+The period is a cohort: the leads first seen between `since` and `until`
+(first seen = the earlier of the lead's creation and its first recorded
+change), followed through every change up to the end of `until`. Rates
+between stages are only meaningful within one cohort; a lead created in the
+period but won later shows up as won when the report is run again later.
+Deliveries and runs are those of changes and runs inside the period.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, case, func, inspect, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from connector.ledger.schema import deliveries, runs, stage_changes
+from connector.ledger.store import Ledger
+
+DEFAULT_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole days, `until` included."""
+
+    since: date
+    until: date
+
+    @classmethod
+    def parse(cls, since: str | None, until: str | None, today: date | None = None) -> Period:
+        """From YYYY-MM-DD texts; by default the 90 days up to today (UTC)."""
+        last = date.fromisoformat(until) if until else today or datetime.now(UTC).date()
+        first = date.fromisoformat(since) if since else last - timedelta(days=DEFAULT_DAYS - 1)
+        if first > last:
+            raise ValueError(f"since {first} is after until {last}")
+        return cls(first, last)
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.since, time(), UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.until + timedelta(days=1), time(), UTC)
+
+
+@dataclass(frozen=True)
+class Deal:
+    """A won deal's value; amount None when the CRM gave none we can use."""
+
+    amount: float | None
+    currency: str | None
+
+
+@dataclass(frozen=True)
+class Lead:
+    lead_id: str
+    created_at: datetime | None
+    first_seen: datetime
+    stages: dict[str, datetime]  # stage -> first time the lead was recorded entering it
+    attributes: dict[str, Any]  # the latest non-empty value of each key over its changes
+    problems: dict[str, str]
+    deal: Deal | None = None  # set when the lead was won
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    destination: str
+    status: str
+    reason: str | None
+    stage: str
+
+
+@dataclass(frozen=True)
+class RunRow:
+    started_at: datetime
+    status: str
+    summary: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LedgerData:
+    period: Period
+    leads: list[Lead] = field(default_factory=list)
+    deliveries: list[DeliveryRow] = field(default_factory=list)
+    runs: list[RunRow] = field(default_factory=list)
+    store_found: bool = True
+
+
+def load(ledger: Ledger, period: Period) -> LedgerData:
+    """Everything the report reads for `period`; an absent or empty store reads as no data."""
+    if not _has_tables(ledger.engine):
+        return LedgerData(period, store_found=False)
+    with ledger.engine.connect() as conn:
+        changes = conn.execute(_changes_query(period)).all()
+        sent = conn.execute(_deliveries_query(period)).all()
+        ran = conn.execute(_runs_query(period)).all()
+    return LedgerData(
+        period=period,
+        leads=group_leads(row._mapping for row in changes),
+        deliveries=[DeliveryRow(r.destination, r.status, r.reason, r.stage) for r in sent],
+        runs=[RunRow(r.started_at, r.status, r.summary) for r in ran],
+    )
+
+
+def group_leads(changes: Iterable[Any]) -> list[Lead]:
+    """Fold stage-change rows (mappings with the stage_changes columns) into leads."""
+    by_lead: dict[str, list[Any]] = {}
+    for change in changes:
+        by_lead.setdefault(change["lead_id"], []).append(change)
+    return [_lead(rows) for rows in by_lead.values()]
+
+
+def parse_amount(raw: object) -> float | None:
+    """A usable deal amount, or None: missing, text, negative or not finite is unknown."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        amount = float(raw)  # type: ignore[arg-type]  # CRM values arrive as str or number
+    except (TypeError, ValueError):
+        return None
+    return amount if math.isfinite(amount) and amount >= 0 else None
+
+
+def _lead(rows: Sequence[Any]) -> Lead:
+    rows = sorted(rows, key=lambda r: r["changed_at"])
+    created = next((r["lead_created_at"] for r in rows if r["lead_created_at"]), None)
+    stages: dict[str, datetime] = {}
+    attributes: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for row in rows:
+        stages.setdefault(row["stage"], row["changed_at"])
+        # Later changes carry the lead as it is now: a click id added later still counts.
+        attributes.update(
+            {k: v for k, v in (row["attributes"] or {}).items() if v not in (None, "")}
+        )
+        problems.update(row["problems"] or {})
+    first = min(rows[0]["changed_at"], created) if created else rows[0]["changed_at"]
+    won = next((r for r in rows if r["stage"] == "won"), None)
+    deal = _deal(won["attributes"] or {}, attributes) if won is not None else None
+    return Lead(rows[0]["lead_id"], created, first, stages, attributes, problems, deal)
+
+
+def _deal(won: dict[str, Any], lead: dict[str, Any]) -> Deal:
+    currency = won.get("currency") or lead.get("currency") or None
+    return Deal(parse_amount(won.get("amount")), currency)
+
+
+def _changes_query(period: Period) -> Any:
+    sc = stage_changes.c
+    # min(lead created, changed) per row; a missing creation date compares as NULL -> changed.
+    earliest = case((sc.lead_created_at < sc.changed_at, sc.lead_created_at), else_=sc.changed_at)
+    first_seen = func.min(earliest)
+    cohort = (
+        select(sc.lead_id)
+        .group_by(sc.lead_id)
+        .having(first_seen >= period.start, first_seen < period.end)
+    )
+    columns = (sc.lead_id, sc.stage, sc.changed_at, sc.lead_created_at, sc.attributes, sc.problems)
+    return (
+        select(*columns)
+        .where(sc.lead_id.in_(cohort), sc.changed_at < period.end)
+        .order_by(sc.lead_id, sc.changed_at, sc.id)
+    )
+
+
+def _deliveries_query(period: Period) -> Any:
+    d, sc = deliveries.c, stage_changes.c
+    return (
+        select(d.destination, d.status, d.reason, sc.stage)
+        .join_from(deliveries, stage_changes, d.change_id == sc.id)
+        .where(sc.changed_at >= period.start, sc.changed_at < period.end)
+    )
+
+
+def _runs_query(period: Period) -> Any:
+    r = runs.c
+    return (
+        select(r.started_at, r.status, r.summary)
+        .where(r.started_at >= period.start, r.started_at < period.end)
+        .order_by(r.started_at)
+    )
+
+
+def _has_tables(engine: Engine) -> bool:
+    try:
+        return inspect(engine).has_table(stage_changes.name)
+    except (OperationalError, ProgrammingError):
+        return False  # a read-only look at a store that was never written

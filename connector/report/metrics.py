@@ -1,0 +1,330 @@
+"""The report's figures, as pure functions of loaded leads, deliveries and runs.
+
+Stages are ordered lead < mql < sql < opportunity < won; a lead that reached a
+later stage counts as having passed the earlier ones (CRMs often skip a
+status). Lost and disqualified leads count at the furthest stage they reached.
+Revenue is in one currency: deals in others, or without an amount, count as
+won but not in revenue, average deal or velocity (no FX guesswork).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from connector.report.attribution import (
+    DEFAULT_PRECEDENCE,
+    UNATTRIBUTED,
+    Attribution,
+    attribute,
+    check_precedence,
+)
+from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RunRow
+
+FUNNEL = ("lead", "mql", "sql", "opportunity", "won")
+_ORDER = {stage: i for i, stage in enumerate(FUNNEL)}
+GroupBy = Literal["month", "week"]
+NOT_ATTRIBUTABLE_REASONS = ("not_attributable", "click_not_found")
+
+
+@dataclass(frozen=True)
+class Share:
+    part: float
+    whole: float
+
+    @property
+    def value(self) -> float | None:
+        return rate(self.part, self.whole)
+
+
+@dataclass(frozen=True)
+class Measurability:
+    leads: Share  # attributable leads / leads
+    by_stage: dict[str, Share]
+    revenue: Share  # won revenue of attributable leads / won revenue
+    by_signal: dict[str, int]  # attributable leads by the signal that placed them
+    unattributed_reasons: dict[str, int]  # a lead counts once under each reason it has
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    period: str  # "2026-11" or "2026-W47"
+    leads: Share
+
+
+@dataclass(frozen=True)
+class Funnel:
+    leads: int
+    mql: int
+    sql: int
+    opportunities: int
+    won: int
+    won_revenue: float
+    deals_with_value: int
+    won_without_value: int  # no amount, or in another currency
+    median_days_to_contract: float | None
+    average_cycle_days: float | None
+
+    @property
+    def mql_to_sql(self) -> float | None:
+        return rate(self.sql, self.mql)
+
+    @property
+    def sql_to_opportunity(self) -> float | None:
+        return rate(self.opportunities, self.sql)
+
+    @property
+    def opportunity_to_won(self) -> float | None:
+        return rate(self.won, self.opportunities)
+
+    @property
+    def overall_conversion(self) -> float | None:
+        return rate(self.won, self.leads)
+
+    @property
+    def average_deal(self) -> float | None:
+        return rate(self.won_revenue, self.deals_with_value)
+
+    @property
+    def velocity_per_day(self) -> float | None:
+        return pipeline_velocity(
+            self.opportunities, self.opportunity_to_won, self.average_deal, self.average_cycle_days
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryHealth:
+    delivered: int = 0
+    pending: int = 0
+    not_attributable: int = 0  # Google found no click to credit (CLICK_NOT_FOUND)
+    skipped: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    processed: int | None = None  # Google's own counts, when runs recorded them
+    matched: int | None = None
+
+    @property
+    def total(self) -> int:
+        counted = self.delivered + self.pending + self.not_attributable
+        return counted + sum(self.skipped.values()) + sum(self.rejected.values())
+
+
+@dataclass(frozen=True)
+class Report:
+    period: Period
+    group_by: GroupBy
+    currency: str
+    precedence: tuple[str, ...]
+    measurability: Measurability
+    trend: list[TrendPoint]
+    funnel: Funnel
+    channels: dict[str, Funnel]
+    delivery: dict[str, DeliveryHealth]
+    store_found: bool
+    generated_at: datetime
+    attributions: dict[str, Attribution] = field(default_factory=dict)
+
+
+def rate(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def pipeline_velocity(
+    opportunities: int,
+    win_rate: float | None,
+    average_deal: float | None,
+    cycle_days: float | None,
+) -> float | None:
+    """Value the pipeline turns into revenue per day; None when a factor is unknown."""
+    if win_rate is None or average_deal is None or not cycle_days:
+        return None
+    return opportunities * win_rate * average_deal / cycle_days
+
+
+def reached(lead: Lead, stage: str) -> bool:
+    target = _ORDER[stage]
+    return target == 0 or any(_ORDER.get(s, -1) >= target for s in lead.stages)
+
+
+def deal_value(lead: Lead, currency: str) -> float | None:
+    """The won amount in `currency`; a deal without a currency is in the report's."""
+    deal = lead.deal
+    if deal is None or deal.amount is None or (deal.currency or currency) != currency:
+        return None
+    return deal.amount
+
+
+def days_to_contract(lead: Lead) -> float | None:
+    won_at = lead.stages.get("won")
+    if won_at is None:
+        return None
+    start = lead.created_at or lead.first_seen  # creation date missing: first change instead
+    return max((won_at - start).total_seconds(), 0.0) / 86_400
+
+
+def funnel(leads: Sequence[Lead], currency: str) -> Funnel:
+    counts = {stage: sum(reached(lead, stage) for lead in leads) for stage in FUNNEL}
+    won = [lead for lead in leads if reached(lead, "won")]
+    values = [v for lead in won if (v := deal_value(lead, currency)) is not None]
+    days = [d for lead in won if (d := days_to_contract(lead)) is not None]
+    return Funnel(
+        leads=counts["lead"],
+        mql=counts["mql"],
+        sql=counts["sql"],
+        opportunities=counts["opportunity"],
+        won=counts["won"],
+        won_revenue=sum(values),
+        deals_with_value=len(values),
+        won_without_value=len(won) - len(values),
+        median_days_to_contract=statistics.median(days) if days else None,
+        average_cycle_days=statistics.fmean(days) if days else None,
+    )
+
+
+def funnel_by_channel(
+    leads: Sequence[Lead], attributions: Mapping[str, Attribution], currency: str
+) -> dict[str, Funnel]:
+    """Funnel per channel, biggest first, "unattributed" last so it reads as the remainder."""
+    groups: dict[str, list[Lead]] = {}
+    for lead in leads:
+        groups.setdefault(attributions[lead.lead_id].channel, []).append(lead)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0] == UNATTRIBUTED, -len(kv[1]), kv[0]))
+    return {channel: funnel(group, currency) for channel, group in ordered}
+
+
+def measurability(
+    leads: Sequence[Lead], attributions: Mapping[str, Attribution], currency: str
+) -> Measurability:
+    def placed(lead: Lead) -> bool:
+        return attributions[lead.lead_id].attributed
+
+    by_stage = {}
+    for stage in FUNNEL:
+        at_stage = [lead for lead in leads if reached(lead, stage)]
+        by_stage[stage] = Share(sum(map(placed, at_stage)), len(at_stage))
+    values = [(placed(lead), deal_value(lead, currency) or 0.0) for lead in leads]
+    attributions_here = [attributions[lead.lead_id] for lead in leads]
+    return Measurability(
+        leads=by_stage["lead"],
+        by_stage=by_stage,
+        revenue=Share(sum(v for ok, v in values if ok), sum(v for _, v in values)),
+        by_signal=_most_common(a.signal for a in attributions_here if a.signal),
+        unattributed_reasons=_most_common(r for a in attributions_here for r in a.reasons),
+    )
+
+
+def trend(
+    leads: Sequence[Lead],
+    attributions: Mapping[str, Attribution],
+    period: Period,
+    group_by: GroupBy,
+) -> list[TrendPoint]:
+    """Measurability of the leads first seen in each month or ISO week; empty buckets kept."""
+    totals: Counter[str] = Counter()
+    placed: Counter[str] = Counter()
+    for lead in leads:
+        key = bucket(lead.first_seen.date(), group_by)
+        totals[key] += 1
+        placed[key] += attributions[lead.lead_id].attributed
+    return [TrendPoint(key, Share(placed[key], totals[key])) for key in buckets(period, group_by)]
+
+
+def bucket(day: date, group_by: GroupBy) -> str:
+    if group_by == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{day.year}-{day.month:02d}"
+
+
+def buckets(period: Period, group_by: GroupBy) -> list[str]:
+    days = (period.until - period.since).days + 1
+    keys = (bucket(period.since + timedelta(days=i), group_by) for i in range(max(days, 0)))
+    return list(dict.fromkeys(keys))
+
+
+def delivery_health(
+    rows: Iterable[DeliveryRow], runs: Iterable[RunRow] = ()
+) -> dict[str, DeliveryHealth]:
+    """Per destination: what was delivered, is waiting, was skipped or refused, and why."""
+    tallies: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        tally = tallies.setdefault(row.destination, {"skipped": Counter(), "rejected": Counter()})
+        reason = row.reason or "unspecified"
+        if any(code in reason.lower() for code in NOT_ATTRIBUTABLE_REASONS):
+            tally["not_attributable"] = tally.get("not_attributable", 0) + 1
+        elif row.status in ("skipped", "rejected"):
+            tally[row.status][reason] += 1
+        else:
+            tally[row.status] = tally.get(row.status, 0) + 1
+    google = _google_counts(runs)
+    return {
+        name: DeliveryHealth(
+            delivered=t.get("delivered", 0),
+            pending=t.get("pending", 0),
+            not_attributable=t.get("not_attributable", 0),
+            skipped=dict(t["skipped"].most_common()),
+            rejected=dict(t["rejected"].most_common()),
+            processed=google.get(name, {}).get("processed"),
+            matched=google.get(name, {}).get("matched"),
+        )
+        for name, t in sorted(tallies.items())
+    }
+
+
+def build_report(
+    data: LedgerData,
+    *,
+    currency: str,
+    group_by: GroupBy = "month",
+    precedence: Sequence[str] = DEFAULT_PRECEDENCE,
+    ga4_channels: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> Report:
+    """Every figure of the report for the loaded period."""
+    order = check_precedence(precedence)
+    attributions = {
+        lead.lead_id: attribute(
+            lead.lead_id,
+            lead.attributes,
+            problems=lead.problems,
+            ga4_channels=ga4_channels,
+            precedence=order,
+        )
+        for lead in data.leads
+    }
+    return Report(
+        period=data.period,
+        group_by=group_by,
+        currency=currency,
+        precedence=order,
+        measurability=measurability(data.leads, attributions, currency),
+        trend=trend(data.leads, attributions, data.period, group_by),
+        funnel=funnel(data.leads, currency),
+        channels=funnel_by_channel(data.leads, attributions, currency),
+        delivery=delivery_health(data.deliveries, data.runs),
+        store_found=data.store_found,
+        generated_at=now or datetime.now().astimezone(),
+        attributions=attributions,
+    )
+
+
+def _google_counts(runs: Iterable[RunRow]) -> dict[str, dict[str, int]]:
+    """Sum Google's processed / matched counts where a run summary recorded them.
+
+    Assumed shape: summary["destinations"][destination]["processed" | "matched"].
+    """
+    totals: dict[str, dict[str, int]] = {}
+    for run in runs:
+        for name, tally in ((run.summary or {}).get("destinations") or {}).items():
+            for key in ("processed", "matched"):
+                if isinstance(tally, dict) and isinstance(tally.get(key), int):
+                    counts = totals.setdefault(name, {})
+                    counts[key] = counts.get(key, 0) + tally[key]
+    return totals
+
+
+def _most_common(items: Iterable[str]) -> dict[str, int]:
+    return dict(Counter(items).most_common())

@@ -1,0 +1,255 @@
+"""A small parser for the Google Ads Query Language, enough for the emulator.
+
+It follows the published grammar (SELECT ... FROM ... WHERE c AND c ...
+ORDER BY ... LIMIT n) and is strict where it matters for the connector: a
+string literal must be terminated, may not span lines, and only `\\\\`, `\\'`
+and `\\"` are escapes. A name with a quote that a client forgot to escape
+therefore fails here as it fails at Google (QueryError).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+KEYWORDS = frozenset(
+    {"SELECT", "FROM", "WHERE", "AND", "IN", "NOT", "ORDER", "BY", "ASC", "DESC", "LIMIT"}
+)
+OPERATORS = ("=", "!=", ">", ">=", "<", "<=", "IN", "NOT IN")
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"'}
+_SIMPLE = re.compile(
+    r"(?P<number>-?\d+(?:\.\d+)?(?![A-Za-z_]))"
+    r"|(?P<word>[A-Za-z_][A-Za-z0-9_.]*)"
+    r"|(?P<op>!=|>=|<=|=|<|>)"
+    r"|(?P<punct>[(),])"
+)
+_FIELD = re.compile(r"[a-z][a-zA-Z0-9._]*")
+_RESOURCE = re.compile(r"[a-z][a-zA-Z0-9_]*")
+
+
+class GaqlError(ValueError):
+    """A query Google would reject; `code` is a QueryErrorEnum name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Literal:
+    """An unquoted literal such as ENABLED or TRUE."""
+
+    text: str
+
+
+Value = str | int | float | Literal
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    operator: str
+    values: tuple[Value, ...]  # one value, or the list of IN / NOT IN
+
+
+@dataclass(frozen=True)
+class Query:
+    fields: tuple[str, ...]
+    resource: str
+    conditions: tuple[Condition, ...] = ()
+    order_by: tuple[tuple[str, bool], ...] = ()  # (field, descending)
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # number, word, op, punct, string
+    text: str
+    value: Value
+
+
+def parse(text: str) -> Query:
+    return _Parser(tokenize(text)).query()
+
+
+def tokenize(text: str) -> list[_Token]:
+    tokens, pos = [], 0
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        if text[pos] in "'\"":
+            token, pos = _string(text, pos)
+            tokens.append(token)
+            continue
+        match = _SIMPLE.match(text, pos)
+        if match is None:
+            raise GaqlError("BAD_SYMBOL", f"unexpected character {text[pos]!r} at {pos}")
+        kind = match.lastgroup or ""
+        raw = match.group()
+        tokens.append(_Token(kind, raw, _number(raw) if kind == "number" else raw))
+        pos = match.end()
+    return tokens
+
+
+def _string(text: str, start: int) -> tuple[_Token, int]:
+    quote, chars, pos = text[start], [], start + 1
+    while pos < len(text):
+        char = text[pos]
+        if char == quote:
+            value = "".join(chars)
+            return _Token("string", text[start : pos + 1], value), pos + 1
+        if char in "\r\n":
+            raise GaqlError("PROHIBITED_NEWLINE_IN_STRING", "a string may not contain a newline")
+        if char == "\\":
+            escaped = text[pos + 1 : pos + 2]
+            if escaped not in _ESCAPES:
+                raise GaqlError("BAD_ESCAPE_SEQUENCE", f"bad escape sequence at {pos}")
+            chars.append(_ESCAPES[escaped])
+            pos += 2
+            continue
+        chars.append(char)
+        pos += 1
+    raise GaqlError("STRING_NOT_TERMINATED", f"string starting at {start} is not terminated")
+
+
+def _number(raw: str) -> int | float:
+    return float(raw) if "." in raw else int(raw)
+
+
+class _Parser:
+    def __init__(self, tokens: list[_Token]) -> None:
+        self._tokens = tokens
+        self._pos = 0
+
+    def query(self) -> Query:
+        self._keyword("SELECT", "EXPECTED_SELECT")
+        fields = self._list(self._field)
+        self._keyword("FROM", "EXPECTED_FROM")
+        resource = self._word()
+        if not _RESOURCE.fullmatch(resource):
+            raise GaqlError("BAD_RESOURCE_TYPE_IN_FROM_CLAUSE", f"bad resource {resource!r}")
+        conditions: list[Condition] = []
+        if self._accept("WHERE"):
+            conditions.append(self._condition())
+            while self._accept("AND"):
+                conditions.append(self._condition())
+        order_by = self._order_by()
+        limit = self._limit()
+        if self._peek() is not None:
+            raise GaqlError("UNEXPECTED_INPUT", f"unexpected {self._peek_text()!r}")
+        return Query(tuple(fields), resource, tuple(conditions), order_by, limit)
+
+    def _order_by(self) -> tuple[tuple[str, bool], ...]:
+        if not self._accept("ORDER"):
+            return ()
+        self._keyword("BY", "EXPECTED_BY")
+
+        def ordering() -> tuple[str, bool]:
+            field = self._field()
+            if self._accept("DESC"):
+                return field, True
+            self._accept("ASC")
+            return field, False
+
+        return tuple(self._list(ordering))
+
+    def _limit(self) -> int | None:
+        if not self._accept("LIMIT"):
+            return None
+        token = self._next("UNEXPECTED_END_OF_QUERY")
+        if not isinstance(token.value, int) or token.value < 1:
+            raise GaqlError("BAD_LIMIT_VALUE", f"bad LIMIT {token.text!r}")
+        return token.value
+
+    def _condition(self) -> Condition:
+        field = self._field()
+        operator = self._operator()
+        if operator in ("IN", "NOT IN"):
+            values = tuple(self._parenthesised())
+            if not values:
+                raise GaqlError("PROHIBITED_EMPTY_LIST_IN_CONDITION", "empty IN list")
+            return Condition(field, operator, values)
+        return Condition(field, operator, (self._value(),))
+
+    def _operator(self) -> str:
+        if self._accept("NOT"):
+            self._keyword("IN", "BAD_OPERATOR")
+            return "NOT IN"
+        token = self._next("UNEXPECTED_END_OF_QUERY")
+        text = token.text.upper()
+        if text not in OPERATORS or token.kind not in ("op", "word"):
+            raise GaqlError("BAD_OPERATOR", f"unsupported operator {token.text!r}")
+        return text
+
+    def _parenthesised(self) -> list[Value]:
+        self._punct("(", "EXPECTED_LIST")
+        if self._peek_text() == ")":
+            self._pos += 1
+            return []
+        values = self._list(self._value)
+        self._punct(")", "UNEXPECTED_INPUT")
+        return values
+
+    def _value(self) -> Value:
+        token = self._next("UNEXPECTED_END_OF_QUERY")
+        if token.kind in ("string", "number"):
+            return token.value
+        if token.kind == "word" and token.text.upper() not in KEYWORDS:
+            return Literal(token.text)
+        raise GaqlError("BAD_VALUE", f"expected a value, got {token.text!r}")
+
+    def _field(self) -> str:
+        name = self._word()
+        if not _FIELD.fullmatch(name) or name.upper() in KEYWORDS:
+            raise GaqlError("BAD_FIELD_NAME", f"bad field name {name!r}")
+        return name
+
+    def _list(self, item: Callable[[], T]) -> list[T]:
+        items = [item()]
+        while self._peek_text() == ",":
+            self._pos += 1
+            items.append(item())
+        return items
+
+    # -- token helpers
+
+    def _peek(self) -> _Token | None:
+        return self._tokens[self._pos] if self._pos < len(self._tokens) else None
+
+    def _peek_text(self) -> str:
+        token = self._peek()
+        return token.text if token else ""
+
+    def _next(self, code: str) -> _Token:
+        token = self._peek()
+        if token is None:
+            raise GaqlError(code, "unexpected end of query")
+        self._pos += 1
+        return token
+
+    def _word(self) -> str:
+        token = self._next("UNEXPECTED_END_OF_QUERY")
+        if token.kind != "word":
+            raise GaqlError("UNEXPECTED_INPUT", f"expected a name, got {token.text!r}")
+        return token.text
+
+    def _accept(self, keyword: str) -> bool:
+        token = self._peek()
+        if token is not None and token.kind == "word" and token.text.upper() == keyword:
+            self._pos += 1
+            return True
+        return False
+
+    def _keyword(self, keyword: str, code: str) -> None:
+        if not self._accept(keyword):
+            raise GaqlError(code, f"expected {keyword}")
+
+    def _punct(self, char: str, code: str) -> None:
+        if self._peek_text() != char:
+            raise GaqlError(code, f"expected {char!r}")
+        self._pos += 1

@@ -1,0 +1,104 @@
+"""Hand-built leads for the report tests: the figures they give are worked out in each test."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from connector.report.load import Deal, DeliveryRow, Lead, LedgerData, Period, RunRow
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+FUNNEL_ORDER = ("lead", "mql", "sql", "opportunity", "won")
+
+
+def lead(
+    lead_id: str,
+    furthest: str = "lead",
+    *,
+    created: datetime = T0,
+    attrs: dict[str, Any] | None = None,
+    amount: float | None = None,
+    currency: str | None = "EUR",
+    days_to_won: float = 90,
+    then: str | None = None,
+) -> Lead:
+    """A lead that went through every stage up to `furthest`, a day apart, then `then`."""
+    stages = FUNNEL_ORDER[: FUNNEL_ORDER.index(furthest) + 1]
+    reached = {stage: created + timedelta(days=i) for i, stage in enumerate(stages)}
+    if furthest == "won":
+        reached["won"] = created + timedelta(days=days_to_won)
+    if then:
+        reached[then] = max(reached.values()) + timedelta(days=1)
+    deal = Deal(amount, currency) if furthest == "won" else None
+    return Lead(lead_id, created, created, reached, attrs or {}, {}, deal)
+
+
+def worked_funnel(attrs: dict[str, Any] | None = None, prefix: str = "L") -> list[Lead]:
+    """1,000 MQL -> 300 SQL -> 120 opportunities -> 30 won.
+
+    Won deals alternate €15,000 / €35,000 (average €25,000) and 60 / 120 days
+    to contract (average and median 90 days).
+    """
+    leads = []
+    for i in range(1000):
+        furthest = "won" if i < 30 else "opportunity" if i < 120 else "sql" if i < 300 else "mql"
+        odd = i % 2
+        leads.append(
+            lead(
+                f"{prefix}{i:04d}",
+                furthest,
+                attrs=attrs,
+                amount=35_000.0 if odd else 15_000.0,
+                days_to_won=120 if odd else 60,
+                then="lost" if furthest == "opportunity" else None,
+            )
+        )
+    return leads
+
+
+CHANNEL_ATTRS: dict[str, dict[str, Any]] = {
+    "paid search": {"gclid": "Cj0KCQiA-abcdEFGH_1234567890", "ga_client_id": "1.2"},
+    "paid social": {"utm_source": "linkedin", "utm_medium": "paid_social"},
+    "organic search": {"utm_source": "google", "utm_medium": "organic"},
+    "email": {"utm_source": "newsletter", "utm_medium": "email"},
+    "trade show": {"lead_source": "Trade Show"},
+    "unattributed": {"lead_source": "Web", "ga_client_id": "9.9"},
+}
+
+
+# How far leads get: cycled with a channel-dependent stride so channels differ.
+_PATTERN = ("lead", "mql", "mql", "sql", "lead", "opportunity", "mql", "won", "sql", "mql", "won")
+
+
+def sample_data() -> LedgerData:
+    """Six channels over four months, with wins and deliveries: for rendering tests."""
+    leads: list[Lead] = []
+    mix = {"paid search": 9, "paid social": 6, "organic search": 5, "email": 4}
+    mix |= {"trade show": 3, "unattributed": 4}
+    n = 0
+    for channel, weight in mix.items():
+        for i in range(weight * 12):
+            n += 1
+            created = T0 + timedelta(days=(n * 7) % 110, hours=n % 9)
+            furthest = _PATTERN[(i * weight) % len(_PATTERN)]
+            amount = 8_000.0 + 1_500.0 * ((n * 13) % 17) if furthest == "won" else None
+            leads.append(
+                lead(
+                    f"00Q{n:05d}",
+                    furthest,
+                    created=created,
+                    attrs=CHANNEL_ATTRS[channel],
+                    amount=amount,
+                    days_to_won=30 + (n * 11) % 80,
+                )
+            )
+    deliveries = [DeliveryRow("google_ads", "delivered", None, "mql")] * 140
+    deliveries += [DeliveryRow("google_ads", "rejected", "CLICK_NOT_FOUND", "sql")] * 6
+    deliveries += [DeliveryRow("google_ads", "skipped", "no_consent", "mql")] * 12
+    deliveries += [DeliveryRow("google_ads", "pending", None, "won")] * 3
+    deliveries += [DeliveryRow("ga4", "delivered", None, "mql")] * 90
+    deliveries += [DeliveryRow("ga4", "skipped", "too_old_for_ga4", "mql")] * 40
+    deliveries += [DeliveryRow("ga4", "skipped", "no_ga_client_id", "mql")] * 25
+    summary = {"destinations": {"google_ads": {"processed": 146, "matched": 131}}}
+    runs = [RunRow(T0, "ok", summary)]
+    return LedgerData(Period(date(2026, 3, 1), date(2026, 6, 30)), leads, deliveries, runs)

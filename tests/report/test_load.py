@@ -1,0 +1,126 @@
+"""The report read from a real ledger (SQLite, and PostgreSQL when CI provides one)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from connector.cli import app
+from connector.ledger.store import DELIVERED, REJECTED, Ledger, Outcome
+from connector.mapping.translate import Mapped, StageChange, Target
+from connector.report import Period, build_report, load
+from tests.conftest import MAPPING
+
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+MARCH = Period(date(2026, 3, 1), date(2026, 3, 31))
+PAID = {"gclid": "Cj0KCQiA-abcdEFGH_1234567890", "currency": "EUR"}
+EMAIL = {"utm_source": "newsletter", "utm_medium": "email"}
+
+
+def change(
+    lead: str,
+    stage: str,
+    at: datetime,
+    attrs: dict[str, Any],
+    created: datetime | None = None,
+    problems: dict[str, str] | None = None,
+) -> Mapped:
+    sc = StageChange(
+        lead_id=lead,
+        crm_status=stage.upper(),
+        stage=stage,
+        changed_at=at,
+        source_record_id=f"017{lead}{stage}",
+        lead_created_at=created,
+        attributes=attrs,
+        problems=problems or {},
+    )
+    return Mapped(sc, [Target("google_ads", "700000001", None, None)])
+
+
+def fill(ledger: Ledger) -> None:
+    """A: paid search, won for €40,000 20 days after creation. B: email MQL, gclid damaged.
+    C: first seen in February (outside). D: no signal. E: created in April (outside)."""
+    day = timedelta(days=1)
+    batch = [
+        change("A", "mql", T0, PAID, created=T0 - day),
+        change("A", "opportunity", T0 + 5 * day, PAID),
+        change("A", "won", T0 + 19 * day, PAID | {"amount": "40000"}),
+        change("A", "won", T0 + 40 * day, PAID),  # after the period: not read
+        change("B", "mql", T0, EMAIL, problems={"gclid": "invalid_characters"}),
+        change("C", "sql", T0, PAID, created=T0 - 30 * day),
+        change("D", "unmapped", T0 + day, {}),
+        change("E", "mql", T0 + 30 * day, PAID),
+    ]
+    run = ledger.start_run()
+    ledger.record(run, batch, "salesforce.LeadHistory", T0 + 40 * day)
+    pending = ledger.pending("google_ads")
+    outcomes = [
+        Outcome(pending[0].id, DELIVERED),
+        Outcome(pending[1].id, REJECTED, "CLICK_NOT_FOUND"),
+    ]
+    ledger.settle(outcomes)
+    summary = {"destinations": {"google_ads": {"processed": 2, "matched": 1}}}
+    ledger.finish_run(run, "ok", summary)
+
+
+def test_report_from_the_ledger(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    fill(ledger)
+    data = load(Ledger.open(state_url, readonly=True), MARCH)
+    assert sorted(lead.lead_id for lead in data.leads) == ["A", "B", "D"]
+    report = build_report(data, currency="EUR")
+    a = report.attributions
+    assert (a["A"].channel, a["B"].channel, a["D"].channel) == (
+        "paid search",
+        "email",
+        "unattributed",
+    )
+    assert a["D"].reasons == ("no_click_id", "no_utm", "no_ga_client_id", "no_lead_source")
+    f = report.funnel
+    assert (f.leads, f.mql, f.opportunities, f.won, f.won_revenue) == (3, 2, 1, 1, 40_000)
+    assert f.median_days_to_contract == 20  # from lead creation, a day before its first change
+    assert report.measurability.leads.value == pytest.approx(2 / 3)
+    assert report.measurability.revenue.value == 1.0
+    ads = report.delivery["google_ads"]
+    # In March: A mql, A opportunity, A won, B mql, C sql, D unmapped (E's change is in April).
+    assert (ads.delivered, ads.not_attributable, ads.pending) == (1, 1, 4)
+    assert ads.processed is None  # the run happened today, after March: not read
+
+
+def test_absent_store_reads_as_empty(tmp_path: Path) -> None:
+    data = load(Ledger.open(f"sqlite:///{tmp_path / 'absent.db'}", readonly=True), MARCH)
+    assert data.leads == [] and not data.store_found
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_report_command(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(Ledger.open(sqlite_url))
+    monkeypatch.setenv("CONNECTOR_STATE_URL", sqlite_url)
+    monkeypatch.setenv("CONNECTOR_MAPPING_PATH", str(MAPPING))
+    runner = CliRunner()
+    period = ["--since", "2026-03-01", "--until", "2026-03-31"]
+
+    result = runner.invoke(app, ["report", *period, "--json", "--group-by", "week"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["measurability"]["by_stage"]["won"] == {"attributable": 1, "total": 1, "share": 1.0}
+    assert data["channels"]["paid search"]["won_revenue"] == 40_000
+    assert data["trend"][0]["period"] == "2026-W09"
+
+    html = tmp_path / "out" / "r.html"
+    html.parent.mkdir()
+    result = runner.invoke(app, ["report", *period, "--format", "html", "--output", str(html)])
+    assert result.exit_code == 0 and "<svg" in html.read_text()
+
+    table = runner.invoke(app, ["report", *period])
+    assert table.exit_code == 0 and "paid search" in table.output
+
+    bad = runner.invoke(app, ["report", "--since", "2026-04-01", "--until", "2026-03-01"])
+    assert bad.exit_code == 2
+    assert runner.invoke(app, ["report", "--format", "pdf"]).exit_code == 2

@@ -1,0 +1,153 @@
+"""The `connector` command as a user runs it: a subprocess, settings from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from connector.sandbox import stack
+from connector.sandbox.dataset import generate
+from connector.sandbox.stack import Sandbox
+from connector.sandbox.tls import sandbox_ca
+from tests.conftest import MAPPING, REPO
+
+SECRETS = [stack.SF_PASSWORD, stack.SF_TOKEN, stack.SF_CLIENT_SECRET, stack.GA4_SECRET]
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    tables = generate(n_leads=150, seed=3, now=datetime.now(UTC).replace(microsecond=0)).tables()
+    with Sandbox(tables) as box:
+        yield box
+
+
+def env_for(box: Sandbox, state: Path, **extra: str) -> dict[str, str]:
+    ca = str(sandbox_ca().bundle_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+    env.update(
+        {
+            "CONNECTOR_STATE_URL": f"sqlite:///{state / 'connector.db'}",
+            "CONNECTOR_MAPPING_PATH": str(MAPPING),
+            "CONNECTOR_LOG_LEVEL": "DEBUG",
+            "CONNECTOR_SALESFORCE__LOGIN_URL": box.salesforce.url,
+            "CONNECTOR_SALESFORCE__USERNAME": "demo@example.com",
+            "CONNECTOR_SALESFORCE__PASSWORD": stack.SF_PASSWORD,
+            "CONNECTOR_SALESFORCE__SECURITY_TOKEN": stack.SF_TOKEN,
+            "CONNECTOR_SALESFORCE__CLIENT_ID": "demo-client-id",
+            "CONNECTOR_SALESFORCE__CLIENT_SECRET": stack.SF_CLIENT_SECRET,
+            "CONNECTOR_SALESFORCE__CA_BUNDLE": ca,
+            "CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID": stack.OPERATING_ACCOUNT,
+            "CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT": box.datamanager.url,
+            "CONNECTOR_GOOGLE_ADS__DATAMANAGER_CA_BUNDLE": ca,
+            "CONNECTOR_GOOGLE_ADS__ANONYMOUS_CREDENTIALS": "true",
+            "CONNECTOR_GA4__MEASUREMENT_ID": stack.MEASUREMENT_ID,
+            "CONNECTOR_GA4__API_SECRET": stack.GA4_SECRET,
+            "CONNECTOR_GA4__MP_BASE_URL": box.ga4.url,
+            "CONNECTOR_GA4__CA_BUNDLE": ca,
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def connector(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_no_secret(result: subprocess.CompletedProcess[str]) -> None:
+    for secret in SECRETS:
+        assert secret not in result.stdout
+        assert secret not in result.stderr
+
+
+def test_sync_from_environment_prints_json_and_never_a_secret(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    result = connector("sync", "--json", env=env_for(sandbox, tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "ok" and summary["new"] > 0
+    assert summary["destinations"]["google_ads"]["delivered"] > 0
+    assert_no_secret(result)
+    again = connector("sync", "--json", env=env_for(sandbox, tmp_path), cwd=tmp_path)
+    assert json.loads(again.stdout)["new"] == 0
+
+
+def test_failing_login_exits_3_with_a_clear_message_and_no_secret(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = env_for(sandbox, tmp_path, CONNECTOR_SALESFORCE__PASSWORD="wrong-but-secret-pw")
+    result = connector("sync", env=env, cwd=tmp_path)
+    assert result.returncode == 3
+    assert "Salesforce login" in result.stderr and "invalid_grant" in result.stderr
+    assert "wrong-but-secret-pw" not in result.stdout + result.stderr
+    assert_no_secret(result)
+
+
+def test_bad_setting_names_the_variable_and_exits_2(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = env_for(sandbox, tmp_path, CONNECTOR_GA4__MEASUREMENT_ID="UA-12345")
+    result = connector("sync", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "CONNECTOR_GA4__MEASUREMENT_ID" in result.stderr
+    assert_no_secret(result)
+
+
+def test_missing_credentials_are_named(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+    env["CONNECTOR_MAPPING_PATH"] = str(MAPPING)
+    result = connector("check", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "CONNECTOR_SALESFORCE__USERNAME" in result.stdout
+
+
+def test_dry_run_json_names_the_payload_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    payloads = tmp_path / "payloads.json"
+    result = connector(
+        "sync",
+        "--dry-run",
+        "--json",
+        "--payloads-file",
+        str(payloads),
+        env=env_for(sandbox, tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["payloads_file"] == str(payloads)
+    assert payloads.exists() and not (tmp_path / "connector.db").exists()
+    assert_no_secret(result)
+
+
+@pytest.mark.parametrize("command", [[], ["sync"], ["demo"], ["check"]])
+def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
+    result = connector(*command, "--help", env=dict(os.environ), cwd=tmp_path)
+    assert result.returncode == 0
+    assert "Usage" in result.stdout
+
+
+def test_demo_runs_to_completion_without_credentials(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+    env.update({"CONNECTOR_GA4__API_SECRET": "env-secret-never-shown"})
+    result = connector(
+        "demo", "--leads", "200", "--state-dir", str(tmp_path / "s"), "--json", env=env, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["first_sync"]["new"] > 0 and out["second_sync"]["new"] == 0
+    assert out["emulators"]["google_ads_conversions"] > 0
+    assert "env-secret-never-shown" not in result.stdout + result.stderr
+    assert_no_secret(result)

@@ -1,0 +1,244 @@
+"""End to end: the real clients against the emulators, asserting on what they received
+and on what the ledger holds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from connector.errors import SourceError
+from connector.ledger.schema import deliveries, stage_changes
+from connector.mapping.rules import load_mapping
+from connector.pipeline import STREAM, SyncOptions, sync
+from connector.sandbox.datamanager import unavailable_fault
+from connector.sandbox.dataset import generate, sf_datetime
+from connector.sandbox.faults import Fault
+from connector.sandbox.ga4 import rate_limited_fault
+from connector.sandbox.stack import Sandbox
+from connector.settings import Settings
+from tests.conftest import MAPPING
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def data_tables() -> dict[str, list[dict[str, object]]]:
+    return generate(n_leads=400, seed=11, now=NOW).tables()
+
+
+@pytest.fixture
+def sandbox(data_tables: dict[str, list[dict[str, object]]]) -> Iterator[Sandbox]:
+    tables = {name: [dict(r) for r in rows] for name, rows in data_tables.items()}
+    with Sandbox(tables) as box:
+        yield box
+
+
+def settings_for(box: Sandbox, state_url: str) -> Settings:
+    return box.settings(state_url, MAPPING)
+
+
+def run(settings: Settings, **options: object) -> object:
+    return sync(settings, load_mapping(MAPPING), SyncOptions(**options))  # type: ignore[arg-type]
+
+
+def ledger_rows(state_url: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    engine = create_engine(state_url)
+    with engine.connect() as conn:
+        changes = [dict(r._mapping) for r in conn.execute(select(stage_changes))]
+        rows = [dict(r._mapping) for r in conn.execute(select(deliveries))]
+    engine.dispose()
+    return changes, rows
+
+
+def test_sync_delivers_every_pending_row_once_and_a_rerun_sends_nothing(
+    sandbox: Sandbox, state_url: str
+) -> None:
+    settings = settings_for(sandbox, state_url)
+    first = run(settings)
+    assert first.status == "ok"  # type: ignore[attr-defined]
+    changes, rows = ledger_rows(state_url)
+    delivered = Counter(r["destination"] for r in rows if r["status"] == "delivered")
+    assert delivered["google_ads"] == len(sandbox.datamanager.conversions) > 0
+    assert delivered["ga4"] == len(sandbox.ga4.accepted) > 0
+    assert not [r for r in rows if r["status"] == "pending"]
+
+    requests_before = (sandbox.datamanager.requests, sandbox.ga4.requests)
+    second = run(settings)
+    assert second.new == 0  # type: ignore[attr-defined]
+    assert (sandbox.datamanager.requests, sandbox.ga4.requests) == requests_before
+    assert len(ledger_rows(state_url)[0]) == len(changes)
+
+
+def test_every_google_ads_conversion_carries_its_lead_and_stage(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    run(settings_for(sandbox, sqlite_url))
+    for (action, transaction_id), event in sandbox.datamanager.conversions.items():
+        lead_id, stage = transaction_id.split(":")
+        assert lead_id.startswith("00Q")
+        assert {"mql": "700000001", "sql": "700000002", "opportunity": "700000003"}[stage] == action
+        assert event["currency"] in {"EUR", "USD", "GBP"}
+    assert sandbox.datamanager.adjustments == 0
+
+
+def test_ga4_requests_group_a_clients_events_in_time_order(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    run(settings_for(sandbox, sqlite_url))
+    per_client = Counter(e["client_id"] for e in sandbox.ga4.accepted)
+    assert sandbox.ga4.requests == sum(math.ceil(n / 25) for n in per_client.values())
+    for body in sandbox.ga4.received_bodies:
+        times = [e.get("timestamp_micros", 0) for e in json.loads(body)["events"]]
+        assert times == sorted(times)
+
+
+def test_no_clear_text_email_or_phone_leaves_or_is_stored(
+    sandbox: Sandbox, sqlite_url: str, data_tables: dict[str, list[dict[str, object]]]
+) -> None:
+    run(settings_for(sandbox, sqlite_url))
+    sent = "\n".join(sandbox.datamanager.received_bodies + sandbox.ga4.received_bodies)
+    stored = Path(sqlite_url.removeprefix("sqlite:///")).read_bytes().decode("latin-1")
+    emails = [str(r["Email"]).strip() for r in data_tables["Lead"] if r.get("Email")]
+    phones = [str(r["Phone"]).strip() for r in data_tables["Lead"] if r.get("Phone")]
+    for value in [*emails, *phones]:
+        if len(value) >= 6:
+            assert value not in sent and value not in stored
+    hashed = hashlib.sha256(b"x").hexdigest()
+    assert hashed not in sent  # sanity: the test looks at real bodies
+    assert '"emailAddress"' in sent or '"phoneNumber"' in sent
+
+
+def test_dry_run_changes_no_state_and_sends_nothing(
+    sandbox: Sandbox, sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(sandbox, sqlite_url)
+    sandbox.salesforce.insert("LeadHistory", _history_row(sandbox, minutes_ago=1))
+    run(settings)  # a real run first, so the store exists and holds a cursor
+    db = Path(sqlite_url.removeprefix("sqlite:///"))
+    before = db.read_bytes()
+    accepted = (len(sandbox.datamanager.accepted), len(sandbox.ga4.accepted))
+    new_row = _history_row(sandbox, minutes_ago=0)
+    sandbox.salesforce.insert("LeadHistory", new_row)
+
+    payloads = tmp_path / "out" / "payloads.json"
+    summary = run(settings, dry_run=True, payloads_path=payloads)
+
+    assert db.read_bytes() == before
+    assert (len(sandbox.datamanager.accepted), len(sandbox.ga4.accepted)) == accepted
+    assert summary.new == 1  # type: ignore[attr-defined]
+    written = json.loads(payloads.read_text())
+    assert written["google_ads"][0]["validateOnly"] is True
+    assert sandbox.datamanager.validated_requests >= 1
+
+
+def test_dry_run_on_a_fresh_store_creates_no_file(sandbox: Sandbox, sqlite_url: str) -> None:
+    summary = run(settings_for(sandbox, sqlite_url), dry_run=True)
+    assert summary.new > 0  # type: ignore[attr-defined]
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+    assert sandbox.datamanager.accepted == [] and sandbox.ga4.accepted == []
+
+
+def test_transient_errors_are_retried(sandbox: Sandbox, sqlite_url: str) -> None:
+    sandbox.datamanager.faults.push(unavailable_fault(), times=2)
+    sandbox.ga4.faults.push(rate_limited_fault(retry_after_seconds=1), times=1)
+    summary = run(settings_for(sandbox, sqlite_url))
+    assert summary.status == "ok"  # type: ignore[attr-defined]
+    assert len(sandbox.datamanager.conversions) > 0
+
+
+def test_a_rejected_event_is_set_aside_and_the_rest_delivered(
+    sandbox: Sandbox, sqlite_url: str, data_tables: dict[str, list[dict[str, object]]]
+) -> None:
+    recent = sf_datetime(NOW - timedelta(days=30))
+    leads = {str(r["Id"]): r for r in data_tables["Lead"] if _sendable(r)}
+    lead = next(
+        leads[str(h["LeadId"])]
+        for h in data_tables["LeadHistory"]
+        if h["NewValue"] == "MQL" and str(h["CreatedDate"]) > recent and h["LeadId"] in leads
+    )
+    sandbox.datamanager.reject(gclids=[str(lead["GCLID__c"])])
+    run(settings_for(sandbox, sqlite_url))
+    _, rows = ledger_rows(sqlite_url)
+    rejected = [r for r in rows if r["destination"] == "google_ads" and r["status"] == "rejected"]
+    assert rejected and all("google_ads" in str(r["reason"]) for r in rejected)
+    delivered = [r for r in rows if r["destination"] == "google_ads" and r["status"] == "delivered"]
+    assert len(delivered) == len(sandbox.datamanager.conversions) > 0
+
+
+def test_a_change_written_inside_the_overlap_window_arrives_once(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    settings = settings_for(sandbox, sqlite_url)
+    run(settings)
+    cursor = _cursor(sqlite_url)
+    # Committed late, stamped a second before the cursor: the overlap must catch it.
+    late = _history_row(sandbox, at=cursor - timedelta(seconds=1))
+    sandbox.salesforce.insert("LeadHistory", late)
+    conversions = len(sandbox.datamanager.conversions)
+    second = run(settings)
+    third = run(settings)
+    assert second.new == 1 and third.new == 0  # type: ignore[attr-defined]
+    assert len(sandbox.datamanager.conversions) == conversions + 1
+
+
+def test_salesforce_limit_stops_the_run_and_keeps_the_cursor(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    settings = settings_for(sandbox, sqlite_url)
+    run(settings)
+    cursor = _cursor(sqlite_url)
+    body = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+    sandbox.salesforce.faults.push(Fault(status=403, body=body, path_contains="/query"))
+    with pytest.raises(SourceError, match="REQUEST_LIMIT_EXCEEDED"):
+        run(settings)
+    assert _cursor(sqlite_url) == cursor
+
+
+def _cursor(state_url: str) -> datetime:
+    from connector.ledger.store import Ledger
+
+    value = Ledger.open(state_url).cursor(STREAM)
+    assert value is not None
+    return value
+
+
+def _good_gclid(lead: dict[str, object]) -> bool:
+    gclid = lead.get("GCLID__c")
+    return bool(gclid) and " " not in str(gclid) and "!" not in str(gclid)
+
+
+def _sendable(lead: dict[str, object]) -> bool:
+    return (
+        _good_gclid(lead)
+        and bool(lead.get("GA_Client_ID__c"))
+        and lead.get("Consent_Ad_User_Data__c") == "Granted"
+        and lead.get("CurrencyIsoCode") in ("EUR", "USD", "GBP")
+    )
+
+
+def _history_row(
+    box: Sandbox, *, minutes_ago: int = 0, at: datetime | None = None
+) -> dict[str, object]:
+    """A new MQL status change for a lead that has a usable gclid and GA client id."""
+    leads = box.salesforce.records("Lead")
+    taken = {str(r["LeadId"]) for r in box.salesforce.records("LeadHistory")}
+    lead = next(
+        r for r in leads if _sendable(r) and (r["Id"] not in taken or r["Status"] == "Open")
+    )
+    when = at or datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return {
+        "LeadId": lead["Id"],
+        "Field": "Status",
+        "OldValue": "Open",
+        "NewValue": "MQL",
+        "CreatedDate": sf_datetime(when),
+        "IsDeleted": False,
+    }
