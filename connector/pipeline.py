@@ -24,10 +24,12 @@ from connector.mapping.rules import Mapping
 from connector.mapping.translate import Mapped, translate
 from connector.settings import Settings
 from connector.source.auth import connect
-from connector.source.salesforce import LeadHistoryStream
+from connector.source.salesforce import SalesforceSource
 from connector.summary import RunSummary
 
 STREAM = "salesforce.LeadHistory"
+OPPORTUNITY_STREAM = "salesforce.OpportunityFieldHistory"
+STREAMS = (STREAM, OPPORTUNITY_STREAM)
 RECORD_CHUNK = 1000
 DELIVER_CHUNK = 2000
 log = logging.getLogger("connector.sync")
@@ -70,8 +72,9 @@ def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination
 def sync(settings: Settings, mapping: Mapping, options: SyncOptions) -> RunSummary:
     settings.require_for_sync()
     ledger = Ledger.open(settings.state_url, readonly=options.dry_run)
-    since = start_point(ledger.cursor(STREAM), settings, utcnow())
-    summary = RunSummary(dry_run=options.dry_run, since=since.isoformat())
+    now = utcnow()
+    since = {stream: start_point(ledger.cursor(stream), settings, now) for stream in STREAMS}
+    summary = RunSummary(dry_run=options.dry_run, since=since[STREAM].isoformat())
     destinations = build_destinations(settings, mapping)
     try:
         run = _DryRun if options.dry_run else _Run
@@ -107,11 +110,13 @@ class _Run:
         self.options = options
         self.summary = summary
         self.started = utcnow()
+        self._salesforce: SalesforceSource | None = None
 
-    def execute(self, since: datetime) -> None:
+    def execute(self, since: dict[str, datetime]) -> None:
         run_id = self.ledger.start_run()
         try:
-            self._pull(run_id, since)
+            for stream in STREAMS:
+                self._pull(run_id, stream, since[stream])
             for destination in self.destinations:
                 self._deliver(destination)
         except ConnectorError as exc:
@@ -121,24 +126,33 @@ class _Run:
             self.summary.cursor = _iso(self.ledger.cursor(STREAM))
             self.ledger.finish_run(run_id, self.summary.status, self.summary.as_dict())
 
-    def changes(self, since: datetime) -> Iterator[Mapped]:
-        sf = self.settings.salesforce
-        stream = LeadHistoryStream(connect(sf), self.mapping, reconnect=lambda: connect(sf))
+    def changes(self, stream: str, since: datetime) -> Iterator[Mapped]:
+        source = self._source()
+        pull = source.lead_changes if stream == STREAM else source.opportunity_changes
         try:
             region = self.settings.google_ads.default_phone_region
-            for crm in stream.changes(since):
+            for crm in pull(since):
                 self.summary.pulled += 1
                 yield translate(crm, self.mapping, region)
         finally:
-            self.summary.source_calls = stream.calls
-            usage = stream.api_usage
+            self.summary.source_calls += source.calls
+            source.calls = 0
+            usage = source.api_usage
             self.summary.api_usage = f"{usage[0]}/{usage[1]}" if usage else None
 
-    def _pull(self, run_id: int, since: datetime) -> None:
-        for chunk in _chunks(self.changes(since), RECORD_CHUNK):
+    def _source(self) -> SalesforceSource:
+        if self._salesforce is None:
+            sf = self.settings.salesforce
+            self._salesforce = SalesforceSource(
+                connect(sf), self.mapping, reconnect=lambda: connect(sf)
+            )
+        return self._salesforce
+
+    def _pull(self, run_id: int, stream: str, since: datetime) -> None:
+        for chunk in _chunks(self.changes(stream, since), RECORD_CHUNK):
             # The bookmark never passes the run's start: a row stamped later is read next time.
             newest = min(max(m.change.changed_at for m in chunk), self.started)
-            new = self.ledger.record(run_id, chunk, STREAM, newest)
+            new = self.ledger.record(run_id, chunk, stream, newest)
             self.summary.new += len(new)
             self._count(new)
             for mapped in new:
@@ -172,8 +186,8 @@ class _Run:
 class _DryRun(_Run):
     """Pull, map and validate with the APIs' validate-only modes; write nothing to state."""
 
-    def execute(self, since: datetime) -> None:
-        mapped = list(self.changes(since))
+    def execute(self, since: dict[str, datetime]) -> None:
+        mapped = [m for stream in STREAMS for m in self.changes(stream, since[stream])]
         known = self.ledger.known(
             (m.change.lead_id, m.change.stage, m.change.changed_at) for m in mapped
         )

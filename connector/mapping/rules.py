@@ -10,6 +10,7 @@ typo fails the run before anything is pulled or sent.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -116,6 +117,21 @@ class SourceSpec(_Strict):
     consent_values: ConsentValues = ConsentValues()
 
 
+class OpportunitySpec(_Strict):
+    """Opportunity stages, attributed to the lead the opportunity was converted from.
+
+    An opportunity no lead converted into (e.g. created from a contact) is still
+    recorded, under its own id with the problem `no_source_lead`, and sent nowhere:
+    without the lead there is no click id, consent or GA client id to send.
+    """
+
+    history_object: Literal["OpportunityFieldHistory"] = "OpportunityFieldHistory"
+    stage_field: str = Field(default="StageName", pattern=_SOQL_NAME.pattern)
+    amount_field: str = Field(default="Amount", pattern=_SOQL_NAME.pattern)
+    currency_field: str | None = Field(default=None, pattern=_SOQL_NAME.pattern)
+    stages: dict[str, StageRule] = Field(default_factory=dict)
+
+
 class Mapping(_Strict):
     version: Literal[1]
     source: SourceSpec = SourceSpec()
@@ -124,18 +140,35 @@ class Mapping(_Strict):
     # Strongest channel signal first; `connector report` attributes each lead by it.
     attribution_precedence: list[Signal] = ["click_id", "utm", "ga4", "lead_source"]
     stages: dict[str, StageRule]
+    opportunity: OpportunitySpec | None = None
 
-    def rule_for(self, crm_status: str) -> StageRule | None:
+    def rule_for(self, crm_status: str, *, opportunity: bool = False) -> StageRule | None:
+        if opportunity:
+            return self.opportunity.stages.get(crm_status) if self.opportunity else None
         return self.stages.get(crm_status)
 
     def lead_fields(self) -> dict[str, str]:
         """Key -> Lead field API name to read: the roles, plus fields that value rules name."""
-        fields = self.source.fields.selected()
-        for rule in self.stages.values():
-            for target in (rule.ga4, rule.google_ads):
-                if target and target.value and target.value.field:
-                    fields[target.value.field] = target.value.field
+        return {**self.source.fields.selected(), **_value_fields(self.stages.values())}
+
+    def opportunity_fields(self) -> dict[str, str]:
+        """Opportunity fields to read with each history row: amount, currency, value fields."""
+        spec = self.opportunity
+        if spec is None:
+            return {}
+        fields = {spec.amount_field: spec.amount_field, **_value_fields(spec.stages.values())}
+        if spec.currency_field:
+            fields[spec.currency_field] = spec.currency_field
         return fields
+
+
+def _value_fields(rules: Iterable[StageRule]) -> dict[str, str]:
+    fields = {}
+    for rule in rules:
+        for target in (rule.ga4, rule.google_ads):
+            if target and target.value and target.value.field:
+                fields[target.value.field] = target.value.field
+    return fields
 
 
 def load_mapping(path: Path) -> Mapping:

@@ -8,7 +8,7 @@ short code (`unknown_stage`, `no_click_id`, ...) recorded per row.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -116,10 +116,12 @@ class Mapped:
 
 def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
     """Normalise one CRM change; a status the mapping doesn't know is kept, sent nowhere."""
-    rule = mapping.rule_for(crm.new_status)
+    rule = mapping.rule_for(crm.new_status, opportunity=crm.opportunity_id is not None)
     attributes, problems = _attributes(crm, mapping, phone_region)
     if rule is None:
         problems["stage"] = "unknown_stage"
+    if not crm.has_source_lead:
+        problems["lead"] = "no_source_lead"
     change = StageChange(
         lead_id=crm.lead_id,
         crm_status=crm.new_status,
@@ -130,7 +132,13 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
         attributes=attributes,
         problems=problems,
     )
-    return Mapped(change=change, targets=_targets(rule, crm, change, mapping) if rule else [])
+    targets = _targets(rule, crm, change, mapping) if rule else []
+    if not crm.has_source_lead:
+        targets = [replace(t, skip_reason="no_source_lead") for t in targets]
+    valued = next((t for t in targets if t.value is not None), None)
+    if valued is not None:
+        attributes["amount"], attributes["currency"] = valued.value, valued.currency
+    return Mapped(change=change, targets=targets)
 
 
 def _attributes(
@@ -156,6 +164,9 @@ def _attributes(
     attrs["consent_ad_user_data"] = consent.read(lead.get("consent_ad_user_data"))
     attrs["consent_ad_personalization"] = consent.read(lead.get("consent_ad_personalization"))
     attrs["currency"] = _text(lead.get("currency"))
+    if crm.opportunity_id:
+        attrs["opportunity_id"] = crm.opportunity_id
+        attrs["restatement"] = crm.restatement
     return attrs, problems
 
 

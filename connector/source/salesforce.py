@@ -8,6 +8,7 @@ lets the cursor move safely page by page.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,12 @@ class CrmChange:
     changed_at: datetime
     lead_created_at: datetime | None
     lead: dict[str, Any]  # values by mapping role: "email", "gclid", ...
+    opportunity_id: str | None = None
+    restatement: bool = False  # a won deal's amount changed after it was won
+    has_source_lead: bool = True
+
+
+_SF_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 
 
 def parse_sf_datetime(value: str) -> datetime:
@@ -60,8 +67,7 @@ def lead_history_soql(mapping: Mapping, since: datetime) -> str:
     # Field names were validated as plain API names when the mapping loaded;
     # the only literal here is a datetime we format ourselves.
     spec = mapping.source
-    lead_fields = ["CreatedDate", *mapping.lead_fields().values()]
-    parent = ", ".join(f"Lead.{name}" for name in dict.fromkeys(lead_fields))
+    parent = ", ".join(f"Lead.{name}" for name in _lead_select(mapping))
     return (
         f"SELECT Id, LeadId, OldValue, NewValue, CreatedDate, {parent} "
         f"FROM {spec.history_object} "
@@ -70,8 +76,35 @@ def lead_history_soql(mapping: Mapping, since: datetime) -> str:
     )
 
 
-class LeadHistoryStream:
-    """Pages through LeadHistory since a point in time, retrying each page on its own."""
+def opportunity_history_soql(mapping: Mapping, since: datetime) -> str:
+    spec = mapping.opportunity
+    assert spec is not None
+    fields = ["IsWon", spec.stage_field, *mapping.opportunity_fields()]
+    parent = ", ".join(f"Opportunity.{name}" for name in dict.fromkeys(fields))
+    return (
+        f"SELECT Id, OpportunityId, Field, OldValue, NewValue, CreatedDate, {parent} "
+        f"FROM {spec.history_object} "
+        f"WHERE Field IN ('{spec.stage_field}', '{spec.amount_field}') "
+        f"AND CreatedDate >= {soql_datetime(since)} ORDER BY CreatedDate ASC, Id ASC"
+    )
+
+
+def converted_leads_soql(mapping: Mapping, opportunity_ids: list[str]) -> str:
+    ids = ", ".join(f"'{i}'" for i in opportunity_ids if _SF_ID.match(i))
+    fields = ", ".join(["Id", "ConvertedOpportunityId", *_lead_select(mapping)])
+    return f"SELECT {fields} FROM Lead WHERE ConvertedOpportunityId IN ({ids})"
+
+
+def _lead_select(mapping: Mapping) -> list[str]:
+    return list(dict.fromkeys(["CreatedDate", *mapping.lead_fields().values()]))
+
+
+class SalesforceSource:
+    """Stage changes of leads and of the opportunities they convert into.
+
+    Each page is fetched (and retried) on its own, so a 503 on page 7 of 40
+    retries that page instead of restarting the stream.
+    """
 
     def __init__(
         self,
@@ -87,11 +120,32 @@ class LeadHistoryStream:
         self._attempts = attempts
         self.calls = 0
 
-    def changes(self, since: datetime) -> Iterator[CrmChange]:
-        page = self._fetch(lambda: self._client.query(lead_history_soql(self._mapping, since)))
+    def lead_changes(self, since: datetime) -> Iterator[CrmChange]:
+        for page in self._pages(lead_history_soql(self._mapping, since)):
+            for record in page:
+                lead = record.get("Lead") or {}
+                yield self._change(record, str(record["LeadId"]), lead)
+
+    def opportunity_changes(self, since: datetime) -> Iterator[CrmChange]:
+        """Opportunity stage (and won-amount) changes, under the lead they came from."""
+        if self._mapping.opportunity is None:
+            return
+        for page in self._pages(opportunity_history_soql(self._mapping, since)):
+            leads = self._converted_leads({str(r["OpportunityId"]) for r in page})
+            for record in page:
+                change = self._opportunity_change(record, leads)
+                if change is not None:
+                    yield change
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        usage = getattr(self._client, "api_usage", {}).get("api-usage")
+        return (int(usage.used), int(usage.total)) if usage else None
+
+    def _pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+        page = self._fetch(lambda: self._client.query(soql))
         while True:
-            for record in page["records"]:
-                yield self._to_change(record)
+            yield page["records"]
             next_url = page.get("nextRecordsUrl")
             if page.get("done", True) or not next_url:
                 return
@@ -99,10 +153,65 @@ class LeadHistoryStream:
                 lambda url=next_url: self._client.query_more(url, identifier_is_url=True)
             )
 
-    @property
-    def api_usage(self) -> tuple[int, int] | None:
-        usage = getattr(self._client, "api_usage", {}).get("api-usage")
-        return (int(usage.used), int(usage.total)) if usage else None
+    def _converted_leads(self, opportunity_ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Lead records by the opportunity they converted into: one query per 300 ids."""
+        ordered = sorted(opportunity_ids)
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ordered), 300):
+            soql = converted_leads_soql(self._mapping, ordered[start : start + 300])
+            for page in self._pages(soql):
+                found.update({str(r["ConvertedOpportunityId"]): r for r in page})
+        return found
+
+    def _opportunity_change(
+        self, record: dict[str, Any], leads: dict[str, dict[str, Any]]
+    ) -> CrmChange | None:
+        spec = self._mapping.opportunity
+        assert spec is not None
+        opportunity = dict(record.get("Opportunity") or {})
+        stage = str(opportunity.get(spec.stage_field) or "")
+        if record["Field"] == spec.amount_field:
+            # An amount change matters only for a won deal: it restates its value.
+            if not opportunity.get("IsWon"):
+                return None
+            opportunity[spec.amount_field] = record.get("NewValue")
+        else:
+            stage = str(record.get("NewValue") or "")
+        lead = leads.get(str(record["OpportunityId"]))
+        change = self._change(
+            record, str(lead["Id"]) if lead else str(record["OpportunityId"]), lead or {}
+        )
+        values = {
+            **change.lead,
+            **{k: opportunity.get(k) for k in self._mapping.opportunity_fields()},
+        }
+        if spec.currency_field and opportunity.get(spec.currency_field):
+            values["currency"] = opportunity[spec.currency_field]
+        return CrmChange(
+            record_id=change.record_id,
+            lead_id=change.lead_id,
+            old_status=change.old_status if record["Field"] != spec.amount_field else stage,
+            new_status=stage,
+            changed_at=change.changed_at,
+            lead_created_at=change.lead_created_at,
+            lead=values,
+            opportunity_id=str(record["OpportunityId"]),
+            restatement=record["Field"] == spec.amount_field,
+            has_source_lead=lead is not None,
+        )
+
+    def _change(self, record: dict[str, Any], lead_id: str, lead: dict[str, Any]) -> CrmChange:
+        roles = {key: lead.get(name) for key, name in self._mapping.lead_fields().items()}
+        created = lead.get("CreatedDate")
+        return CrmChange(
+            record_id=str(record["Id"]),
+            lead_id=lead_id,
+            old_status=record.get("OldValue"),
+            new_status=str(record.get("NewValue") or ""),
+            changed_at=parse_sf_datetime(record["CreatedDate"]),
+            lead_created_at=parse_sf_datetime(created) if created else None,
+            lead=roles,
+        )
 
     def _fetch(self, call: Any) -> dict[str, Any]:
         self.calls += 1
@@ -124,20 +233,6 @@ class LeadHistoryStream:
         except SalesforceError as exc:
             raise _source_error(exc) from None
         return result
-
-    def _to_change(self, record: dict[str, Any]) -> CrmChange:
-        lead = record.get("Lead") or {}
-        roles = {key: lead.get(name) for key, name in self._mapping.lead_fields().items()}
-        created = lead.get("CreatedDate")
-        return CrmChange(
-            record_id=str(record["Id"]),
-            lead_id=str(record["LeadId"]),
-            old_status=record.get("OldValue"),
-            new_status=str(record.get("NewValue") or ""),
-            changed_at=parse_sf_datetime(record["CreatedDate"]),
-            lead_created_at=parse_sf_datetime(created) if created else None,
-            lead=roles,
-        )
 
 
 def _source_error(exc: SalesforceError) -> SourceError:

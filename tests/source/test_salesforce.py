@@ -1,0 +1,145 @@
+"""A lead's whole journey, lead to won deal, under its persistent id (real simple-salesforce)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from connector.ledger.schema import deliveries, stage_changes
+from connector.mapping.rules import load_mapping
+from connector.pipeline import SyncOptions, sync
+from connector.sandbox.dataset import sf_datetime
+from connector.sandbox.stack import Sandbox
+from connector.source.salesforce import converted_leads_soql, lead_history_soql
+from tests.conftest import MAPPING
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+LEAD, OPP, ORPHAN = "00Q000000000001AAA", "006000000000001AAA", "006000000000002AAA"
+GCLID = "Cj0KCQiA-journeyTest_1234567890"
+
+
+def at(hours_ago: float) -> str:
+    return sf_datetime(NOW - timedelta(hours=hours_ago))
+
+
+def journey() -> dict[str, list[dict[str, object]]]:
+    lead = {
+        "Id": LEAD,
+        "CreatedDate": at(200),
+        "IsDeleted": False,
+        "Email": "Buyer.One@Example.com",
+        "Phone": "+49 621 53399982",
+        "Status": "Closed - Converted",
+        "LeadSource": "Web",
+        "IsConverted": True,
+        "ConvertedOpportunityId": OPP,
+        "CurrencyIsoCode": "EUR",
+        "GCLID__c": GCLID,
+        "GA_Client_ID__c": "111.222",
+        "Consent_Ad_User_Data__c": "Granted",
+        "Consent_Ad_Personalization__c": "Granted",
+    }
+    history = [
+        ("Open", "MQL", 150),
+        ("MQL", "SQL", 100),
+        ("SQL", "Closed - Converted", 60),
+    ]
+    opp = {
+        "Id": OPP,
+        "Name": "Deal",
+        "StageName": "Closed Won",
+        "Amount": 30000.0,
+        "CurrencyIsoCode": "GBP",
+        "IsClosed": True,
+        "IsWon": True,
+        "CreatedDate": at(60),
+        "IsDeleted": False,
+    }
+    orphan = {**opp, "Id": ORPHAN, "Name": "Contact deal"}
+    opp_history = [
+        (OPP, "StageName", "Prospecting", "Proposal", 40),
+        (OPP, "StageName", "Proposal", "Closed Won", 30),
+        (OPP, "Amount", 25000.0, 30000.0, 10),
+        (ORPHAN, "StageName", "Negotiation", "Closed Won", 20),
+    ]
+    return {
+        "Lead": [lead],
+        "LeadHistory": [
+            {
+                "Id": f"017000000000{i:03d}AAA",
+                "LeadId": LEAD,
+                "Field": "Status",
+                "OldValue": old,
+                "NewValue": new,
+                "CreatedDate": at(hours),
+                "IsDeleted": False,
+            }
+            for i, (old, new, hours) in enumerate(history)
+        ],
+        "Opportunity": [opp, orphan],
+        "OpportunityFieldHistory": [
+            {
+                "Id": f"017000000001{i:03d}AAA",
+                "OpportunityId": opp_id,
+                "Field": field,
+                "OldValue": old,
+                "NewValue": new,
+                "CreatedDate": at(hours),
+                "IsDeleted": False,
+            }
+            for i, (opp_id, field, old, new, hours) in enumerate(opp_history)
+        ],
+    }
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(journey()) as box:
+        yield box
+
+
+def test_the_whole_journey_arrives_under_one_lead_id(sandbox: Sandbox, sqlite_url: str) -> None:
+    sync(sandbox.settings(sqlite_url, MAPPING), load_mapping(MAPPING), SyncOptions())
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        changes = [r._mapping for r in conn.execute(select(stage_changes))]
+        rows = [r._mapping for r in conn.execute(select(deliveries))]
+    by_stage = [(c["lead_id"], c["stage"]) for c in sorted(changes, key=lambda c: c["changed_at"])]
+    assert by_stage == [
+        (LEAD, "mql"),
+        (LEAD, "sql"),
+        (LEAD, "opportunity"),
+        (LEAD, "opportunity"),
+        (LEAD, "won"),
+        (ORPHAN, "won"),
+        (LEAD, "won"),
+    ]
+    # Won with the opportunity's amount and currency, then restated: an adjustment, not a
+    # second conversion.
+    won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won")]
+    assert won["conversion_value"] == 30000.0 and won["currency"] == "GBP"
+    assert sandbox.datamanager.adjustments == 1
+    assert len(sandbox.datamanager.conversions) == 4
+    orphan_rows = [r for r in rows if r["reason"] == "no_source_lead"]
+    assert len(orphan_rows) == 2  # recorded for both destinations, sent nowhere
+
+
+def test_a_sync_costs_one_query_per_object_page(sandbox: Sandbox, sqlite_url: str) -> None:
+    settings = sandbox.settings(sqlite_url, MAPPING)
+    sync(settings, load_mapping(MAPPING), SyncOptions())
+    first = sandbox.salesforce.query_calls
+    assert first["LeadHistory"] == 1 and first["OpportunityFieldHistory"] == 1
+    sync(settings, load_mapping(MAPPING), SyncOptions())
+    second = sandbox.salesforce.query_calls
+    assert second["LeadHistory"] == 2 and second["OpportunityFieldHistory"] == 2
+
+
+def test_soql_has_parent_fields_and_only_validated_ids() -> None:
+    mapping = load_mapping(MAPPING)
+    soql = lead_history_soql(mapping, NOW)
+    assert "Lead.GCLID__c" in soql and "FROM LeadHistory" in soql
+    injected = converted_leads_soql(mapping, [OPP, "x') OR Id != ('"])
+    assert injected.endswith(f"IN ('{OPP}')")
