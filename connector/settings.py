@@ -27,6 +27,7 @@ class SalesforceSettings(BaseModel):
     security_token: SecretStr | None = None
     client_id: str = ""
     client_secret: SecretStr | None = None
+    private_key_file: Path | None = None
     api_version: str = "62.0"
     ca_bundle: Path | None = None
     backfill_days: int = Field(default=90, ge=1, le=3650)
@@ -51,6 +52,8 @@ class GoogleAdsSettings(BaseModel):
     developer_token: SecretStr | None = None
     credentials_file: Path | None = None
     anonymous_credentials: bool = False
+    # "ads_api": the legacy Google Ads API upload path, for developer tokens still allowlisted.
+    upload_api: Literal["datamanager", "ads_api"] = "datamanager"
     default_phone_region: str = "US"
     batch_size: int = Field(default=2000, ge=1, le=2000)
     timeout_seconds: float = Field(default=60.0, gt=0)
@@ -135,10 +138,12 @@ class Settings(BaseSettings):
         sf = self.salesforce
         has_session = bool(sf.session_id and sf.instance_url)
         has_password = bool(sf.username and sf.password and sf.client_id and sf.client_secret)
+        has_password = has_password or bool(sf.username and sf.client_id and sf.private_key_file)
         reqs = [
             (
                 env_name("salesforce", "username")
-                + " + PASSWORD + CLIENT_ID + CLIENT_SECRET, or SESSION_ID + INSTANCE_URL",
+                + " + PASSWORD + CLIENT_ID + CLIENT_SECRET, or USERNAME + CLIENT_ID + "
+                "PRIVATE_KEY_FILE (JWT), or SESSION_ID + INSTANCE_URL",
                 has_session or has_password,
             ),
             (

@@ -7,8 +7,10 @@ OAuth grant ourselves and giving the client the returned session (API-NOTES §5)
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import jwt
 import requests
 from simple_salesforce.api import Salesforce
 
@@ -21,6 +23,8 @@ def connect(settings: SalesforceSettings) -> Salesforce:
     session = pinned_session(settings.ca_bundle)
     if settings.session_id and settings.instance_url:
         instance_url, token = settings.instance_url, settings.session_id.get_secret_value()
+    elif settings.private_key_file is not None:
+        instance_url, token = _jwt_grant(settings, session)
     else:
         instance_url, token = _password_grant(settings, session)
     return Salesforce(
@@ -45,6 +49,12 @@ def _password_grant(settings: SalesforceSettings, session: requests.Session) -> 
         "username": settings.username,
         "password": settings.password.get_secret_value() + token,
     }
+    return _post_grant(settings, session, form)
+
+
+def _post_grant(
+    settings: SalesforceSettings, session: requests.Session, form: dict[str, str]
+) -> tuple[str, str]:
     url = f"{settings.login_url}/services/oauth2/token"
     try:
         response = session.post(url, data=form, timeout=settings.timeout_seconds)
@@ -54,6 +64,33 @@ def _password_grant(settings: SalesforceSettings, session: requests.Session) -> 
             retryable=True,
         ) from None
     return _read_grant(response, settings.login_url)
+
+
+def _jwt_grant(settings: SalesforceSettings, session: requests.Session) -> tuple[str, str]:
+    """OAuth 2.0 JWT bearer flow: the recommended login for an unattended worker."""
+    assert settings.private_key_file is not None
+    if not (settings.username and settings.client_id):
+        raise ConfigError(
+            "JWT login needs CONNECTOR_SALESFORCE__USERNAME and __CLIENT_ID (the connected app's "
+            "consumer key) beside __PRIVATE_KEY_FILE"
+        )
+    try:
+        key = settings.private_key_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"CONNECTOR_SALESFORCE__PRIVATE_KEY_FILE cannot be read: {exc.strerror}"
+        ) from None
+    claims = {
+        "iss": settings.client_id,
+        "sub": settings.username,
+        "aud": settings.login_url,
+        "exp": int(time.time()) + 180,
+    }
+    form = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": jwt.encode(claims, key, algorithm="RS256"),
+    }
+    return _post_grant(settings, session, form)
 
 
 def _read_grant(response: requests.Response, login_url: str) -> tuple[str, str]:
