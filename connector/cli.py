@@ -87,6 +87,7 @@ def demo_command(
         print_summary(result.first, out, title="Demo sync")
         print_summary(result.second, out, title="Second sync right after")
         out.print(f"State store: {result.state_url}")
+        out.print(f"Attribution report: {result.report_file}")
     raise typer.Exit(EXIT_PENDING if result.first.status == "partial" else 0)
 
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connector.ledger.store import Ledger
 from connector.mapping.rules import load_mapping
 from connector.pipeline import Progress, SyncOptions, sync
+from connector.report import Period, build_report, load, to_html
 from connector.sandbox.dataset import generate
 from connector.sandbox.stack import Sandbox
 from connector.summary import RunSummary
@@ -26,6 +28,7 @@ class DemoResult:
     second: RunSummary
     state_url: str
     emulators: dict[str, Any]
+    report_file: Path
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +36,7 @@ class DemoResult:
             "second_sync": self.second.as_dict(),
             "state_url": self.state_url,
             "emulators": self.emulators,
+            "report_file": str(self.report_file),
         }
 
 
@@ -55,4 +59,11 @@ def run_demo(
             "ga4_events_accepted": len(sandbox.ga4.accepted),
             "ga4_requests": sandbox.ga4.requests,
         }
-    return DemoResult(first, second, state_url, emulators)
+    report_file = directory / "report.html"
+    report = build_report(
+        load(Ledger.open(state_url, readonly=True), Period.parse(None, None)),
+        currency=mapping.default_currency,
+        precedence=mapping.attribution_precedence,
+    )
+    report_file.write_text(to_html(report), encoding="utf-8")
+    return DemoResult(first, second, state_url, emulators, report_file)

@@ -85,6 +85,24 @@ def sync(settings: Settings, mapping: Mapping, options: SyncOptions) -> RunSumma
     return summary
 
 
+def measurability(ledger: Ledger, mapping: Mapping) -> dict[str, Any]:
+    """The share of the last 90 days' leads that can be attributed to a channel."""
+    from connector.report import Period, build_report, load
+
+    report = build_report(
+        load(ledger, Period.parse(None, None)),
+        currency=mapping.default_currency,
+        precedence=mapping.attribution_precedence,
+    )
+    share = report.measurability.leads
+    return {
+        "period": f"{report.period.since}..{report.period.until}",
+        "leads": int(share.whole),
+        "attributable": int(share.part),
+        "rate": round(share.part / share.whole, 4) if share.whole else None,
+    }
+
+
 def start_point(cursor: datetime | None, settings: Settings, now: datetime) -> datetime:
     """Where to read from: the cursor minus the overlap window, or the backfill start."""
     sf = settings.salesforce
@@ -124,6 +142,7 @@ class _Run:
             raise
         finally:
             self.summary.cursor = _iso(self.ledger.cursor(STREAM))
+            self.summary.measurability = measurability(self.ledger, self.mapping)
             self.ledger.finish_run(run_id, self.summary.status, self.summary.as_dict())
 
     def changes(self, stream: str, since: datetime) -> Iterator[Mapped]:

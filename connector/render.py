@@ -28,6 +28,12 @@ def print_summary(summary: RunSummary, console: Console, title: str = "Sync") ->
     if data["row_problems"]:
         console.print(f"  row problems: {_pairs(data['row_problems'])}")
     console.print(_destinations_table(data["destinations"], summary.dry_run))
+    m = data.get("measurability")
+    if m and m["leads"]:
+        console.print(
+            f"  measurability: {m['rate']:.0%} of {m['leads']} leads ({m['period']}) "
+            "can be attributed to a channel"
+        )
     extras = [
         ("cursor", data["cursor"]),
         ("Salesforce API usage", data["salesforce_api_usage"]),

@@ -53,6 +53,7 @@ class RunSummary:
     source_calls: int = 0
     payloads_file: str | None = None
     error: str | None = None
+    measurability: dict[str, Any] | None = None  # share of leads attributable to a channel
 
     def tally(self, destination: str) -> DestinationTally:
         return self.destinations.setdefault(destination, DestinationTally())
@@ -80,5 +81,6 @@ class RunSummary:
             "salesforce_api_usage": self.api_usage,
             "salesforce_query_calls": self.source_calls,
             "payloads_file": self.payloads_file,
+            "measurability": self.measurability,
             "error": self.error,
         }

@@ -84,9 +84,9 @@ def test_every_google_ads_conversion_carries_its_lead_and_stage(
     for (action, transaction_id), event in sandbox.datamanager.conversions.items():
         lead_id, stage = transaction_id.split(":")
         assert lead_id.startswith("00Q")
-        assert {"mql": "700000001", "sql": "700000002", "opportunity": "700000003"}[stage] == action
+        actions = {"mql": "700000001", "sql": "700000002", "opportunity": "700000003"}
+        assert {**actions, "won": "700000004"}[stage] == action
         assert event["currency"] in {"EUR", "USD", "GBP"}
-    assert sandbox.datamanager.adjustments == 0
 
 
 def test_ga4_requests_group_a_clients_events_in_time_order(

@@ -125,6 +125,24 @@ LEAD_SOURCE_CHANNELS: Mapping[str, str] = {
 UNINFORMATIVE_LEAD_SOURCES = frozenset(
     {"web", "website", "other", "none", "--none--", "unknown", "n/a", "-"}
 )
+SIGNAL_LABELS: Mapping[str, str] = {
+    CLICK_ID: "Google Ads click id",
+    UTM: "UTM fields",
+    GA4: "GA4 lookup",
+    LEAD_SOURCE: "Salesforce LeadSource",
+}
+# Every reason code a signal can give, in words for the report.
+REASONS: Mapping[str, str] = {
+    "no_click_id": "no Google Ads click id",
+    "invalid_click_id": "click id damaged in the CRM",
+    "no_utm": "no UTM fields",
+    "utm_unclassified": "UTM fields match no channel rule",
+    "no_ga_client_id": "no GA client id",
+    "no_ga4_match": "GA4 lookup found nothing",
+    "ga4_unassigned": "GA4 could not assign a channel",
+    "no_lead_source": "no LeadSource",
+    "lead_source_uninformative": "LeadSource too generic (e.g. Web)",
+}
 # GA4's own word for "no rule matched": not a channel.
 _GA4_NO_CHANNEL = frozenset({"", "unassigned", "(not set)", "(other)"})
 

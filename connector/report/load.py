@@ -142,7 +142,8 @@ def _lead(rows: Sequence[Any]) -> Lead:
         )
         problems.update(row["problems"] or {})
     first = min(rows[0]["changed_at"], created) if created else rows[0]["changed_at"]
-    won = next((r for r in rows if r["stage"] == "won"), None)
+    # The last won row: a restated amount (a later "won" change) replaces the first one.
+    won = next((r for r in reversed(rows) if r["stage"] == "won"), None)
     deal = _deal(won["attributes"] or {}, attributes) if won is not None else None
     return Lead(rows[0]["lead_id"], created, first, stages, attributes, problems, deal)
 

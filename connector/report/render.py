@@ -11,15 +11,23 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from connector.report.attribution import UNATTRIBUTED
-from connector.report.metrics import FUNNEL, DeliveryHealth, Funnel, Report, Share, rate
+from connector.report.attribution import REASONS, SIGNAL_LABELS, UNATTRIBUTED
+from connector.report.metrics import (
+    FUNNEL,
+    DeliveryHealth,
+    Funnel,
+    Measurability,
+    Report,
+    Share,
+    rate,
+)
 
 STAGE_LABELS = {
     "lead": "Lead",
@@ -181,7 +189,8 @@ def print_table(report: Report, console: Console) -> None:
         console.print("  [yellow]the state store is empty or absent: run `connector sync`[/]")
     console.print(_measurability_table(report))
     if m.unattributed_reasons:
-        console.print(f"  unattributed because: {_pairs(m.unattributed_reasons)}")
+        reasons = {REASONS.get(k, k): n for k, n in m.unattributed_reasons.items()}
+        console.print(f"  unattributed because: {_pairs(reasons)}", highlight=False)
     console.print(_trend_table(report))
     for table in _channel_tables(report):
         console.print(table)
@@ -316,6 +325,7 @@ ul.reasons{list-style:none;padding:0;margin:0}ul.reasons li{display:flex;
 .warn{background:#fef3c7;border:1px solid #fcd34d;padding:10px 14px;border-radius:8px}
 svg{display:block;max-width:100%;height:auto}svg text{font-family:inherit}
 footer{color:#64748b;font-size:13px}
+small.why{color:#64748b;white-space:normal}h3{font-size:15px;margin:6px 0}
 """
 
 
@@ -331,7 +341,7 @@ def to_html(report: Report) -> str:
             "How measurable is the funnel?",
             "Share of leads a channel can be credited for, at each stage, and of won revenue.",
             f'<div class="cols"><div>{_measurability_chart(report)}</div>'
-            f"<div>{_reasons(m.unattributed_reasons, m.by_signal)}</div></div>",
+            f"<div>{_reasons(m)}</div></div>",
         ),
         _section(
             f"Measurability trend by {report.group_by}",
@@ -398,19 +408,23 @@ def _section(title: str, hint: str, body: str) -> str:
     return f'<section><h2>{escape(title)}</h2><p class="hint">{escape(hint)}</p>{body}</section>'
 
 
-def _reasons(reasons: dict[str, int], signals: dict[str, int]) -> str:
-    def items(counts: dict[str, int]) -> str:
-        rows = (f"<li><span>{escape(k)}</span><b>{v:,}</b></li>" for k, v in counts.items())
+def _reasons(m: Measurability) -> str:
+    def items(counts: dict[str, int], labels: Mapping[str, str]) -> str:
+        rows = (
+            f"<li><span>{escape(labels.get(k, k))}</span><b>{v:,}</b></li>"
+            for k, v in counts.items()
+        )
         return "".join(rows) or "<li><span>none</span></li>"
 
     return (
-        f"<h3>Attributed by</h3><ul class='reasons'>{items(signals)}</ul>"
-        f"<h3>Unattributed because</h3><ul class='reasons'>{items(reasons)}</ul>"
+        f"<h3>Attributed by</h3><ul class='reasons'>{items(m.by_signal, SIGNAL_LABELS)}</ul>"
+        "<h3>Unattributed because</h3>"
+        f"<ul class='reasons'>{items(m.unattributed_reasons, REASONS)}</ul>"
     )
 
 
 def _footer(report: Report) -> str:
-    order = " → ".join(report.precedence)
+    order = " → ".join(SIGNAL_LABELS.get(s, s) for s in report.precedence)
     return escape(
         f"Attribution precedence: {order}, then unattributed. Revenue counts won deals with an "
         f"amount in {report.currency}; deals without one count as won only. Pipeline velocity "
@@ -450,7 +464,8 @@ def _bar_row(y: float, label: str, share: float | None, note: str, *, x0: int, w
         _text(x0 - 10, y + 17, label, anchor="end", size=14)
         + _rect(x0, y, width, 26, _GREY)
         + _rect(x0, y, filled, 26, _BLUE)
-        + _text(x0 + width + 10, y + 18, f"{pct(share)}  {note}", size=14, fill="#0f172a")
+        + _text(x0 + width + 10, y + 18, pct(share), size=15, font_weight="700")
+        + _text(x0 + width + 58, y + 18, note, size=13, fill="#64748b")
     )
 
 
@@ -470,8 +485,8 @@ def _measurability_chart(report: Report) -> str:
     return _svg(680, 10 + len(rows) * 40 + 30, "Measurability per stage", body + legend)
 
 
-def _legend(y: float, items: Sequence[tuple[str, str]]) -> str:
-    out, x = [], 110
+def _legend(y: float, items: Sequence[tuple[str, str]], x: float = 110) -> str:
+    out = []
     for label, color in items:
         out.append(_rect(x, y, 12, 12, color, rx=2) + _text(x + 18, y + 11, label, size=12))
         x += 30 + 8 * len(label)
@@ -526,7 +541,12 @@ def _polyline(points: list[tuple[float, float]]) -> str:
 def _point_labels(x: float, y: float | None, period: str, share: Share, base: float) -> str:
     out = _text(x, base + 20, period, anchor="middle", size=12, fill="#475569")
     out += _text(
-        x, base + 36, f"{share.whole:,.0f} leads", anchor="middle", size=11, fill="#94a3b8"
+        x,
+        base + 36,
+        f"{share.whole:,.0f} lead{'' if share.whole == 1 else 's'}",
+        anchor="middle",
+        size=11,
+        fill="#94a3b8",
     )
     if y is not None:
         out += _text(x, y - 10, pct(share.value), anchor="middle", size=12, font_weight="600")
@@ -597,45 +617,57 @@ def _revenue_chart(report: Report) -> str:
     return _svg(1100, 16 + 36 * len(ranked), "Won revenue per channel", "".join(body))
 
 
+_DELIVERY_COLORS = (
+    ("delivered", _GREEN),
+    ("pending", _AMBER),
+    ("not attributable or rejected", _RED),
+    ("skipped", "#94a3b8"),
+)
+
+
+_DELIVERY_COLUMNS = (
+    "destination",
+    "",
+    "delivered",
+    "pending",
+    "not attributable",
+    "skipped",
+    "rejected",
+    "Google processed / matched",
+)
+
+
 def _delivery_html(report: Report) -> str:
     if not report.delivery:
         return "<p>No deliveries recorded for changes in this period.</p>"
-    head = "".join(
-        f"<th>{c}</th>"
-        for c in (
-            "destination",
-            "",
-            "delivered",
-            "pending",
-            "not attributable",
-            "skipped",
-            "rejected",
-        )
-    )
+    head = "".join(f"<th>{escape(c)}</th>" for c in _DELIVERY_COLUMNS)
     rows = "".join(_delivery_row(name, h) for name, h in report.delivery.items())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    legend = _svg(700, 20, "legend", _legend(4, _DELIVERY_COLORS, x=0))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{legend}"
 
 
 def _delivery_row(name: str, h: DeliveryHealth) -> str:
     skipped, rejected = sum(h.skipped.values()), sum(h.rejected.values())
-    parts = [
-        (h.delivered, _GREEN),
-        (h.pending, _AMBER),
-        (h.not_attributable + rejected, _RED),
-        (skipped, "#94a3b8"),
-    ]
+    counts = (h.delivered, h.pending, h.not_attributable + rejected, skipped)
     bar, x = [], 0.0
-    for count, color in parts:
-        w = 220 * count / (h.total or 1)
+    for count, (_, color) in zip(counts, _DELIVERY_COLORS, strict=True):
+        w = 200 * count / (h.total or 1)
         bar.append(_rect(x, 2, w, 14, color, rx=0))
         x += w
+    google = "" if h.processed is None else f"{h.processed:,} / {h.matched or 0:,}"
     cells = [
         escape(name),
-        _svg(220, 18, f"{name} delivery status", "".join(bar)),
-        f"{h.delivered:,}{escape(_google(h))}",
+        _svg(200, 18, f"{name} delivery status", "".join(bar)),
+        f"{h.delivered:,}",
         f"{h.pending:,}",
         f"{h.not_attributable:,}",
-        escape(_pairs(h.skipped) or "0"),
-        escape(_pairs(h.rejected) or "0"),
+        _with_reasons(skipped, h.skipped),
+        _with_reasons(rejected, h.rejected),
+        google or "\u2013",
     ]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def _with_reasons(total: int, reasons: dict[str, int]) -> str:
+    detail = f'<br><small class="why">{escape(_pairs(reasons))}</small>' if reasons else ""
+    return f"{total:,}{detail}"

@@ -66,29 +66,37 @@ CHANNEL_ATTRS: dict[str, dict[str, Any]] = {
 }
 
 
-# How far leads get: cycled with a channel-dependent stride so channels differ.
-_PATTERN = ("lead", "mql", "mql", "sql", "lead", "opportunity", "mql", "won", "sql", "mql", "won")
+# Per channel: leads, then the share of them reaching MQL, SQL, opportunity, won.
+_PROFILES: dict[str, tuple[int, float, float, float, float]] = {
+    "paid search": (110, 0.80, 0.45, 0.25, 0.12),
+    "paid social": (80, 0.70, 0.30, 0.12, 0.04),
+    "organic search": (60, 0.85, 0.50, 0.30, 0.15),
+    "email": (45, 0.75, 0.35, 0.18, 0.08),
+    "trade show": (30, 0.90, 0.60, 0.35, 0.18),
+    "unattributed": (50, 0.60, 0.30, 0.15, 0.07),
+}
 
 
 def sample_data() -> LedgerData:
-    """Six channels over four months, with wins and deliveries: for rendering tests."""
+    """Six channels over four months, with wins and deliveries: for rendering tests.
+
+    Unattributed leads cluster in the later weeks, so measurability falls over time.
+    """
     leads: list[Lead] = []
-    mix = {"paid search": 9, "paid social": 6, "organic search": 5, "email": 4}
-    mix |= {"trade show": 3, "unattributed": 4}
     n = 0
-    for channel, weight in mix.items():
-        for i in range(weight * 12):
+    for channel, (count, *shares) in _PROFILES.items():
+        for i in range(count):
             n += 1
-            created = T0 + timedelta(days=(n * 7) % 110, hours=n % 9)
-            furthest = _PATTERN[(i * weight) % len(_PATTERN)]
-            amount = 8_000.0 + 1_500.0 * ((n * 13) % 17) if furthest == "won" else None
+            u = (i * 37 % 100) / 100  # evenly spread, deterministic
+            furthest = FUNNEL_ORDER[sum(u < share for share in shares)]
+            offset = 55 + (i * 13) % 65 if channel == "unattributed" else (i * 29) % 120
             leads.append(
                 lead(
                     f"00Q{n:05d}",
                     furthest,
-                    created=created,
+                    created=T0 + timedelta(days=offset, hours=n % 9),
                     attrs=CHANNEL_ATTRS[channel],
-                    amount=amount,
+                    amount=8_000.0 + 1_500.0 * ((n * 13) % 17) if furthest == "won" else None,
                     days_to_won=30 + (n * 11) % 80,
                 )
             )
@@ -96,6 +104,7 @@ def sample_data() -> LedgerData:
     deliveries += [DeliveryRow("google_ads", "rejected", "CLICK_NOT_FOUND", "sql")] * 6
     deliveries += [DeliveryRow("google_ads", "skipped", "no_consent", "mql")] * 12
     deliveries += [DeliveryRow("google_ads", "pending", None, "won")] * 3
+    deliveries += [DeliveryRow("google_ads", "rejected", "INVALID_CONVERSION_ACTION", "won")] * 2
     deliveries += [DeliveryRow("ga4", "delivered", None, "mql")] * 90
     deliveries += [DeliveryRow("ga4", "skipped", "too_old_for_ga4", "mql")] * 40
     deliveries += [DeliveryRow("ga4", "skipped", "no_ga_client_id", "mql")] * 25
