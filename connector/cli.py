@@ -22,7 +22,7 @@ from rich.progress import SpinnerColumn, TaskID, TextColumn
 
 from connector import logs
 from connector.errors import ConnectorError
-from connector.mapping.rules import load_mapping
+from connector.mapping.rules import Mapping, load_mapping
 from connector.pipeline import Progress, SyncOptions, sync
 from connector.render import print_json, print_summary
 from connector.settings import Settings, load_settings
@@ -220,14 +220,27 @@ def channels_command(
 
 
 @app.command("check")
-def check_command(as_json: JsonOption = False) -> None:
-    """Validate the configuration and the mapping without contacting any API."""
+def check_command(
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Also log in to Salesforce and validate a sample event per mapped target "
+            "(GA4 debug endpoint, Data Manager validate_only); nothing is sent for real.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate the configuration and the mapping (offline unless --online)."""
     settings = _settings()
     try:
         mapping = load_mapping(settings.mapping_path)
         settings.require_for_sync()
     except ConnectorError as exc:
         _fail(exc, as_json)
+    if online:
+        _check_online(settings, mapping, as_json)
+        return
     result = {
         "status": "ok",
         "mapping": str(settings.mapping_path),
@@ -249,6 +262,22 @@ def check_command(as_json: JsonOption = False) -> None:
             f"configuration ok: mapping {result['mapping']} with {len(mapping.stages)} statuses, "
             f"destinations {', '.join(result['destinations'])}"
         )
+
+
+def _check_online(settings: Settings, mapping: Mapping, as_json: bool) -> None:
+    from connector.check import online_checks
+
+    results = online_checks(settings, mapping)
+    ok = all(r.ok for r in results)
+    if as_json:
+        print_json({"status": "ok" if ok else "failed", "checks": [r.as_dict() for r in results]})
+    else:
+        console = Console()
+        for r in results:
+            mark = "[green]ok[/green]" if r.ok else "[red]FAIL[/red]"
+            console.print(f"{mark} {r.name}: {r.detail}")
+    if not ok:
+        raise typer.Exit(2)
 
 
 def _settings() -> Settings:

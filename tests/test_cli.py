@@ -151,3 +151,23 @@ def test_demo_runs_to_completion_without_credentials(tmp_path: Path) -> None:
     assert out["emulators"]["google_ads_conversions"] > 0
     assert "env-secret-never-shown" not in result.stdout + result.stderr
     assert_no_secret(result)
+
+
+def test_check_online_validates_a_sample_per_target(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = connector("check", "--online", "--json", env=env_for(sandbox, tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["salesforce"]["ok"]
+    assert checks["ga4 qualify_lead"]["ok"] and checks["google_ads 700000004"]["ok"]
+    assert_no_secret(result)
+
+
+def test_check_online_names_a_field_the_org_lacks(sandbox: Sandbox, tmp_path: Path) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        MAPPING.read_text().replace("gclid: GCLID__c", "gclid: Google_Click__c"), "utf-8"
+    )
+    env = env_for(sandbox, tmp_path, CONNECTOR_MAPPING_PATH=str(mapping))
+    result = connector("check", "--online", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Google_Click__c" in result.stdout
