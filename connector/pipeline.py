@@ -62,7 +62,11 @@ def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination
     from connector.destinations.google_ads import GoogleAdsDestination
 
     destinations: list[Destination] = []
-    if settings.google_ads.enabled:
+    if settings.google_ads.enabled and settings.google_ads.upload_api == "ads_api":
+        from connector.destinations.google_ads_legacy import GoogleAdsApiDestination
+
+        destinations.append(GoogleAdsApiDestination(settings.google_ads))
+    elif settings.google_ads.enabled:
         destinations.append(GoogleAdsDestination(settings.google_ads))
     if settings.ga4.enabled:
         destinations.append(GA4Destination(settings.ga4, mapping))

@@ -10,7 +10,7 @@ by Google as the same conversion, never counted twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ _TRANSIENT = (
     requests.Timeout,
 )
 _CONSENT = {True: dm.ConsentStatus.CONSENT_GRANTED, False: dm.ConsentStatus.CONSENT_DENIED}
+_DM_IDENTIFIER = {"email": "email_address", "phone": "phone_number"}
 
 
 def event_problem(d: Delivery, now: datetime) -> str | None:
@@ -53,6 +54,28 @@ def event_problem(d: Delivery, now: datetime) -> str | None:
     if d.value is not None and not d.currency:
         return "value_without_currency"
     return None
+
+
+def click_id(attrs: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The one click id to send, as (kind, value); gclid wins: it has the most attribution."""
+    for kind in ("gclid", "gbraid", "wbraid"):
+        if attrs.get(kind):
+            return kind, str(attrs[kind])
+    return None
+
+
+def hashed_identifiers(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """SHA-256 hex digests by kind ("email", "phone"): the ledger holds no clear text."""
+    return {k: attrs[f"{k}_sha256"] for k in ("email", "phone") if attrs.get(f"{k}_sha256")}
+
+
+def consent_flags(attrs: Mapping[str, Any]) -> dict[str, bool]:
+    """Consent recorded in the CRM ("ad_user_data", "ad_personalization"); unknown is left out."""
+    return {
+        key: bool(attrs[f"consent_{key}"])
+        for key in ("ad_user_data", "ad_personalization")
+        if attrs.get(f"consent_{key}") is not None
+    }
 
 
 class GoogleAdsDestination:
@@ -165,23 +188,15 @@ def _event(d: Delivery) -> dm.Event:
         event_timestamp=d.change.changed_at,
         event_source=dm.EventSource.OTHER,
     )
-    # Exactly one click id; gclid wins because it carries the most attribution detail.
-    for kind in ("gclid", "gbraid", "wbraid"):
-        if attrs.get(kind):
-            event.ad_identifiers = dm.AdIdentifiers(**{kind: attrs[kind]})
-            break
+    if click := click_id(attrs):
+        event.ad_identifiers = dm.AdIdentifiers(**{click[0]: click[1]})
     identifiers = [
-        dm.UserIdentifier(**{field: attrs[key]})
-        for key, field in (("email_sha256", "email_address"), ("phone_sha256", "phone_number"))
-        if attrs.get(key)
+        dm.UserIdentifier(**{_DM_IDENTIFIER[kind]: digest})
+        for kind, digest in hashed_identifiers(attrs).items()
     ]
     if identifiers:
         event.user_data = dm.UserData(user_identifiers=identifiers)
-    consent = {
-        key: _CONSENT[attrs[f"consent_{key}"]]
-        for key in ("ad_user_data", "ad_personalization")
-        if attrs.get(f"consent_{key}") is not None
-    }
+    consent = {key: _CONSENT[granted] for key, granted in consent_flags(attrs).items()}
     if consent:
         event.consent = dm.Consent(**consent)
     if d.value is not None and d.currency:
@@ -190,7 +205,7 @@ def _event(d: Delivery) -> dm.Event:
     return event
 
 
-def _credentials(settings: GoogleAdsSettings) -> Credentials:
+def _credentials(settings: GoogleAdsSettings, scope: str = SCOPE) -> Credentials:
     if settings.anonymous_credentials:
         return AnonymousCredentials()  # type: ignore[no-untyped-call]  # emulators, proxies
     try:
@@ -198,12 +213,12 @@ def _credentials(settings: GoogleAdsSettings) -> Credentials:
             from google.oauth2 import service_account
 
             creds: Credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-                str(settings.credentials_file), scopes=[SCOPE]
+                str(settings.credentials_file), scopes=[scope]
             )
             return creds
         import google.auth
 
-        creds, _ = google.auth.default(scopes=[SCOPE])
+        creds, _ = google.auth.default(scopes=[scope])
         return creds
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise ConfigError(

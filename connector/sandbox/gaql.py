@@ -1,10 +1,10 @@
-"""A small parser for the Google Ads Query Language, enough for the emulator.
+"""A small Google Ads Query Language parser and evaluator, enough for the emulator.
 
 It follows the published grammar (SELECT ... FROM ... WHERE c AND c ...
 ORDER BY ... LIMIT n) and is strict where it matters for the connector: a
-string literal must be terminated, may not span lines, and only `\\\\`, `\\'`
-and `\\"` are escapes. A name with a quote that a client forgot to escape
-therefore fails here as it fails at Google (QueryError).
+string literal must be terminated, may not span lines, and only backslash
+escapes of a backslash or a quote are allowed. A name with a quote that a
+client forgot to escape therefore fails here as it fails at Google (QueryError).
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from google.protobuf import field_mask_pb2
+from google.protobuf.descriptor import FieldDescriptor
 
 T = TypeVar("T")
 
@@ -97,7 +100,8 @@ def tokenize(text: str) -> list[_Token]:
 
 
 def _string(text: str, start: int) -> tuple[_Token, int]:
-    quote, chars, pos = text[start], [], start + 1
+    quote, pos = text[start], start + 1
+    chars: list[str] = []
     while pos < len(text):
         char = text[pos]
         if char == quote:
@@ -253,3 +257,102 @@ class _Parser:
         if self._peek_text() != char:
             raise GaqlError(code, f"expected {char!r}")
         self._pos += 1
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def run(query: Query, rows: list[Any]) -> list[Any]:
+    """Filter, order, limit and mask full row protobufs (GoogleAdsRow) as Google would."""
+    for name in query.fields:
+        if name.split(".")[0] != query.resource:
+            raise GaqlError(
+                "PROHIBITED_RESOURCE_TYPE_IN_SELECT_CLAUSE", f"{name} is not of {query.resource}"
+            )
+    if not rows:
+        return []
+    descriptor = rows[0].DESCRIPTOR
+    selected = [pb_path(f, descriptor) for f in query.fields]
+    matching = [r for r in rows if all(_matches(r, c) for c in query.conditions)]
+    for name, descending in reversed(query.order_by):
+        path = pb_path(name, descriptor)
+        matching.sort(key=_order_key(path), reverse=descending)
+    if query.limit is not None:
+        matching = matching[: query.limit]
+    # The resource name always comes back, selected or not.
+    mask = field_mask_pb2.FieldMask(paths=[*selected, f"{query.resource}.resource_name"])
+    return [_masked(r, mask) for r in matching]
+
+
+def pb_path(name: str, descriptor: Any) -> str:
+    """The protobuf path of a GAQL leaf field; UNRECOGNIZED_FIELD if it has none."""
+    parts: list[str] = []
+    segments = name.split(".")
+    for position, segment in enumerate(segments):
+        fields = descriptor.fields_by_name if descriptor is not None else {}
+        found = fields.get(segment) or fields.get(segment + "_")  # python's `type_` for `type`
+        last = position == len(segments) - 1
+        if found is None or (found.message_type is None) != last:
+            raise GaqlError("UNRECOGNIZED_FIELD", f"unrecognized field {name!r}")
+        parts.append(found.name)
+        descriptor = found.message_type
+    return ".".join(parts)
+
+
+def _masked(row: Any, mask: field_mask_pb2.FieldMask) -> Any:
+    out = type(row)()
+    mask.MergeMessage(row, out)
+    return out
+
+
+def _value(row: Any, path: str) -> tuple[object, FieldDescriptor]:
+    """A field's value (enum values by name) and its descriptor."""
+    message = row
+    names = path.split(".")
+    for name in names[:-1]:
+        message = getattr(message, name)
+    descriptor = message.DESCRIPTOR.fields_by_name[names[-1]]
+    value = getattr(message, names[-1])
+    if descriptor.enum_type is not None:
+        value = descriptor.enum_type.values_by_number[value].name
+    return value, descriptor
+
+
+def _matches(row: Any, condition: Condition) -> bool:
+    actual, descriptor = _value(row, pb_path(condition.field, row.DESCRIPTOR))
+    wanted = [_coerce(v, descriptor, condition.field) for v in condition.values]
+    if condition.operator in ("=", "IN"):
+        return actual in wanted
+    if condition.operator in ("!=", "NOT IN"):
+        return actual not in wanted
+    if not isinstance(actual, int | float):
+        raise GaqlError("OPERATOR_FIELD_MISMATCH", f"{condition.operator} needs a number")
+    bound = float(str(wanted[0]))
+    return {
+        ">": actual > bound,
+        ">=": actual >= bound,
+        "<": actual < bound,
+        "<=": actual <= bound,
+    }[condition.operator]
+
+
+def _coerce(value: Value, descriptor: FieldDescriptor, name: str) -> object:
+    """The condition value in the field's type; a mismatch is Google's BAD_VALUE."""
+    if descriptor.enum_type is not None:
+        text = value.text if isinstance(value, Literal) else value
+        if not isinstance(text, str) or text not in descriptor.enum_type.values_by_name:
+            raise GaqlError("BAD_ENUM_CONSTANT", f"{value!r} is not a value of {name}")
+        return text
+    if descriptor.type == FieldDescriptor.TYPE_BOOL:
+        if isinstance(value, Literal) and value.text.upper() in ("TRUE", "FALSE"):
+            return value.text.upper() == "TRUE"
+    elif descriptor.type == FieldDescriptor.TYPE_STRING:
+        if isinstance(value, str):
+            return value
+    elif isinstance(value, int | float):
+        return value
+    raise GaqlError("BAD_VALUE", f"{value!r} does not fit {name}")
+
+
+def _order_key(path: str) -> Callable[[Any], Any]:
+    return lambda row: _value(row, path)[0]
