@@ -184,7 +184,10 @@ def reconcile_command(
         print_json(result.as_dict())
     else:
         print_reconciliation(result, Console())
-    raise typer.Exit(EXIT_DIFFERENCES if result.differences else 0)
+    # Only events GA4 lacks fail the check: the website's own generate_lead hits (and other
+    # sources of the same events) legitimately make GA4 count more than the connector sent.
+    missing = [d for d in result.differences if d.gap > 0]
+    raise typer.Exit(EXIT_DIFFERENCES if missing else 0)
 
 
 @app.command("channels")

@@ -181,6 +181,13 @@ class GA4Data:
     def _call(self, request: RunReportRequest) -> RunReportResponse:
         try:
             return self._client.run_report(request=request, retry=None, timeout=self._timeout)
+        except requests.exceptions.SSLError:
+            # A ConnectionError too, but retrying cannot fix trust: name the setting instead.
+            raise ConfigError(
+                "TLS verification of the GA4 Data API failed: check "
+                f"{env_name('ga4', 'data_api_endpoint')} and "
+                f"{env_name('ga4', 'data_api_ca_bundle')}"
+            ) from None
         except _TRANSIENT as exc:
             raise RetryableError(f"GA4 Data API transient failure: {type(exc).__name__}") from None
         except gexc.GoogleAPICallError as exc:
@@ -439,8 +446,14 @@ def print_reconciliation(result: Reconciliation, console: Console) -> None:
     table.add_column("event")
     for column in ("delivered", "in GA4", "difference"):
         table.add_column(column, justify="right")
+    table.add_column("kind")
     for d in differences:
         table.add_row(
-            d.day.isoformat(), d.event_name, str(d.delivered), str(d.reported), f"{d.gap:+d}"
+            d.day.isoformat(),
+            d.event_name,
+            str(d.delivered),
+            str(d.reported),
+            f"{d.gap:+d}",
+            d.kind.replace("_", " ").replace("ga4", "GA4"),
         )
     console.print(table)

@@ -68,8 +68,8 @@ def client(mp: GA4Emulator, data_emulator: GA4DataEmulator) -> Iterator[GA4Data]
 
 
 @pytest.fixture
-def ledger(sqlite_url: str) -> Ledger:
-    return Ledger.open(sqlite_url)
+def ledger(state_url: str) -> Ledger:
+    return Ledger.open(state_url)  # SQLite, and PostgreSQL when CI provides one
 
 
 def change(lead: str, event: str, hours_ago: float, client_id: str = "111.222") -> Mapped:
@@ -87,10 +87,13 @@ def change(lead: str, event: str, hours_ago: float, client_id: str = "111.222") 
     return Mapped(stage_change, [Target("ga4", event, 50.0, "EUR")])
 
 
-def deliver(ledger: Ledger, settings: GA4Settings, changes: list[Mapped]) -> None:
+def deliver(
+    ledger: Ledger, settings: GA4Settings, changes: list[Mapped], too_old: str = "skip"
+) -> None:
     """Record the changes and send them with the real Measurement Protocol sender."""
     ledger.record(ledger.start_run(), changes, "test", NOW)
-    destination = GA4Destination(settings, load_mapping(MAPPING))
+    mapping = load_mapping(MAPPING).model_copy(update={"ga4_too_old": too_old})
+    destination = GA4Destination(settings, mapping)
     try:
         ledger.settle(destination.deliver(ledger.pending("ga4")))
     finally:
