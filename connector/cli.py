@@ -125,7 +125,10 @@ def report_command(
     settings = _settings()
     try:
         mapping = load_mapping(settings.mapping_path)
-        data = load(Ledger.open(settings.state_url, readonly=True), period)
+        ledger = Ledger.open(settings.state_url, readonly=True)
+        data = load(ledger, period)
+        # Channels `connector channels` looked up in GA4: the third attribution signal.
+        ga4_channels = {lead: c.channel_group for lead, c in ledger.channels().items()}
     except ConnectorError as exc:
         _fail(exc, fmt == "json")
     report = build_report(
@@ -133,6 +136,7 @@ def report_command(
         currency=mapping.default_currency,
         group_by="week" if group_by == "week" else "month",
         precedence=mapping.attribution_precedence,
+        ga4_channels=ga4_channels,
     )
     if fmt == "json":
         print_json(report_dict(report))
