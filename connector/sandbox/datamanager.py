@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 from google.ads.datamanager_v1 import (
@@ -40,7 +39,7 @@ from google.ads.datamanager_v1 import (
 from google.protobuf import json_format
 
 from connector.sandbox.faults import Fault, FaultQueue
-from connector.sandbox.server import EmulatorServer, Request, Response
+from connector.sandbox.server import EmulatorServer, Request, Response, ServedEmulator
 
 INGEST_PATH = "/v1/events:ingest"
 STATUS_PATH = "/v1/requestStatus:retrieve"
@@ -358,7 +357,7 @@ class _StatusEntry:
     record_count: int
 
 
-class DataManagerEmulator:
+class DataManagerEmulator(ServedEmulator):
     """A thread-safe in-memory IngestionService on https://127.0.0.1:<port>."""
 
     def __init__(
@@ -398,28 +397,6 @@ class DataManagerEmulator:
             self._reset_state()
 
     # -- lifecycle
-
-    @property
-    def url(self) -> str:
-        return self._server.base_url
-
-    def start(self) -> DataManagerEmulator:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> DataManagerEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- switches
 

@@ -19,11 +19,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 from connector.sandbox.faults import Fault, FaultQueue
-from connector.sandbox.server import EmulatorServer, Request, Response
+from connector.sandbox.server import EmulatorServer, Request, Response, ServedEmulator
 
 COLLECT_PATH = "/mp/collect"
 DEBUG_PATH = "/debug/mp/collect"
@@ -336,7 +335,7 @@ def slow_fault(delay_seconds: float) -> Fault:
 # --------------------------------------------------------------------------- the emulator
 
 
-class GA4Emulator:
+class GA4Emulator(ServedEmulator):
     """A thread-safe in-memory Measurement Protocol endpoint on https://127.0.0.1:<port>."""
 
     def __init__(
@@ -372,28 +371,6 @@ class GA4Emulator:
         self.faults.clear()
         with self._lock:
             self._reset_state()
-
-    @property
-    def url(self) -> str:
-        return self._server.base_url
-
-    def start(self) -> GA4Emulator:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> GA4Emulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what arrived (copies, so readers never race the server threads)
 

@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,7 +41,7 @@ from google.protobuf import json_format
 
 from connector.sandbox.faults import FaultQueue
 from connector.sandbox.ga4 import GA4Emulator
-from connector.sandbox.server import EmulatorServer, Request, Response
+from connector.sandbox.server import EmulatorServer, Request, Response, ServedEmulator
 
 RUN_REPORT_PATH = re.compile(r"^/v1beta/properties/([^/:]+):runReport$")
 DEFAULT_LIMIT = 10_000
@@ -93,7 +92,7 @@ class ApiError(Exception):
         self.code = code
 
 
-class GA4DataEmulator:
+class GA4DataEmulator(ServedEmulator):
     """A thread-safe GA4 Data API for one property on https://127.0.0.1:<port>."""
 
     def __init__(
@@ -138,28 +137,6 @@ class GA4DataEmulator:
     def seed_web_hits(self, hits: Iterable[WebLeadHit]) -> None:
         with self._lock:
             self._web_hits.extend(hits)
-
-    @property
-    def url(self) -> str:
-        return self._server.base_url
-
-    def start(self) -> GA4DataEmulator:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> GA4DataEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def requests(self) -> int:

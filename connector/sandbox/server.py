@@ -6,7 +6,8 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from connector.sandbox.tls import sandbox_ca
@@ -82,6 +83,34 @@ class EmulatorServer:
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class ServedEmulator:
+    """Lifecycle shared by the REST emulators: `_server` serves, the subclass handles."""
+
+    _server: EmulatorServer
+
+    @property
+    def url(self) -> str:
+        return self._server.base_url
+
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def _make_handler_class(handle: Handler) -> type[BaseHTTPRequestHandler]:
