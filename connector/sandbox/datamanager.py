@@ -396,7 +396,6 @@ class DataManagerEmulator(ServedEmulator):
         with self._lock:
             self._reset_state()
 
-    # -- lifecycle
 
     # -- switches
 
