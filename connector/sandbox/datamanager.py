@@ -396,7 +396,6 @@ class DataManagerEmulator(ServedEmulator):
         with self._lock:
             self._reset_state()
 
-
     # -- switches
 
     def reject(self, *, transaction_ids: Iterable[str] = (), gclids: Iterable[str] = ()) -> None:

@@ -1,0 +1,117 @@
+"""GA4 Measurement Protocol sender: local validation, the 72-hour rule, one request per client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.destinations.ga4 import GA4Destination, event_problem
+from connector.ledger.store import DELIVERED, REJECTED, SKIPPED, Delivery, utcnow
+from connector.mapping.rules import load_mapping
+from connector.mapping.translate import StageChange
+from connector.sandbox.ga4 import GA4Emulator
+from connector.sandbox.tls import sandbox_ca
+from connector.settings import GA4Settings
+from tests.conftest import MAPPING
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[GA4Emulator]:
+    with GA4Emulator(measurement_id="G-TEST000001", api_secret="s3cret-value") as ga4:
+        yield ga4
+
+
+@pytest.fixture
+def destination(emulator: GA4Emulator) -> Iterator[GA4Destination]:
+    emulator.reset()
+    settings = GA4Settings(
+        measurement_id="G-TEST000001",
+        api_secret="s3cret-value",  # type: ignore[arg-type]
+        mp_base_url=emulator.url,
+        ca_bundle=Path(sandbox_ca().bundle_path),
+    )
+    ga4 = GA4Destination(settings, load_mapping(MAPPING))
+    yield ga4
+    ga4.close()
+
+
+def delivery(
+    i: int, *, hours_ago: float = 1, event: str = "qualify_lead", **attrs: Any
+) -> Delivery:
+    change = StageChange(
+        lead_id="00Q000000000001AAA",
+        crm_status="MQL",
+        stage="mql",
+        changed_at=utcnow() - timedelta(hours=hours_ago),
+        source_record_id=f"017{i}",
+        lead_created_at=None,
+        attributes={"ga_client_id": "111.222", **attrs},
+    )
+    return Delivery(i, "ga4", event, 50.0, "EUR", 0, change)
+
+
+def test_four_changes_of_one_lead_go_in_one_request_in_time_order(
+    destination: GA4Destination, emulator: GA4Emulator
+) -> None:
+    batch = [delivery(i, hours_ago=10 - i) for i in range(4)][::-1]
+    outcomes = destination.deliver(batch)
+    assert {o.status for o in outcomes} == {DELIVERED}
+    assert emulator.requests == 1
+    (body,) = emulator.received_bodies
+    times = [e["timestamp_micros"] for e in json.loads(body)["events"]]
+    assert len(times) == 4 and times == sorted(times)
+
+
+def test_a_change_older_than_72_hours_is_skipped_and_never_sent(
+    destination: GA4Destination, emulator: GA4Emulator
+) -> None:
+    (outcome,) = destination.deliver([delivery(1, hours_ago=73)])
+    assert (outcome.status, outcome.reason) == (SKIPPED, "too_old_for_ga4")
+    assert emulator.requests == 0
+
+
+def test_a_pii_looking_param_is_refused_locally(
+    destination: GA4Destination, emulator: GA4Emulator
+) -> None:
+    (outcome,) = destination.deliver([delivery(1, lead_source="jane.doe@example.com")])
+    assert (outcome.status, outcome.reason) == (REJECTED, "pii_in_param: lead_source")
+    assert emulator.received_bodies == []
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "reason"),
+    [
+        ("1lead", {}, "invalid_event_name"),
+        ("x" * 41, {}, "invalid_event_name"),
+        ("session_start", {}, "reserved_event_name"),
+        ("google_lead", {}, "reserved_event_name"),
+        ("qualify_lead", {f"p{i}": i for i in range(26)}, "too_many_params"),
+        ("qualify_lead", {"ga_thing": 1}, "reserved_param_name"),
+        ("qualify_lead", {"bad-name": 1}, "invalid_param_name"),
+        ("qualify_lead", {"note": "x" * 101}, "param_value_too_long"),
+        ("qualify_lead", {"value": 5}, "value_without_currency"),
+        ("qualify_lead", {"phone": "+49 621 533 999 82"}, "pii_in_param"),
+    ],
+)
+def test_local_validation_names_the_rule(name: str, params: dict[str, Any], reason: str) -> None:
+    problem = event_problem(name, params)
+    assert problem is not None and problem.startswith(reason)
+
+
+def test_a_valid_event_passes_local_validation() -> None:
+    assert (
+        event_problem("qualify_lead", {"value": 50.0, "currency": "EUR", "lead_id": "00Q1"}) is None
+    )
+
+
+def test_dry_run_uses_the_debug_endpoint_and_records_nothing(
+    destination: GA4Destination, emulator: GA4Emulator
+) -> None:
+    outcomes = destination.deliver([delivery(1)], validate_only=True)
+    assert outcomes[0].status == DELIVERED
+    assert emulator.debug_requests == 1 and emulator.requests == 0 and emulator.accepted == []
