@@ -45,7 +45,11 @@ from rich.table import Table
 from sqlalchemy import exists, or_, select
 
 from connector.destinations.ga4 import BACKDATE_SAFE
-from connector.destinations.retry import RetryableError, call_with_retries
+from connector.destinations.retry import (
+    GOOGLE_REST_TRANSIENT,
+    RetryableError,
+    call_with_retries,
+)
 from connector.errors import ConfigError, ConnectorError
 from connector.http import pin_ca
 from connector.ledger.schema import deliveries, lead_channels, stage_changes
@@ -66,16 +70,7 @@ CHANNEL_DIMENSIONS = (
 LOOKUP_CHUNK = 100
 PAGE_SIZE = 10_000  # the API's default page; at most 250,000
 LOOKUP_DAYS = 400  # how far back a lead's generate_lead hit is looked for
-_TRANSIENT = (
-    gexc.TooManyRequests,
-    gexc.ResourceExhausted,
-    gexc.ServiceUnavailable,
-    gexc.InternalServerError,
-    gexc.GatewayTimeout,
-    gexc.DeadlineExceeded,
-    requests.ConnectionError,
-    requests.Timeout,
-)
+_TRANSIENT = GOOGLE_REST_TRANSIENT
 
 
 class DataApiError(ConnectorError):

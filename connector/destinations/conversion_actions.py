@@ -20,7 +20,7 @@ from google.ads.googleads.v26.errors.types.errors import GoogleAdsFailure
 from google.api_core import exceptions as gexc
 
 from connector.destinations.google_ads import _credentials
-from connector.destinations.retry import RetryableError, call_with_retries
+from connector.destinations.retry import GOOGLE_TRANSIENT, RetryableError, call_with_retries
 from connector.settings import GoogleAdsSettings
 
 T = TypeVar("T")
@@ -28,14 +28,7 @@ API_VERSION = "v26"
 SCOPE = "https://www.googleapis.com/auth/adwords"
 FAILURE_KEY = f"google.ads.googleads.{API_VERSION}.errors.googleadsfailure-bin"
 NAMES_PER_QUERY = 100  # an IN list far below Google's FILTER_HAS_TOO_MANY_VALUES
-_TRANSIENT = (
-    gexc.TooManyRequests,
-    gexc.ResourceExhausted,
-    gexc.ServiceUnavailable,
-    gexc.InternalServerError,
-    gexc.GatewayTimeout,
-    gexc.DeadlineExceeded,
-)
+_TRANSIENT = GOOGLE_TRANSIENT
 # Google Ads error codes that mean "try the same call again shortly" (API-NOTES §1).
 TRANSIENT_CODES = frozenset(
     {"TRANSIENT_ERROR", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "RESOURCE_TEMPORARILY_EXHAUSTED"}

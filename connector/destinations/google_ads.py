@@ -14,13 +14,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import requests
 from google.ads import datamanager_v1 as dm
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.protobuf import json_format
 
-from connector.destinations.retry import RetryableError, call_with_retries
+from connector.destinations.retry import (
+    GOOGLE_REST_TRANSIENT,
+    RetryableError,
+    call_with_retries,
+)
 from connector.errors import ConfigError
 from connector.http import pin_ca
 from connector.ledger.store import DELIVERED, PENDING, REJECTED, Delivery, Outcome, utcnow
@@ -28,16 +31,7 @@ from connector.settings import GoogleAdsSettings
 
 SCOPE = "https://www.googleapis.com/auth/datamanager"
 LOOKBACK = timedelta(days=90)  # the conversion action's default click-through window
-_TRANSIENT = (
-    gexc.TooManyRequests,
-    gexc.ResourceExhausted,
-    gexc.ServiceUnavailable,
-    gexc.InternalServerError,
-    gexc.GatewayTimeout,
-    gexc.DeadlineExceeded,
-    requests.ConnectionError,
-    requests.Timeout,
-)
+_TRANSIENT = GOOGLE_REST_TRANSIENT
 _CONSENT = {True: dm.ConsentStatus.CONSENT_GRANTED, False: dm.ConsentStatus.CONSENT_DENIED}
 _DM_IDENTIFIER = {"email": "email_address", "phone": "phone_number"}
 

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+import requests
+from google.api_core import exceptions as gexc
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -22,6 +24,22 @@ from tenacity import (
 from connector.errors import DestinationError
 
 T = TypeVar("T")
+
+# Google API errors that mean "try again shortly" (API-NOTES §1), for gRPC clients...
+GOOGLE_TRANSIENT: tuple[type[Exception], ...] = (
+    gexc.TooManyRequests,
+    gexc.ResourceExhausted,
+    gexc.ServiceUnavailable,
+    gexc.InternalServerError,
+    gexc.GatewayTimeout,
+    gexc.DeadlineExceeded,
+)
+# ...and for REST transports, whose connection failures surface as requests' own errors.
+GOOGLE_REST_TRANSIENT: tuple[type[Exception], ...] = (
+    *GOOGLE_TRANSIENT,
+    requests.ConnectionError,
+    requests.Timeout,
+)
 log = logging.getLogger("connector.retry")
 
 
