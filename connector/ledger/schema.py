@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: deliveries.not_before, upload_requests, record_states
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -106,6 +106,8 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("external_request_id", String(100)),
+    # Not retried before this time (Google's TOO_RECENT_*: the click is too fresh to import).
+    Column("not_before", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("change_id", "destination", name="uq_delivery"),
     Index("ix_deliveries_status", "destination", "status"),
@@ -122,4 +124,32 @@ lead_channels = Table(
     Column("medium", String(255), nullable=False),
     Column("campaign", String(255), nullable=False),
     Column("looked_up_at", UTCDateTime, nullable=False),
+)
+
+# One row per upload request Google acknowledged (Data Manager `request_id`): its
+# processing status and record / match counts, filled in by a later run's poll.
+upload_requests = Table(
+    "upload_requests",
+    metadata,
+    Column("request_id", String(100), primary_key=True),
+    Column("destination", String(20), nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("status", String(30), nullable=False),  # PROCESSING, SUCCESS, PARTIAL_SUCCESS, FAILED
+    Column("processed", Integer),
+    Column("matched", Integer),
+    Column("detail", JSON),
+    Column("checked_at", UTCDateTime),
+    Index("ix_upload_requests_status", "destination", "status"),
+)
+
+# The last status the connector saw for each CRM record, whichever way it was read:
+# snapshot mode compares a record's current status with this to find a change.
+record_states = Table(
+    "record_states",
+    metadata,
+    Column("object", String(40), primary_key=True),  # Lead, Opportunity
+    Column("record_id", String(40), primary_key=True),
+    Column("status", String(255), nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
 )

@@ -23,7 +23,9 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -71,6 +73,7 @@ class Outcome:
     reason: str | None = None
     error: str | None = None
     request_id: str | None = None
+    not_before: datetime | None = None  # pending, but not to be retried before this time
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class Ledger:
                     f"the state store has schema version {version}, newer than this connector "
                     f"({SCHEMA_VERSION}): upgrade the connector"
                 )
+            elif version < SCHEMA_VERSION:
+                _upgrade(conn, version)
 
     # cursors ------------------------------------------------------------------
 
@@ -183,7 +188,11 @@ class Ledger:
         query = (
             select(deliveries, stage_changes)
             .join(stage_changes, deliveries.c.change_id == stage_changes.c.id)
-            .where(deliveries.c.destination == destination, deliveries.c.status == PENDING)
+            .where(
+                deliveries.c.destination == destination,
+                deliveries.c.status == PENDING,
+                or_(deliveries.c.not_before.is_(None), deliveries.c.not_before <= utcnow()),
+            )
             .order_by(stage_changes.c.changed_at, deliveries.c.id)
         )
         with self.engine.connect() as conn:
@@ -204,6 +213,7 @@ class Ledger:
                         reason=o.reason,
                         last_error=o.error,
                         external_request_id=o.request_id,
+                        not_before=o.not_before,
                         attempts=deliveries.c.attempts + 1,
                         updated_at=now,
                     )
@@ -298,6 +308,15 @@ class Ledger:
                 .where(cursors.c.stream == stream)
                 .values(value=value, updated_at=now)
             )
+
+
+def _upgrade(conn: Connection, version: int) -> None:
+    """Bring an older store up to SCHEMA_VERSION (new tables came with create_all)."""
+    if version < 2 and "not_before" not in {
+        c["name"] for c in inspect(conn).get_columns(deliveries.name)
+    }:
+        conn.execute(text("ALTER TABLE deliveries ADD COLUMN not_before TIMESTAMP"))
+    conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
 
 
 def _insert_ignoring_duplicates(conn: Connection, values: dict[str, Any]) -> Any:

@@ -102,7 +102,16 @@ class StageChange:
     @property
     def transaction_id(self) -> str:
         # Deterministic per lead and stage: a resend is a duplicate Google dedups.
-        return f"{self.lead_id}:{self.stage}"
+        # A retraction names the conversion it takes back (the lead's "won").
+        return str(self.attributes.get("retracts") or f"{self.lead_id}:{self.stage}")
+
+    @property
+    def retraction(self) -> bool:
+        return bool(self.attributes.get("retracts"))
+
+    @property
+    def restatement(self) -> bool:
+        return bool(self.attributes.get("restatement"))
 
 
 UNMAPPED = "unmapped"
@@ -133,6 +142,9 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
         problems=problems,
     )
     targets = _targets(rule, crm, change, mapping) if rule else []
+    if retraction := _retraction(rule, crm, change, mapping):
+        attributes["retracts"] = f"{crm.lead_id}:won"
+        targets = [t for t in targets if t.destination != GOOGLE_ADS] + [retraction]
     if not crm.has_source_lead:
         targets = [replace(t, skip_reason="no_source_lead") for t in targets]
     valued = next((t for t in targets if t.value is not None), None)
@@ -185,6 +197,21 @@ def _targets(
             Target(GOOGLE_ADS, rule.google_ads.conversion_action, value, currency, reason)
         )
     return targets
+
+
+def _retraction(
+    rule: StageRule | None, crm: CrmChange, change: StageChange, mapping: Mapping
+) -> Target | None:
+    """A won deal reopened or lost takes its Google Ads conversion back (one rule, both paths)."""
+    if crm.opportunity_id is None or crm.restatement or crm.old_status is None:
+        return None
+    was = mapping.rule_for(crm.old_status, opportunity=True)
+    if was is None or was.stage != "won" or was.google_ads is None:
+        return None
+    if rule is not None and rule.stage == "won":
+        return None  # one won stage to another: nothing to take back
+    action = was.google_ads.conversion_action
+    return Target(GOOGLE_ADS, action, None, None, _google_ads_block(change))
 
 
 def _value(
