@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +29,6 @@ from connector.summary import RunSummary
 
 STREAM = "salesforce.LeadHistory"
 OPPORTUNITY_STREAM = "salesforce.OpportunityFieldHistory"
-STREAMS = (STREAM, OPPORTUNITY_STREAM)
 RECORD_CHUNK = 1000
 DELIVER_CHUNK = 2000
 log = logging.getLogger("connector.sync")
@@ -48,6 +47,30 @@ class Destination(Protocol):
 
 
 Progress = Callable[[str, int], None]  # (phase, rows just done)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One object's changes and their bookmark: `salesforce.LeadHistory`, `salesforce.Lead`, ..."""
+
+    name: str
+    object: str  # "Lead" or "Opportunity"
+    since: datetime
+    backfill: bool  # no bookmark yet: the first run reads from the start date
+
+
+def streams(mapping: Mapping, ledger: Ledger, settings: Settings, now: datetime) -> list[Stream]:
+    """The streams to pull, each per its object's read mode in the mapping."""
+    modes = [("Lead", mapping.source.mode)]
+    if mapping.opportunity is not None:
+        modes.append(("Opportunity", mapping.opportunity.mode))
+    found = []
+    for sobject, mode in modes:
+        history = "LeadHistory" if sobject == "Lead" else "OpportunityFieldHistory"
+        name = f"salesforce.{history if mode == 'history' else sobject}"
+        cursor = ledger.cursor(name)
+        found.append(Stream(name, sobject, start_point(cursor, settings, now), cursor is None))
+    return found
 
 
 @dataclass
@@ -76,13 +99,12 @@ def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination
 def sync(settings: Settings, mapping: Mapping, options: SyncOptions) -> RunSummary:
     settings.require_for_sync()
     ledger = Ledger.open(settings.state_url, readonly=options.dry_run)
-    now = utcnow()
-    since = {stream: start_point(ledger.cursor(stream), settings, now) for stream in STREAMS}
-    summary = RunSummary(dry_run=options.dry_run, since=since[STREAM].isoformat())
+    pulls = streams(mapping, ledger, settings, utcnow())
+    summary = RunSummary(dry_run=options.dry_run, since=pulls[0].since.isoformat())
     destinations = build_destinations(settings, mapping)
     try:
         run = _DryRun if options.dry_run else _Run
-        run(settings, mapping, ledger, destinations, options, summary).execute(since)
+        run(settings, mapping, ledger, destinations, options, summary).execute(pulls)
     finally:
         for destination in destinations:
             destination.close()
@@ -110,6 +132,8 @@ def measurability(ledger: Ledger, mapping: Mapping) -> dict[str, Any]:
 def start_point(cursor: datetime | None, settings: Settings, now: datetime) -> datetime:
     """Where to read from: the cursor minus the overlap window, or the backfill start."""
     sf = settings.salesforce
+    if cursor is None and sf.start_date is not None:
+        return datetime.combine(sf.start_date, time(), tzinfo=UTC)
     if cursor is None:
         return now - timedelta(days=sf.backfill_days)
     return cursor - timedelta(seconds=sf.overlap_seconds)
@@ -134,27 +158,27 @@ class _Run:
         self.started = utcnow()
         self._salesforce: SalesforceSource | None = None
 
-    def execute(self, since: dict[str, datetime]) -> None:
+    def execute(self, pulls: list[Stream]) -> None:
         run_id = self.ledger.start_run()
         try:
-            for stream in STREAMS:
-                self._pull(run_id, stream, since[stream])
+            for stream in pulls:
+                self._pull(run_id, stream)
             for destination in self.destinations:
                 self._deliver(destination)
         except ConnectorError as exc:
             self.summary.error = str(exc)
             raise
         finally:
-            self.summary.cursor = _iso(self.ledger.cursor(STREAM))
+            self.summary.cursor = _iso(self.ledger.cursor(pulls[0].name))
             self.summary.measurability = measurability(self.ledger, self.mapping)
             self.ledger.finish_run(run_id, self.summary.status, self.summary.as_dict())
 
-    def changes(self, stream: str, since: datetime) -> Iterator[Mapped]:
+    def changes(self, stream: Stream) -> Iterator[Mapped]:
         source = self._source()
-        pull = source.lead_changes if stream == STREAM else source.opportunity_changes
+        pull = source.lead_changes if stream.object == "Lead" else source.opportunity_changes
         try:
             region = self.settings.google_ads.default_phone_region
-            for crm in pull(since):
+            for crm in pull(stream.since, backfill=stream.backfill):
                 self.summary.pulled += 1
                 yield translate(crm, self.mapping, region)
         finally:
@@ -162,20 +186,26 @@ class _Run:
             source.calls = 0
             usage = source.api_usage
             self.summary.api_usage = f"{usage[0]}/{usage[1]}" if usage else None
+            self.summary.stopped = source.stopped
 
     def _source(self) -> SalesforceSource:
         if self._salesforce is None:
             sf = self.settings.salesforce
             self._salesforce = SalesforceSource(
-                connect(sf), self.mapping, reconnect=lambda: connect(sf)
+                connect(sf),
+                self.mapping,
+                reconnect=lambda: connect(sf),
+                max_api_share=sf.max_api_share,
+                bulk_threshold=sf.bulk_threshold,
+                states=self.ledger.last_states,
             )
         return self._salesforce
 
-    def _pull(self, run_id: int, stream: str, since: datetime) -> None:
-        for chunk in _chunks(self.changes(stream, since), RECORD_CHUNK):
-            # The bookmark never passes the run's start: a row stamped later is read next time.
-            newest = min(max(m.change.changed_at for m in chunk), self.started)
-            new = self.ledger.record(run_id, chunk, stream, newest)
+    def _pull(self, run_id: int, stream: Stream) -> None:
+        if self.summary.stopped:
+            return  # the API budget is spent: later streams wait for the next run
+        for chunk in _chunks(self.changes(stream), RECORD_CHUNK):
+            new = self.ledger.record(run_id, chunk, stream.name, self._bookmark(stream))
             self.summary.new += len(new)
             self._count(new)
             for mapped in new:
@@ -183,6 +213,14 @@ class _Run:
                     if target.skip_reason:
                         self.summary.tally(target.destination).add("skipped", target.skip_reason)
             self._progress("pulled", len(chunk))
+
+        # Records read but not changed (snapshot mode) move the bookmark too.
+        self.ledger.record(run_id, [], stream.name, self._bookmark(stream))
+
+    def _bookmark(self, stream: Stream) -> datetime:
+        """How far the source has safely read, never past the run's start (read again next time)."""
+        position = self._source().position or stream.since
+        return min(position, self.started)
 
     def _count(self, new: Sequence[Mapped]) -> None:
         for mapped in new:
@@ -209,8 +247,8 @@ class _Run:
 class _DryRun(_Run):
     """Pull, map and validate with the APIs' validate-only modes; write nothing to state."""
 
-    def execute(self, since: dict[str, datetime]) -> None:
-        mapped = [m for stream in STREAMS for m in self.changes(stream, since[stream])]
+    def execute(self, pulls: list[Stream]) -> None:
+        mapped = [m for stream in pulls for m in self.changes(stream)]
         known = self.ledger.known(
             (m.change.lead_id, m.change.stage, m.change.changed_at) for m in mapped
         )
@@ -227,7 +265,7 @@ class _DryRun(_Run):
             outcomes = destination.deliver(batch, validate_only=True)
             self.summary.tally(destination.name).add_outcomes(outcomes)
             payloads[destination.name] = destination.payloads(batch)
-        self.summary.cursor = _iso(self.ledger.cursor(STREAM))
+        self.summary.cursor = _iso(self.ledger.cursor(pulls[0].name))
         if self.options.payloads_path:
             _write_json(self.options.payloads_path, payloads)
             self.summary.payloads_file = str(self.options.payloads_path)

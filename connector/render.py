@@ -39,6 +39,7 @@ def print_summary(summary: RunSummary, console: Console, title: str = "Sync") ->
         ("Salesforce API usage", data["salesforce_api_usage"]),
         ("Salesforce query calls", data["salesforce_query_calls"]),
         ("payloads written to", data["payloads_file"]),
+        ("stopped early", data["stopped"]),
         ("error", data["error"]),
     ]
     for label, value in extras:

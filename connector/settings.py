@@ -7,6 +7,7 @@ wrong with it (`load_settings`), never with the value itself.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -30,9 +31,20 @@ class SalesforceSettings(BaseModel):
     private_key_file: Path | None = None
     api_version: str = "62.0"
     ca_bundle: Path | None = None
+    # A first run reads from start_date, or else from backfill_days ago (90: Google's click lookback).
+    start_date: date | None = None
     backfill_days: int = Field(default=90, ge=1, le=3650)
     overlap_seconds: int = Field(default=300, ge=0, le=86_400)
+    # Stop pulling (cursor kept) once this share of the org's daily API calls is used.
+    max_api_share: float = Field(default=0.8, gt=0, le=1)
+    # A first run with more history rows than this reads them through Bulk API 2.0.
+    bulk_threshold: int = Field(default=20_000, ge=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("login_url", "instance_url")
     @classmethod

@@ -53,6 +53,7 @@ class RunSummary:
     source_calls: int = 0
     payloads_file: str | None = None
     error: str | None = None
+    stopped: str | None = None  # pulling stopped early (the Salesforce API budget), cursor kept
     measurability: dict[str, Any] | None = None  # share of leads attributable to a channel
 
     def tally(self, destination: str) -> DestinationTally:
@@ -62,7 +63,7 @@ class RunSummary:
     def status(self) -> str:
         if self.error:
             return "failed"
-        if any(t.pending for t in self.destinations.values()):
+        if self.stopped or any(t.pending for t in self.destinations.values()):
             return "partial"
         return "ok"
 
@@ -80,6 +81,7 @@ class RunSummary:
             "cursor": self.cursor,
             "salesforce_api_usage": self.api_usage,
             "salesforce_query_calls": self.source_calls,
+            "stopped": self.stopped,
             "payloads_file": self.payloads_file,
             "measurability": self.measurability,
             "error": self.error,

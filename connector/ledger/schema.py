@@ -151,5 +151,6 @@ record_states = Table(
     Column("object", String(40), primary_key=True),  # Lead, Opportunity
     Column("record_id", String(40), primary_key=True),
     Column("status", String(255), nullable=False),
+    Column("amount", Float),  # a won deal's value: a change of it is a restatement
     Column("seen_at", UTCDateTime, nullable=False),
 )

@@ -38,11 +38,13 @@ from connector.ledger.schema import (
     deliveries,
     lead_channels,
     metadata,
+    record_states,
     runs,
     schema_version,
     stage_changes,
 )
 from connector.mapping.translate import Mapped, StageChange
+from connector.source.salesforce import RecordState
 
 PENDING, DELIVERED, SKIPPED, REJECTED = "pending", "delivered", "skipped", "rejected"
 
@@ -164,8 +166,27 @@ class Ledger:
                 rows = [_delivery_row(change_id, t, now) for t in mapped.targets]
                 if rows:
                     conn.execute(insert(deliveries), rows)
+            _remember_states(conn, [m.change for m in new])
             self._set_cursor(conn, stream, cursor_value, now)
         return new
+
+    def last_states(self, sobject: str, record_ids: list[str]) -> dict[str, RecordState]:
+        """The last status seen per CRM record (snapshot mode diffs against it)."""
+        if not record_ids or not self._exists():
+            return {}
+        found: dict[str, RecordState] = {}
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(record_states.name):
+                return {}  # a read-only look at a store from before this table
+            for start in range(0, len(record_ids), 500):
+                query = select(record_states).where(
+                    record_states.c.object == sobject,
+                    record_states.c.record_id.in_(record_ids[start : start + 500]),
+                )
+                found.update(
+                    (r.record_id, RecordState(r.status, r.amount)) for r in conn.execute(query)
+                )
+        return found
 
     def known(self, keys: Iterable[tuple[str, str, datetime]]) -> set[tuple[str, str, datetime]]:
         """Which (lead id, stage, time) keys are already recorded (for dry runs)."""
@@ -308,6 +329,28 @@ class Ledger:
                 .where(cursors.c.stream == stream)
                 .values(value=value, updated_at=now)
             )
+
+
+def _remember_states(conn: Connection, changes: Sequence[StageChange]) -> None:
+    """Keep each record's newest status (and won amount) in `record_states`."""
+    newest: dict[tuple[str, str], StageChange] = {}
+    for change in changes:
+        key = change.crm_record
+        if key and (key not in newest or change.changed_at >= newest[key].changed_at):
+            newest[key] = change
+    for (sobject, record_id), change in newest.items():
+        where = (record_states.c.object == sobject) & (record_states.c.record_id == record_id)
+        seen = conn.execute(select(record_states.c.seen_at).where(where)).scalar()
+        values = {
+            "status": change.crm_status,
+            "amount": change.attributes.get("amount"),
+            "seen_at": change.changed_at,
+        }
+        if seen is None:
+            row = {"object": sobject, "record_id": record_id, **values}
+            conn.execute(insert(record_states).values(**row))
+        elif change.changed_at >= seen:
+            conn.execute(update(record_states).where(where).values(**values))
 
 
 def _upgrade(conn: Connection, version: int) -> None:

@@ -23,6 +23,10 @@ FUNNEL_STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost", "disqualifi
 _SOQL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _GA4_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 Signal = Literal["click_id", "utm", "ga4", "lead_source"]  # attribution signals, see report
+# history: the object's field history (exact change times; needs Field History Tracking).
+# snapshot: records changed since the cursor (SystemModstamp), diffed against the last
+# status the state store saw; the change time is the record's SystemModstamp.
+ReadMode = Literal["history", "snapshot"]
 
 
 class _Strict(BaseModel):
@@ -112,6 +116,7 @@ class StageRule(_Strict):
 class SourceSpec(_Strict):
     object: Literal["Lead"] = "Lead"
     history_object: Literal["LeadHistory"] = "LeadHistory"
+    mode: ReadMode = "history"
     status_field: str = Field(default="Status", pattern=_SOQL_NAME.pattern)
     fields: LeadFields = LeadFields()
     consent_values: ConsentValues = ConsentValues()
@@ -120,12 +125,15 @@ class SourceSpec(_Strict):
 class OpportunitySpec(_Strict):
     """Opportunity stages, attributed to the lead the opportunity was converted from.
 
-    An opportunity no lead converted into (e.g. created from a contact) is still
-    recorded, under its own id with the problem `no_source_lead`, and sent nowhere:
-    without the lead there is no click id, consent or GA client id to send.
+    An opportunity no lead converted into (e.g. created from a contact) belongs to
+    the lead that converted into its primary contact (`OpportunityContactRole` with
+    IsPrimary). With no such lead it is still recorded, under its own id with the
+    problem `no_source_lead`, and sent nowhere: without the lead there is no click
+    id, consent or GA client id to send.
     """
 
     history_object: Literal["OpportunityFieldHistory"] = "OpportunityFieldHistory"
+    mode: ReadMode = "history"
     stage_field: str = Field(default="StageName", pattern=_SOQL_NAME.pattern)
     amount_field: str = Field(default="Amount", pattern=_SOQL_NAME.pattern)
     currency_field: str | None = Field(default=None, pattern=_SOQL_NAME.pattern)

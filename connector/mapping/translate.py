@@ -98,6 +98,7 @@ class StageChange:
     lead_created_at: datetime | None
     attributes: dict[str, Any]  # click ids, GA client id, hashed ids, consent, UTM fields
     problems: dict[str, str] = field(default_factory=dict)
+    crm_record: tuple[str, str] | None = None  # (object, id) whose status this is
 
     @property
     def transaction_id(self) -> str:
@@ -131,6 +132,8 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
         problems["stage"] = "unknown_stage"
     if not crm.has_source_lead:
         problems["lead"] = "no_source_lead"
+    if crm.deleted:
+        problems["lead"] = "deleted_in_crm"
     change = StageChange(
         lead_id=crm.lead_id,
         crm_status=crm.new_status,
@@ -140,13 +143,14 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
         lead_created_at=crm.lead_created_at,
         attributes=attributes,
         problems=problems,
+        crm_record=crm.record,
     )
     targets = _targets(rule, crm, change, mapping) if rule else []
     if retraction := _retraction(rule, crm, change, mapping):
         attributes["retracts"] = f"{crm.lead_id}:won"
         targets = [t for t in targets if t.destination != GOOGLE_ADS] + [retraction]
-    if not crm.has_source_lead:
-        targets = [replace(t, skip_reason="no_source_lead") for t in targets]
+    if "lead" in problems:  # no lead to credit, or it was deleted in the CRM
+        targets = [replace(t, skip_reason=problems["lead"]) for t in targets]
     valued = next((t for t in targets if t.value is not None), None)
     if valued is not None:
         attributes["amount"], attributes["currency"] = valued.value, valued.currency

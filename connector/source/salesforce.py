@@ -1,14 +1,18 @@
-"""Lead stage changes from Salesforce `LeadHistory`, with the lead's fields riding along.
+"""Stage changes of leads, and of the opportunities they convert into, from Salesforce.
 
-One SOQL query per run (plus its pages): the lead's click ids, UTM fields,
-consent and contact data come as parent fields of each history row, so there
-is no query per lead. Rows arrive ordered by `CreatedDate`, which is what
-lets the cursor move safely page by page.
+Two ways to see a change, chosen per object in the mapping (`mode`):
+- history: `LeadHistory` / `OpportunityFieldHistory` rows, exact change times;
+- snapshot: records whose `SystemModstamp` moved, diffed against the last status
+  the state store saw for them; the change time is the modstamp.
+
+One SOQL query per object per run (plus its pages): the lead's click ids, UTM
+fields, consent and contact data ride along as parent fields. Rows arrive in
+time order, which is what lets the cursor move safely page by page. A first run
+with more rows than `bulk_threshold` streams them through Bulk API 2.0 instead.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +35,9 @@ from tenacity import (
 
 from connector.errors import SourceError
 from connector.mapping.rules import Mapping
+from connector.source import soql as q
+
+LOOKUP_CHUNK = 2000  # ids per IN (...) list: about 42k characters, under SOQL's 100k
 
 
 @dataclass(frozen=True)
@@ -47,9 +54,21 @@ class CrmChange:
     opportunity_id: str | None = None
     restatement: bool = False  # a won deal's amount changed after it was won
     has_source_lead: bool = True
+    deleted: bool = False  # the lead or opportunity is in the recycle bin
+    record: tuple[str, str] | None = None  # (object, id) whose status this is
 
 
-_SF_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
+@dataclass(frozen=True)
+class RecordState:
+    """The last status (and won amount) the state store saw for one CRM record."""
+
+    status: str
+    amount: float | None = None
+
+
+# (object, record ids) -> their last seen states: how snapshot mode finds changes.
+StateLookup = Callable[[str, list[str]], dict[str, RecordState]]
+Pages = Iterator[list[dict[str, Any]]]
 
 
 def parse_sf_datetime(value: str) -> datetime:
@@ -58,52 +77,12 @@ def parse_sf_datetime(value: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
 
 
-def soql_datetime(value: datetime) -> str:
-    """An unquoted SOQL datetime literal (API-NOTES §5)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def lead_history_soql(mapping: Mapping, since: datetime) -> str:
-    # Field names were validated as plain API names when the mapping loaded;
-    # the only literal here is a datetime we format ourselves.
-    spec = mapping.source
-    parent = ", ".join(f"Lead.{name}" for name in _lead_select(mapping))
-    return (
-        f"SELECT Id, LeadId, OldValue, NewValue, CreatedDate, {parent} "
-        f"FROM {spec.history_object} "
-        f"WHERE Field = '{spec.status_field}' AND CreatedDate >= {soql_datetime(since)} "
-        "ORDER BY CreatedDate ASC, Id ASC"
-    )
-
-
-def opportunity_history_soql(mapping: Mapping, since: datetime) -> str:
-    spec = mapping.opportunity
-    assert spec is not None
-    fields = ["IsWon", spec.stage_field, *mapping.opportunity_fields()]
-    parent = ", ".join(f"Opportunity.{name}" for name in dict.fromkeys(fields))
-    return (
-        f"SELECT Id, OpportunityId, Field, OldValue, NewValue, CreatedDate, {parent} "
-        f"FROM {spec.history_object} "
-        f"WHERE Field IN ('{spec.stage_field}', '{spec.amount_field}') "
-        f"AND CreatedDate >= {soql_datetime(since)} ORDER BY CreatedDate ASC, Id ASC"
-    )
-
-
-def converted_leads_soql(mapping: Mapping, opportunity_ids: list[str]) -> str:
-    ids = ", ".join(f"'{i}'" for i in opportunity_ids if _SF_ID.match(i))
-    fields = ", ".join(["Id", "ConvertedOpportunityId", *_lead_select(mapping)])
-    return f"SELECT {fields} FROM Lead WHERE ConvertedOpportunityId IN ({ids})"
-
-
-def _lead_select(mapping: Mapping) -> list[str]:
-    return list(dict.fromkeys(["CreatedDate", *mapping.lead_fields().values()]))
-
-
 class SalesforceSource:
     """Stage changes of leads and of the opportunities they convert into.
 
     Each page is fetched (and retried) on its own, so a 503 on page 7 of 40
-    retries that page instead of restarting the stream.
+    retries that page instead of restarting the stream. `position` is how far
+    the stream has safely been read: the cursor may move to it.
     """
 
     def __init__(
@@ -113,105 +92,285 @@ class SalesforceSource:
         *,
         reconnect: Callable[[], Salesforce] | None = None,
         attempts: int = 4,
+        max_api_share: float = 1.0,
+        bulk_threshold: int | None = None,
+        states: StateLookup | None = None,
     ) -> None:
         self._client = client
         self._reconnect = reconnect
         self._mapping = mapping
         self._attempts = attempts
+        self._max_api_share = max_api_share
+        self._bulk_threshold = bulk_threshold
+        self._states = states or (lambda _object, _ids: {})
         self.calls = 0
+        self.position: datetime | None = None
+        self.stopped: str | None = None  # why pulling stopped early, if it did
+        self._ordered = True
+        self._newest: datetime | None = None
 
-    def lead_changes(self, since: datetime) -> Iterator[CrmChange]:
-        for page in self._pages(lead_history_soql(self._mapping, since)):
-            for record in page:
-                lead = record.get("Lead") or {}
-                yield self._change(record, str(record["LeadId"]), lead)
+    # streams ----------------------------------------------------------------------
 
-    def opportunity_changes(self, since: datetime) -> Iterator[CrmChange]:
-        """Opportunity stage (and won-amount) changes, under the lead they came from."""
-        if self._mapping.opportunity is None:
+    def lead_changes(self, since: datetime, *, backfill: bool = False) -> Iterator[CrmChange]:
+        if self._mapping.source.mode == "snapshot":
+            yield from self._lead_snapshots(since)
             return
-        for page in self._pages(opportunity_history_soql(self._mapping, since)):
-            leads = self._converted_leads({str(r["OpportunityId"]) for r in page})
+        for page in self._stream(q.lead_history_soql(self._mapping, since), backfill):
             for record in page:
-                change = self._opportunity_change(record, leads)
-                if change is not None:
+                at = self._advance(record["CreatedDate"])
+                yield self._lead_change(
+                    str(record["LeadId"]),
+                    record.get("Lead") or {},
+                    (record.get("OldValue"), str(record.get("NewValue") or "")),
+                    at,
+                    str(record["Id"]),
+                )
+        self._finish()
+
+    def opportunity_changes(
+        self, since: datetime, *, backfill: bool = False
+    ) -> Iterator[CrmChange]:
+        """Opportunity stage (and won-amount) changes, under the lead they came from."""
+        spec = self._mapping.opportunity
+        if spec is None:
+            return
+        if spec.mode == "snapshot":
+            yield from self._opportunity_snapshots(since)
+            return
+        for page in self._stream(q.opportunity_history_soql(self._mapping, since), backfill):
+            leads = self._leads_for({str(r["OpportunityId"]) for r in page})
+            for record in page:
+                self._advance(record["CreatedDate"])
+                if change := self._opportunity_history_change(record, leads):
                     yield change
+        self._finish()
 
     @property
     def api_usage(self) -> tuple[int, int] | None:
         usage = getattr(self._client, "api_usage", {}).get("api-usage")
         return (int(usage.used), int(usage.total)) if usage else None
 
-    def _pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
-        page = self._fetch(lambda: self._client.query(soql))
-        while True:
-            yield page["records"]
-            next_url = page.get("nextRecordsUrl")
-            if page.get("done", True) or not next_url:
-                return
-            page = self._fetch(
-                lambda url=next_url: self._client.query_more(url, identifier_is_url=True)
-            )
+    # snapshot mode --------------------------------------------------------------
 
-    def _converted_leads(self, opportunity_ids: set[str]) -> dict[str, dict[str, Any]]:
-        """Lead records by the opportunity they converted into: one query per 300 ids."""
-        ordered = sorted(opportunity_ids)
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ordered), 300):
-            soql = converted_leads_soql(self._mapping, ordered[start : start + 300])
-            for page in self._pages(soql):
-                found.update({str(r["ConvertedOpportunityId"]): r for r in page})
-        return found
+    def _lead_snapshots(self, since: datetime) -> Iterator[CrmChange]:
+        status_field = self._mapping.source.status_field
+        for page in self._stream(q.lead_snapshot_soql(self._mapping, since), backfill=False):
+            seen = self._states("Lead", [str(r["Id"]) for r in page])
+            for record in page:
+                at = self._advance(record["SystemModstamp"])
+                status, last = str(record.get(status_field) or ""), seen.get(str(record["Id"]))
+                if status and (last is None or last.status != status):
+                    old = last.status if last else None
+                    lead_id = str(record["Id"])
+                    yield self._lead_change(lead_id, record, (old, status), at, lead_id)
+        self._finish()
 
-    def _opportunity_change(
+    def _opportunity_snapshots(self, since: datetime) -> Iterator[CrmChange]:
+        spec = self._mapping.opportunity
+        assert spec is not None
+        for page in self._stream(q.opportunity_snapshot_soql(self._mapping, since), False):
+            ids = [str(r["Id"]) for r in page]
+            seen, leads = self._states("Opportunity", ids), self._leads_for(set(ids))
+            for record in page:
+                at = self._advance(record["SystemModstamp"])
+                stage, last = str(record.get(spec.stage_field) or ""), seen.get(str(record["Id"]))
+                restated = bool(
+                    last
+                    and last.status == stage
+                    and record.get("IsWon")
+                    and last.amount is not None
+                    and _number(record.get(spec.amount_field)) != last.amount
+                )
+                if stage and (last is None or last.status != stage or restated):
+                    old = last.status if last else None
+                    opp_id = str(record["Id"])
+                    yield self._opportunity_change(
+                        record, leads.get(opp_id), (old, stage), at, opp_id, restated
+                    )
+        self._finish()
+
+    # building changes -----------------------------------------------------------
+
+    def _lead_change(
+        self,
+        lead_id: str,
+        lead: dict[str, Any],
+        statuses: tuple[str | None, str],
+        at: datetime,
+        record_id: str,
+    ) -> CrmChange:
+        created = lead.get("CreatedDate")
+        master = lead.get("MasterRecordId")
+        return CrmChange(
+            record_id=record_id,
+            # A merged lead's journey continues under the lead it was merged into.
+            lead_id=str(master) if master else lead_id,
+            old_status=statuses[0],
+            new_status=statuses[1],
+            changed_at=at,
+            lead_created_at=parse_sf_datetime(created) if created else None,
+            lead=self._roles(lead),
+            deleted=bool(lead.get("IsDeleted")) and not master,
+            record=("Lead", lead_id),
+        )
+
+    def _opportunity_history_change(
         self, record: dict[str, Any], leads: dict[str, dict[str, Any]]
     ) -> CrmChange | None:
         spec = self._mapping.opportunity
         assert spec is not None
         opportunity = dict(record.get("Opportunity") or {})
         stage = str(opportunity.get(spec.stage_field) or "")
-        if record["Field"] == spec.amount_field:
+        restatement = record["Field"] == spec.amount_field
+        if restatement:
             # An amount change matters only for a won deal: it restates its value.
             if not opportunity.get("IsWon"):
                 return None
             opportunity[spec.amount_field] = record.get("NewValue")
+            statuses: tuple[str | None, str] = (stage, stage)
         else:
-            stage = str(record.get("NewValue") or "")
-        lead = leads.get(str(record["OpportunityId"]))
-        change = self._change(
-            record, str(lead["Id"]) if lead else str(record["OpportunityId"]), lead or {}
+            statuses = (record.get("OldValue"), str(record.get("NewValue") or ""))
+        opp_id = str(record["OpportunityId"])
+        at = parse_sf_datetime(record["CreatedDate"])
+        change = self._opportunity_change(
+            opportunity, leads.get(opp_id), statuses, at, opp_id, restatement
+        )
+        return _with_record_id(change, str(record["Id"]))
+
+    def _opportunity_change(
+        self,
+        opportunity: dict[str, Any],
+        lead: dict[str, Any] | None,
+        statuses: tuple[str | None, str],
+        at: datetime,
+        opp_id: str,
+        restatement: bool,
+    ) -> CrmChange:
+        spec = self._mapping.opportunity
+        assert spec is not None
+        base = self._lead_change(
+            str(lead["Id"]) if lead else opp_id, lead or {}, statuses, at, opp_id
         )
         values = {
-            **change.lead,
+            **base.lead,
             **{k: opportunity.get(k) for k in self._mapping.opportunity_fields()},
         }
         if spec.currency_field and opportunity.get(spec.currency_field):
             values["currency"] = opportunity[spec.currency_field]
         return CrmChange(
-            record_id=change.record_id,
-            lead_id=change.lead_id,
-            old_status=change.old_status if record["Field"] != spec.amount_field else stage,
-            new_status=stage,
-            changed_at=change.changed_at,
-            lead_created_at=change.lead_created_at,
+            record_id=opp_id,
+            lead_id=base.lead_id,
+            old_status=statuses[0],
+            new_status=statuses[1],
+            changed_at=at,
+            lead_created_at=base.lead_created_at,
             lead=values,
-            opportunity_id=str(record["OpportunityId"]),
-            restatement=record["Field"] == spec.amount_field,
+            opportunity_id=opp_id,
+            restatement=restatement,
             has_source_lead=lead is not None,
+            deleted=base.deleted or bool(opportunity.get("IsDeleted")),
+            record=("Opportunity", opp_id),
         )
 
-    def _change(self, record: dict[str, Any], lead_id: str, lead: dict[str, Any]) -> CrmChange:
-        roles = {key: lead.get(name) for key, name in self._mapping.lead_fields().items()}
-        created = lead.get("CreatedDate")
-        return CrmChange(
-            record_id=str(record["Id"]),
-            lead_id=lead_id,
-            old_status=record.get("OldValue"),
-            new_status=str(record.get("NewValue") or ""),
-            changed_at=parse_sf_datetime(record["CreatedDate"]),
-            lead_created_at=parse_sf_datetime(created) if created else None,
-            lead=roles,
+    def _roles(self, lead: dict[str, Any]) -> dict[str, Any]:
+        return {key: lead.get(name) for key, name in self._mapping.lead_fields().items()}
+
+    # the lead behind an opportunity ----------------------------------------------
+
+    def _leads_for(self, opportunity_ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Lead records by opportunity: the lead converted into it, or into its primary contact."""
+        found = {
+            str(r["ConvertedOpportunityId"]): r
+            for chunk in _chunked(sorted(opportunity_ids))
+            for r in self._records(q.converted_leads_soql(self._mapping, chunk))
+        }
+        orphans = sorted(opportunity_ids - found.keys())
+        if not orphans:
+            return found
+        contacts = {
+            str(r["OpportunityId"]): str(r["ContactId"])
+            for chunk in _chunked(orphans)
+            for r in self._records(q.primary_contacts_soql(chunk))
+            if r.get("ContactId")
+        }
+        by_contact = {
+            str(r["ConvertedContactId"]): r
+            for chunk in _chunked(sorted(set(contacts.values())))
+            for r in self._records(q.leads_by_contact_soql(self._mapping, chunk))
+        }
+        found.update({o: by_contact[c] for o, c in contacts.items() if c in by_contact})
+        return found
+
+    def _records(self, soql: str) -> Iterator[dict[str, Any]]:
+        for page in self._pages(soql, include_deleted=False, budgeted=False):
+            yield from page
+
+    # reading pages --------------------------------------------------------------
+
+    def _stream(self, soql: str, backfill: bool) -> Pages:
+        """The pages of one stream: REST pages, or a Bulk API 2.0 job for a large backfill."""
+        self._ordered, self._newest, self.position = True, None, None
+        if backfill and self._bulk_threshold is not None:
+            total = self._fetch(
+                lambda: self._client.query(q.count_soql(soql), include_deleted=True)
+            )
+            if int(total.get("totalSize", 0)) > self._bulk_threshold:
+                yield from self._bulk(soql)
+                return
+        yield from self._pages(soql, include_deleted=True, budgeted=True)
+
+    def _bulk(self, soql: str) -> Pages:
+        from connector.source.bulk import bulk_pages
+
+        # Bulk results come in no promised order: the position moves only at the end.
+        self._ordered = False
+        unordered = soql.split(" ORDER BY ")[0]
+        for page in bulk_pages(
+            self._client, q.history_object(soql), unordered, include_deleted=True
+        ):
+            self.calls += 1
+            yield page
+
+    def _pages(self, soql: str, *, include_deleted: bool, budgeted: bool) -> Pages:
+        next_url: str | None = None
+        while True:
+            if budgeted and self._over_budget():
+                return
+            if next_url is None:
+                page = self._fetch(
+                    lambda: self._client.query(soql, include_deleted=include_deleted)
+                )
+            else:
+                page = self._fetch(
+                    lambda url=next_url: self._client.query_more(
+                        url, identifier_is_url=True, include_deleted=include_deleted
+                    )
+                )
+            yield page["records"]
+            next_url = page.get("nextRecordsUrl")
+            if page.get("done", True) or not next_url:
+                return
+
+    def _over_budget(self) -> bool:
+        usage = self.api_usage
+        if usage is None or usage[1] <= 0 or usage[0] / usage[1] < self._max_api_share:
+            return False
+        self.stopped = (
+            f"stopped pulling at {usage[0]}/{usage[1]} daily Salesforce API calls "
+            f"(max_api_share {self._max_api_share:g}); the cursor was kept, the next run goes on"
         )
+        return True
+
+    def _advance(self, stamp: str) -> datetime:
+        at = parse_sf_datetime(stamp)
+        self._newest = max(self._newest, at) if self._newest else at
+        if self._ordered:
+            self.position = at
+        return at
+
+    def _finish(self) -> None:
+        if self._newest is not None and (self.position is None or self._newest > self.position):
+            self.position = self._newest
 
     def _fetch(self, call: Any) -> dict[str, Any]:
         self.calls += 1
@@ -233,6 +392,24 @@ class SalesforceSource:
         except SalesforceError as exc:
             raise _source_error(exc) from None
         return result
+
+
+def _with_record_id(change: CrmChange, record_id: str) -> CrmChange:
+    from dataclasses import replace
+
+    return replace(change, record_id=record_id)
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _chunked(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        yield ids[start : start + LOOKUP_CHUNK]
 
 
 def _source_error(exc: SalesforceError) -> SourceError:

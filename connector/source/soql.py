@@ -1,0 +1,113 @@
+"""The SOQL the source sends, built in one place.
+
+Nothing from the data or the mapping can inject SOQL: field names were
+validated as plain API names when the mapping loaded, ids are checked
+against the Salesforce id format, and the only other literals are datetimes
+formatted here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from connector.mapping.rules import Mapping
+
+_SF_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
+# Deleted and merged leads are read too (queryAll): a merged lead's changes continue
+# under the surviving lead, a deleted one's are recorded and sent nowhere.
+LEAD_SYSTEM_FIELDS = ("CreatedDate", "IsDeleted", "MasterRecordId")
+
+
+def soql_datetime(value: datetime) -> str:
+    """An unquoted SOQL datetime literal (API-NOTES §5)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def id_list(ids: Iterable[str]) -> str:
+    """A quoted SOQL id list; anything that is not a Salesforce id is dropped."""
+    return ", ".join(f"'{i}'" for i in ids if _SF_ID.match(i))
+
+
+def lead_select(mapping: Mapping) -> list[str]:
+    return list(dict.fromkeys([*LEAD_SYSTEM_FIELDS, *mapping.lead_fields().values()]))
+
+
+def lead_history_soql(mapping: Mapping, since: datetime) -> str:
+    spec = mapping.source
+    parent = ", ".join(f"Lead.{name}" for name in lead_select(mapping))
+    return (
+        f"SELECT Id, LeadId, OldValue, NewValue, CreatedDate, {parent} "
+        f"FROM {spec.history_object} "
+        f"WHERE Field = '{spec.status_field}' AND CreatedDate >= {soql_datetime(since)} "
+        "ORDER BY CreatedDate ASC, Id ASC"
+    )
+
+
+def lead_snapshot_soql(mapping: Mapping, since: datetime) -> str:
+    spec = mapping.source
+    fields = ", ".join(
+        dict.fromkeys(["Id", spec.status_field, "SystemModstamp", *lead_select(mapping)])
+    )
+    return (
+        f"SELECT {fields} FROM {spec.object} "
+        f"WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC, Id ASC"
+    )
+
+
+def opportunity_history_soql(mapping: Mapping, since: datetime) -> str:
+    spec = mapping.opportunity
+    assert spec is not None
+    parent = ", ".join(f"Opportunity.{name}" for name in _opportunity_select(mapping))
+    return (
+        f"SELECT Id, OpportunityId, Field, OldValue, NewValue, CreatedDate, {parent} "
+        f"FROM {spec.history_object} "
+        f"WHERE Field IN ('{spec.stage_field}', '{spec.amount_field}') "
+        f"AND CreatedDate >= {soql_datetime(since)} ORDER BY CreatedDate ASC, Id ASC"
+    )
+
+
+def opportunity_snapshot_soql(mapping: Mapping, since: datetime) -> str:
+    fields = ", ".join(dict.fromkeys(["Id", "SystemModstamp", *_opportunity_select(mapping)]))
+    return (
+        f"SELECT {fields} FROM Opportunity "
+        f"WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC, Id ASC"
+    )
+
+
+def converted_leads_soql(mapping: Mapping, opportunity_ids: list[str]) -> str:
+    fields = ", ".join(dict.fromkeys(["Id", "ConvertedOpportunityId", *lead_select(mapping)]))
+    return f"SELECT {fields} FROM Lead WHERE ConvertedOpportunityId IN ({id_list(opportunity_ids)})"
+
+
+def primary_contacts_soql(opportunity_ids: list[str]) -> str:
+    return (
+        "SELECT OpportunityId, ContactId FROM OpportunityContactRole "
+        f"WHERE IsPrimary = true AND OpportunityId IN ({id_list(opportunity_ids)})"
+    )
+
+
+def leads_by_contact_soql(mapping: Mapping, contact_ids: list[str]) -> str:
+    fields = ", ".join(dict.fromkeys(["Id", "ConvertedContactId", *lead_select(mapping)]))
+    return f"SELECT {fields} FROM Lead WHERE ConvertedContactId IN ({id_list(contact_ids)})"
+
+
+def count_soql(soql: str) -> str:
+    """The same query as a COUNT(): how big a backfill is, before choosing how to read it."""
+    match = re.fullmatch(r"SELECT .+? (FROM .+?)( ORDER BY .*)?", soql)
+    assert match is not None, soql
+    return f"SELECT COUNT() {match[1]}"
+
+
+def history_object(soql: str) -> str:
+    match = re.search(r" FROM (\w+)", soql)
+    assert match is not None, soql
+    return match[1]
+
+
+def _opportunity_select(mapping: Mapping) -> list[str]:
+    spec = mapping.opportunity
+    assert spec is not None
+    fields = ["IsWon", "IsDeleted", spec.stage_field, *mapping.opportunity_fields()]
+    return list(dict.fromkeys(fields))
