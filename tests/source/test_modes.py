@@ -1,0 +1,272 @@
+"""History mode and snapshot mode see the same journey; merged, deleted and contact-only
+records follow the documented rules; the API budget stops a pull without losing its place.
+
+The real simple-salesforce client against the emulator; assertions on the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from connector.ledger.schema import deliveries, stage_changes
+from connector.ledger.store import Ledger
+from connector.mapping.rules import load_mapping
+from connector.pipeline import SyncOptions, sync
+from connector.sandbox.dataset import sf_datetime
+from connector.sandbox.stack import Sandbox
+from connector.source.salesforce import parse_sf_datetime
+from connector.summary import RunSummary
+from tests.conftest import MAPPING
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+LEAD, OPP = "00Q000000000001AAA", "006000000000001AAA"
+MASTER, LOSER, GONE = "00Q000000000002AAA", "00Q000000000003AAA", "00Q000000000004AAA"
+CONTACT, CONTACT_OPP = "003000000000001AAA", "006000000000009AAA"
+WON_ACTION = "700000004"
+
+
+def lead(lead_id: str, status: str = "Open", **extra: Any) -> dict[str, Any]:
+    return {
+        "Id": lead_id,
+        "CreatedDate": sf_datetime(NOW - timedelta(days=3)),
+        "SystemModstamp": sf_datetime(NOW - timedelta(days=3)),
+        "Email": f"buyer.{lead_id[-4:]}@example.com",
+        "Status": status,
+        "CurrencyIsoCode": "EUR",
+        "GCLID__c": f"Cj0KCQiA-modesTest_{lead_id[-6:]}",
+        "GA_Client_ID__c": "111.222",
+        "Consent_Ad_User_Data__c": "Granted",
+        **extra,
+    }
+
+
+def snapshot_mapping(tmp_path: Path) -> Path:
+    text = MAPPING.read_text(encoding="utf-8")
+    for history in ("LeadHistory", "OpportunityFieldHistory"):
+        text = text.replace(
+            f"history_object: {history}", f"mode: snapshot\n  history_object: {history}"
+        )
+    path = tmp_path / "snapshot.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox({"Lead": [lead(LEAD)]}) as box:
+        yield box
+
+
+def run(box: Sandbox, state_url: str, mapping: Path, **extra: Any) -> RunSummary:
+    settings = box.settings(state_url, mapping, **extra)
+    return sync(settings, load_mapping(mapping), SyncOptions())
+
+
+def rows(state_url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    engine = create_engine(state_url)
+    with engine.connect() as conn:
+        changes = [dict(r._mapping) for r in conn.execute(select(stage_changes))]
+        sent = [dict(r._mapping) for r in conn.execute(select(deliveries))]
+    engine.dispose()
+    return sorted(changes, key=lambda c: c["changed_at"]), sent
+
+
+class Journey:
+    """Moves one lead through the funnel, writing history rows as an org with tracking would."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.sf = box.salesforce
+        self.modstamps: list[datetime] = []
+
+    def lead_status(self, old: str, new: str, **extra: Any) -> None:
+        self.sf.update("Lead", LEAD, {"Status": new, **extra})
+        self._history("LeadHistory", "LeadId", LEAD, "Status", old, new)
+        self._stamp("Lead", LEAD)
+
+    def opportunity(self, changes: dict[str, Any], field: str, old: Any, new: Any) -> None:
+        self.sf.update("Opportunity", OPP, changes)
+        self._history("OpportunityFieldHistory", "OpportunityId", OPP, field, old, new)
+        self._stamp("Opportunity", OPP)
+
+    def _history(self, sobject: str, ref: str, rid: str, field: str, old: Any, new: Any) -> None:
+        self.sf.insert(sobject, {ref: rid, "Field": field, "OldValue": old, "NewValue": new})
+
+    def _stamp(self, sobject: str, rid: str) -> None:
+        record = next(r for r in self.sf.records(sobject) if r["Id"] == rid)
+        self.modstamps.append(parse_sf_datetime(record["SystemModstamp"]))
+
+
+def test_snapshot_mode_sees_the_same_journey_as_history_mode(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    history_url = f"sqlite:///{tmp_path / 'history.db'}"
+    snapshot_url = f"sqlite:///{tmp_path / 'snapshot.db'}"
+    snapshot = snapshot_mapping(tmp_path)
+
+    def both() -> None:
+        run(sandbox, history_url, MAPPING)
+        run(sandbox, snapshot_url, snapshot)
+
+    journey = Journey(sandbox)
+    both()
+    journey.lead_status("Open", "MQL")
+    both()
+    journey.lead_status("MQL", "SQL")
+    both()
+    sandbox.salesforce.insert(
+        "Opportunity",
+        {"Id": OPP, "StageName": "Proposal", "Amount": 1000.0, "CurrencyIsoCode": "GBP"},
+    )
+    journey.lead_status("SQL", "Closed - Converted", IsConverted=True, ConvertedOpportunityId=OPP)
+    both()
+    won = {"StageName": "Closed Won", "IsWon": True, "IsClosed": True, "Amount": 30000.0}
+    journey.opportunity(won, "StageName", "Proposal", "Closed Won")
+    both()
+    journey.opportunity({"Amount": 35000.0}, "Amount", 30000.0, 35000.0)
+    both()
+    reopened = {"StageName": "Negotiation", "IsWon": False, "IsClosed": False}
+    journey.opportunity(reopened, "StageName", "Closed Won", "Negotiation")
+    both()
+    both()  # nothing new: nothing recorded twice
+
+    by_history, history_sent = rows(history_url)
+    by_snapshot, snapshot_sent = rows(snapshot_url)
+    # Snapshot mode also sees the lead's first status (history has no row for a creation)
+    # and the opportunity's first stage; from there on the sequence is the same.
+    assert [c["stage"] for c in by_snapshot[:1]] == ["lead"]
+    assert [c["crm_status"] for c in by_history] == [
+        "MQL", "SQL", "Closed - Converted", "Closed Won", "Closed Won", "Negotiation"
+    ]  # fmt: skip
+    assert [c["crm_status"] for c in by_snapshot if c["crm_status"] != "Proposal"][1:] == [
+        c["crm_status"] for c in by_history
+    ]
+    # ... at the records' modstamps.
+    snapshot_times = [c["changed_at"] for c in by_snapshot if c["crm_status"] != "Proposal"]
+    assert snapshot_times[1:] == journey.modstamps
+
+    def conversions(sent: list[dict[str, Any]]) -> list[tuple[str, float | None]]:
+        found = [
+            (r["target"], r["value"])
+            for r in sent
+            if r["destination"] == "google_ads" and r["status"] == "delivered"
+        ]
+        return sorted(found, key=str)
+
+    # The same conversions either way: MQL, SQL, opportunity, won, its restatement, and
+    # the retraction when it was reopened.
+    assert conversions(snapshot_sent) == conversions(history_sent)
+    assert (WON_ACTION, 35000.0) in conversions(history_sent)
+    assert (WON_ACTION, None) in conversions(history_sent)  # the retraction
+
+
+def test_merged_lead_continues_under_its_master_and_a_deleted_one_is_sent_nowhere(
+    tmp_path: Path,
+) -> None:
+    leads = [lead(MASTER, "MQL"), lead(LOSER, "MQL"), lead(GONE, "MQL")]
+    history = [
+        {"LeadId": rid, "Field": "Status", "OldValue": "Open", "NewValue": status,
+         "CreatedDate": sf_datetime(NOW - timedelta(hours=hours))}
+        for rid, status, hours in ((LOSER, "SQL", 5), (GONE, "SQL", 4))
+    ]  # fmt: skip
+    with Sandbox({"Lead": leads, "LeadHistory": history}) as box:
+        box.salesforce.merge("Lead", MASTER, LOSER)
+        box.salesforce.delete("Lead", GONE)
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+        run(box, url, MAPPING)
+    changes, sent = rows(url)
+    assert {(c["lead_id"], c["stage"]) for c in changes} == {(MASTER, "sql"), (GONE, "sql")}
+    gone = next(c for c in changes if c["lead_id"] == GONE)
+    assert gone["problems"] == {"lead": "deleted_in_crm"}
+    assert {r["status"] for r in sent if r["change_id"] == gone["id"]} == {"skipped"}
+    merged = next(c for c in changes if c["lead_id"] == MASTER)
+    assert {r["status"] for r in sent if r["change_id"] == merged["id"]} == {"delivered"}
+
+
+def test_an_opportunity_created_from_a_contact_belongs_to_the_lead_of_its_primary_contact(
+    tmp_path: Path,
+) -> None:
+    tables = {
+        "Lead": [lead(LEAD, "Closed - Converted", IsConverted=True, ConvertedContactId=CONTACT)],
+        "Contact": [{"Id": CONTACT, "Email": "x@example.com"}],
+        "Opportunity": [
+            {"Id": CONTACT_OPP, "StageName": "Closed Won", "IsWon": True, "Amount": 900.0}
+        ],
+        "OpportunityContactRole": [
+            {"OpportunityId": CONTACT_OPP, "ContactId": CONTACT, "IsPrimary": True}
+        ],
+        "OpportunityFieldHistory": [
+            {"OpportunityId": CONTACT_OPP, "Field": "StageName", "OldValue": "Proposal",
+             "NewValue": "Closed Won", "CreatedDate": sf_datetime(NOW - timedelta(hours=2))}
+        ],
+    }  # fmt: skip
+    with Sandbox(tables) as box:
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+        run(box, url, MAPPING)
+        won = box.datamanager.conversions[(WON_ACTION, f"{LEAD}:won")]
+    assert won["conversion_value"] == 900.0
+    changes, _ = rows(url)
+    assert [(c["lead_id"], c["stage"], c["problems"]) for c in changes] == [(LEAD, "won", {})]
+
+
+def test_the_api_budget_stops_pulling_and_the_next_run_goes_on(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    history = [
+        {"LeadId": LEAD, "Field": "Status", "OldValue": "Open", "NewValue": "MQL",
+         "CreatedDate": sf_datetime(NOW - timedelta(hours=h))}
+        for h in (30, 20, 10)
+    ]  # fmt: skip
+    for row in history:
+        sandbox.salesforce.insert("LeadHistory", row)
+    sandbox.salesforce.page_size = 1
+    sandbox.salesforce.set_api_usage(89_997)  # of 100,000: the budget (0.9) is nearly spent
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    first = run(sandbox, url, MAPPING, salesforce={"max_api_share": 0.9})
+    assert first.stopped and "cursor was kept" in first.stopped and first.status == "partial"
+    assert 0 < first.pulled < 3
+    cursor = Ledger.open(url).cursor("salesforce.LeadHistory")
+    assert cursor is not None and cursor < NOW - timedelta(hours=5)
+    sandbox.salesforce.set_api_usage(0)  # a new day
+    second = run(sandbox, url, MAPPING, salesforce={"max_api_share": 0.9})
+    assert second.stopped is None
+    changes, _ = rows(url)
+    assert len(changes) == 3 and len({c["changed_at"] for c in changes}) == 3
+
+
+def test_a_first_run_reads_from_the_configured_start_date(sandbox: Sandbox, tmp_path: Path) -> None:
+    start = (NOW - timedelta(days=400)).date()
+    sandbox.salesforce.insert(
+        "LeadHistory",
+        {"LeadId": LEAD, "Field": "Status", "OldValue": "Open", "NewValue": "MQL",
+         "CreatedDate": sf_datetime(NOW - timedelta(days=200))},
+    )  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    summary = run(sandbox, url, MAPPING, salesforce={"start_date": start.isoformat()})
+    assert summary.since.startswith(start.isoformat())
+    assert summary.pulled == 1  # older than the 90-day default, inside the start date
+
+
+def test_check_online_tells_which_read_mode_works(sandbox: Sandbox, tmp_path: Path) -> None:
+    from connector.check import online_checks
+
+    sandbox.salesforce.tracked_fields["OpportunityFieldHistory"] = {"StageName"}
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    history = {
+        c.name: c for c in online_checks(sandbox.settings(url, MAPPING), load_mapping(MAPPING))
+    }
+    assert history["salesforce Lead history mode"].ok
+    advice = history["salesforce Opportunity history mode"]
+    assert (
+        not advice.ok
+        and "Opportunity.Amount" in advice.detail
+        and "mode: snapshot" in advice.detail
+    )
+    snapshot = snapshot_mapping(tmp_path)
+    checks = online_checks(sandbox.settings(url, snapshot), load_mapping(snapshot))
+    assert {c.name: c.ok for c in checks}["salesforce Opportunity snapshot mode"]
