@@ -70,3 +70,43 @@ def test_missing_ga_client_id_skips_ga4() -> None:
     assert targets(translate(change(ga_client_id=None), MAPPING, "DE"))[GA4].skip_reason == (
         "no_ga_client_id"
     )
+
+
+def test_a_single_currency_org_values_in_the_mappings_default_currency() -> None:
+    # No CurrencyIsoCode field in single-currency orgs: the mapping's default_currency applies.
+    t = targets(translate(change(currency=None), MAPPING, "DE"))
+    assert t[GOOGLE_ADS].currency == MAPPING.default_currency == "EUR"
+    assert t[GOOGLE_ADS].skip_reason is None
+
+
+def won(old: str, new: str, **extra: Any) -> CrmChange:
+    base = change(new, Amount=1200.0)
+    return CrmChange(
+        "017000000000009", base.lead_id, old, new, WHEN, WHEN, base.lead,
+        opportunity_id="006000000000001", **extra,
+    )  # fmt: skip
+
+
+def test_a_won_deal_reopened_or_lost_retracts_its_google_ads_conversion() -> None:
+    for stage in ("Negotiation", "Closed Lost"):
+        mapped = translate(won("Closed Won", stage), MAPPING, "DE")
+        retraction = targets(mapped)[GOOGLE_ADS]
+        assert retraction.name == "700000004" and retraction.value is None
+        assert mapped.change.retraction
+        assert mapped.change.transaction_id == "00Q000000000001:won"
+
+
+def test_winning_or_restating_is_no_retraction() -> None:
+    assert not translate(won("Negotiation", "Closed Won"), MAPPING, "DE").change.retraction
+    restated = translate(won("Closed Won", "Closed Won", restatement=True), MAPPING, "DE")
+    assert restated.change.restatement and not restated.change.retraction
+
+
+def test_a_deleted_lead_is_recorded_and_sent_nowhere() -> None:
+    base = change()
+    deleted = CrmChange(
+        base.record_id, base.lead_id, "Open", "MQL", WHEN, WHEN, base.lead, deleted=True
+    )
+    mapped = translate(deleted, MAPPING, "DE")
+    assert mapped.change.problems["lead"] == "deleted_in_crm"
+    assert {t.skip_reason for t in mapped.targets} == {"deleted_in_crm"}
