@@ -31,7 +31,7 @@ class SalesforceSettings(BaseModel):
     private_key_file: Path | None = None
     api_version: str = "62.0"
     ca_bundle: Path | None = None
-    # A first run reads from start_date, or else from backfill_days ago (90: Google's click lookback).
+    # A first run reads from start_date, else backfill_days ago (90: the Google Ads click lookback).
     start_date: date | None = None
     backfill_days: int = Field(default=90, ge=1, le=3650)
     overlap_seconds: int = Field(default=300, ge=0, le=86_400)

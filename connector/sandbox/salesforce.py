@@ -55,7 +55,8 @@ KNOWN_FIELDS: dict[str, dict[str, str]] = {
         "FirstName:string LastName:string Email:email Phone:phone Company:string Status:picklist "
         "LeadSource:picklist Rating:picklist IsConverted:boolean ConvertedDate:date "
         "ConvertedOpportunityId:reference ConvertedContactId:reference "
-        "ConvertedAccountId:reference CurrencyIsoCode:picklist GCLID__c:string GBRAID__c:string "
+        "ConvertedAccountId:reference MasterRecordId:reference CurrencyIsoCode:picklist "
+        "GCLID__c:string GBRAID__c:string "
         "WBRAID__c:string GA_Client_ID__c:string UTM_Source__c:string UTM_Medium__c:string "
         "UTM_Campaign__c:string Consent_Ad_User_Data__c:picklist "
         "Consent_Ad_Personalization__c:picklist"
@@ -69,12 +70,19 @@ KNOWN_FIELDS: dict[str, dict[str, str]] = {
     "OpportunityFieldHistory": _schema(f"{_HISTORY} OpportunityId:reference"),
     "Contact": _schema(f"{_SYSTEM} SystemModstamp:datetime AccountId:reference Email:email"),
     "Account": _schema(f"{_SYSTEM} SystemModstamp:datetime Name:string"),
+    "OpportunityContactRole": _schema(
+        f"{_SYSTEM} SystemModstamp:datetime OpportunityId:reference ContactId:reference "
+        "IsPrimary:boolean Role:picklist"
+    ),
 }
+# Fields with field history tracking on, per history object (what describe reports).
+TRACKED_FIELDS = {"LeadHistory": ("Status",), "OpportunityFieldHistory": ("StageName", "Amount")}
 # Lookups whose target object is not named after the field.
 REFERENCE_TARGETS = {
     "ConvertedOpportunityId": "Opportunity",
     "ConvertedContactId": "Contact",
     "ConvertedAccountId": "Account",
+    "MasterRecordId": "Lead",  # the emulator's only merged object
     "OwnerId": "User",
     "CreatedById": "User",
     "LastModifiedById": "User",
@@ -87,6 +95,7 @@ KEY_PREFIXES = {
     "Contact": "003",
     "Account": "001",
     "User": "005",
+    "OpportunityContactRole": "00K",
 }
 _TEXT_TYPES = {"id", "reference", "string", "email", "phone", "picklist", "textarea", "url"}
 _NUMBER_TYPES = {"double", "currency", "int", "percent"}
@@ -552,6 +561,8 @@ class _Store:
         self._field_names: dict[str, dict[str, str]] = {}
         self._guessed: set[tuple[str, str]] = set()  # fields typed from a None value
         self._serial = 0
+        for name in KNOWN_FIELDS:  # a real org has its standard objects even when empty
+            self.add_object(name)
         for name, rows in data.items():
             self.add_object(name)
             for row in rows:
@@ -771,10 +782,10 @@ def _put(
     _put(store, child, parent, steps[1:], name, version)
 
 
-def run_query(
-    store: _Store, query: _Query, soql: str, *, include_deleted: bool, version: str
-) -> tuple[str, list[Record] | int]:
-    """(object name, projected records or the COUNT() result) for a parsed query."""
+def select_rows(
+    store: _Store, query: _Query, soql: str, *, include_deleted: bool
+) -> tuple[str, list[_Path], list[Record]]:
+    """The object, the selected paths and the matching records, ordered and limited."""
     sobject = store.object_name(query.sobject)
     if sobject is None:
         raise _error("INVALID_TYPE", soql, query.sobject_pos, _NO_TYPE.format(name=query.sobject))
@@ -790,7 +801,14 @@ def run_query(
     for key, path in reversed(order):  # stable sorts, last key first
         rows.sort(key=lambda r: _sort_key(store.value(r, path), path.type, key), reverse=key.desc)
     end = None if query.limit is None else query.offset + query.limit
-    rows = rows[query.offset : end]
+    return sobject, paths, rows[query.offset : end]
+
+
+def run_query(
+    store: _Store, query: _Query, soql: str, *, include_deleted: bool, version: str
+) -> tuple[str, list[Record] | int]:
+    """(object name, projected records or the COUNT() result) for a parsed query."""
+    sobject, paths, rows = select_rows(store, query, soql, include_deleted=include_deleted)
     if query.count_only:
         return sobject, len(rows)
     return sobject, [_project(store, sobject, r, paths, version) for r in rows]
@@ -879,7 +897,12 @@ class SalesforceEmulator:
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._cursor_serial = 0
         self._org_id, self._user_id = sf_id("00D", 4_242_424), sf_id("005", 4_242_424)
+        # Imported here: salesforce_bulk is built on this module's SOQL engine.
+        from connector.sandbox.salesforce_bulk import BulkQueryJobs
+
+        self.bulk_jobs = BulkQueryJobs(self._user_id)  # Bulk API 2.0 query jobs
         self._server: EmulatorServer | None = None
+        self.tracked_fields = {k: set(v) for k, v in TRACKED_FIELDS.items()}
 
     # lifecycle
     def start(self) -> Self:
@@ -916,7 +939,9 @@ class SalesforceEmulator:
             self._tokens.clear()
             self._api_usage = 0
             self._query_calls.clear()
+            self.bulk_jobs.clear()
             self._cursors.clear()
+            self.tracked_fields = {k: set(v) for k, v in TRACKED_FIELDS.items()}
 
     @property
     def url(self) -> str:
@@ -941,6 +966,12 @@ class SalesforceEmulator:
         """query / queryAll / nextRecordsUrl calls per FROM object (a copy)."""
         with self._lock:
             return dict(self._query_calls)
+
+    @property
+    def bulk_calls(self) -> dict[str, int]:
+        """Bulk API 2.0 query job calls (create, poll, results, ...) per FROM object (a copy)."""
+        with self._lock:
+            return self.bulk_jobs.calls
 
     def expire_sessions(self) -> None:
         """Invalidate every access token issued so far (the next data call gets 401)."""
@@ -967,6 +998,11 @@ class SalesforceEmulator:
     def delete(self, object_name: str, record_id: str) -> None:
         """Soft-delete: the record leaves `query` results but stays in `queryAll`."""
         self.update(object_name, record_id, {"IsDeleted": True})
+
+    def merge(self, object_name: str, master_id: str, loser_id: str) -> None:
+        """Merge `loser_id` into `master_id`: the loser is deleted and names its master."""
+        self._find(object_name, master_id)
+        self.update(object_name, loser_id, {"IsDeleted": True, "MasterRecordId": master_id})
 
     def records(self, object_name: str) -> list[dict[str, Any]]:
         """Copies of all records of an object, deleted ones included."""
@@ -1007,6 +1043,8 @@ class SalesforceEmulator:
         if self._api_usage >= self.api_limit:
             return _sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         self._api_usage += 1
+        if rest.startswith("/jobs/query"):  # Bulk API 2.0: POST, PATCH, DELETE too
+            return self.bulk_jobs.serve(self._store, request, major, rest)
         if not OLDEST_VERSION <= major <= NEWEST_VERSION or request.method != "GET":
             return _not_found()
         version = f"{major}.0"
@@ -1198,7 +1236,18 @@ class SalesforceEmulator:
             "sortable": field_type != "anyType",
             "referenceTo": [step.target] if step else [],
             "relationshipName": step.relationship if step else None,
+            "picklistValues": self._picklist(sobject, name),
         }
+
+    def _picklist(self, sobject: str, name: str) -> list[dict[str, Any]]:
+        # A history object's Field picklist lists the fields whose history is tracked:
+        # that is how a client tells, through describe, whether tracking is on.
+        if name != "Field" or sobject not in self.tracked_fields:
+            return []
+        return [
+            {"value": f, "label": _label(f), "active": True, "defaultValue": False}
+            for f in sorted(self.tracked_fields[sobject])
+        ]
 
     def _record(self, request: Request, match: re.Match[str], version: str) -> Response:
         sobject = self._store.object_name(match[1])

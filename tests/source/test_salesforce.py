@@ -138,3 +138,29 @@ def test_a_sync_costs_at_most_pages_plus_one_calls_per_object(
     second = sandbox.salesforce.query_calls
     # An incremental sync with nothing new: one query per object.
     assert second["LeadHistory"] == 3 and second["OpportunityFieldHistory"] == 3
+
+
+def test_a_large_first_run_streams_through_bulk_api_with_the_same_result(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    settings = sandbox.settings(sqlite_url, MAPPING, salesforce={"bulk_threshold": 2})
+    sandbox.salesforce.bulk_jobs.polls_before_complete = 0  # polling: tests/sandbox
+    sync(settings, load_mapping(MAPPING), SyncOptions())
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        changes = list(conn.execute(select(stage_changes.c.lead_id, stage_changes.c.stage)))
+    assert sorted(map(tuple, changes)) == sorted(
+        [(LEAD, s) for s in ("mql", "sql", "opportunity", "opportunity", "won", "won")]
+        + [(ORPHAN, "won")]
+    )
+    # One COUNT() per object chose Bulk API 2.0; the rows came as bulk query jobs.
+    assert sandbox.salesforce.query_calls["LeadHistory"] == 1
+    assert sandbox.salesforce.bulk_calls["LeadHistory"] >= 3  # create, poll, results
+    assert sandbox.salesforce.bulk_calls["OpportunityFieldHistory"] >= 3
+    won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won")]
+    assert won["conversion_value"] == 30000.0
+    # The bookmark moved to the newest change only once the whole job was read.
+    from connector.ledger.store import Ledger
+
+    cursor = Ledger.open(sqlite_url).cursor("salesforce.LeadHistory")
+    assert cursor == NOW - timedelta(hours=60)

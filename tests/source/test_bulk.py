@@ -1,0 +1,176 @@
+"""The Bulk API 2.0 reader against the emulator, through the real simple-salesforce client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from simple_salesforce.api import Salesforce
+
+from connector.errors import SourceError
+from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.tls import sandbox_ca
+from connector.settings import SalesforceSettings
+from connector.source.auth import connect
+from connector.source.bulk import bulk_pages
+from connector.source.salesforce import parse_sf_datetime
+
+LEAD, OTHER_LEAD = "00Q000000000001AAA", "00Q000000000002AAA"
+ROWS = 25
+SELECT = "SELECT Id, LeadId, NewValue, CreatedDate, Lead.Email, Lead.IsConverted, Lead.GCLID__c"
+HISTORY = f"{SELECT} FROM LeadHistory ORDER BY Id"
+
+
+def history_id(i: int) -> str:
+    return f"017000000000{i:03d}AAA"
+
+
+def org() -> dict[str, list[dict[str, Any]]]:
+    leads = [
+        {
+            "Id": LEAD,
+            "CreatedDate": "2026-11-01T08:00:00.000+0000",
+            "Email": 'o"brien, jr.@example.com',
+            "IsConverted": True,
+            "GCLID__c": None,
+        },
+        {"Id": OTHER_LEAD, "CreatedDate": "2026-11-02T08:00:00.000+0000", "IsConverted": False},
+    ]
+    history = [
+        {
+            "Id": history_id(i),
+            "LeadId": (LEAD, OTHER_LEAD, None)[i % 3],  # every third row lost its lead
+            "Field": "Status",
+            "OldValue": "Open",
+            "NewValue": "MQL" if i % 2 else "Closed - Converted",
+            "CreatedDate": f"2026-11-10T10:{i:02d}:00.000+0000",
+        }
+        for i in range(ROWS)
+    ]
+    return {"Lead": leads, "LeadHistory": history}
+
+
+@pytest.fixture(scope="module")
+def _server() -> Iterator[SalesforceEmulator]:
+    with SalesforceEmulator(org()) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emulator(_server: SalesforceEmulator) -> SalesforceEmulator:
+    _server.reset()
+    return _server
+
+
+@pytest.fixture
+def client(emulator: SalesforceEmulator) -> Salesforce:
+    return connect(
+        SalesforceSettings(
+            login_url=emulator.url,
+            username=emulator.username,
+            password=SecretStr(emulator.password),
+            security_token=SecretStr(emulator.security_token),
+            client_id=emulator.client_id,
+            client_secret=SecretStr(emulator.client_secret),
+            ca_bundle=sandbox_ca().bundle_path,
+        )
+    )
+
+
+def read(client: Salesforce, soql: str = HISTORY, **options: Any) -> list[list[dict[str, Any]]]:
+    return list(bulk_pages(client, "LeadHistory", soql, poll_seconds=0, **options))
+
+
+def test_records_come_back_rest_shaped(client: Salesforce) -> None:
+    (page,) = read(client)
+    by_id = {r["Id"]: r for r in page}
+    assert by_id[history_id(0)] == {
+        "Id": history_id(0),
+        "LeadId": LEAD,
+        "NewValue": "Closed - Converted",
+        "CreatedDate": "2026-11-10T10:00:00.000Z",
+        "Lead": {"Email": 'o"brien, jr.@example.com', "IsConverted": True, "GCLID__c": None},
+    }
+    assert by_id[history_id(1)]["Lead"] == {"Email": None, "IsConverted": False, "GCLID__c": None}
+    # No parent: REST sends "Lead": null, and so does the reader.
+    assert by_id[history_id(2)]["Lead"] is None and by_id[history_id(2)]["LeadId"] is None
+
+
+def test_records_match_the_rest_query(client: Salesforce) -> None:
+    rest = client.query_all(HISTORY)["records"]
+    (page,) = read(client)
+    assert [_comparable(r) for r in page] == [_comparable(r) for r in rest]
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    # Bulk CSV and REST JSON differ only in the attributes and in how UTC is written.
+    out = {k: v for k, v in record.items() if k != "attributes"}
+    if isinstance(out.get("Lead"), dict):
+        out["Lead"] = _comparable(out["Lead"])
+    if isinstance(out.get("CreatedDate"), str):
+        out["CreatedDate"] = parse_sf_datetime(out["CreatedDate"])
+    return out
+
+
+@pytest.mark.parametrize(("page_size", "sizes"), [(10, [10, 10, 5]), (5, [5] * 5), (25, [25])])
+def test_page_sizes(client: Salesforce, page_size: int, sizes: list[int]) -> None:
+    assert [len(p) for p in read(client, page_size=page_size)] == sizes
+
+
+def test_pages_are_fetched_one_at_a_time(client: Salesforce, emulator: SalesforceEmulator) -> None:
+    pages = bulk_pages(client, "LeadHistory", HISTORY, page_size=10, poll_seconds=0)
+    assert len(next(pages)) == 10
+    assert emulator.bulk_calls == {"LeadHistory": 4}  # create, 2 polls, page 1 only
+    assert sum(len(p) for p in pages) == ROWS - 10
+    assert emulator.bulk_calls == {"LeadHistory": 6}
+
+
+def test_include_deleted_reads_deleted_rows(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.delete("LeadHistory", history_id(7))
+    live = {r["Id"] for p in read(client) for r in p}
+    every = {r["Id"] for p in read(client, include_deleted=True) for r in p}
+    assert history_id(7) not in live and every - live == {history_id(7)}
+
+
+def test_an_incremental_history_query_runs_as_a_bulk_job(client: Salesforce) -> None:
+    # The connector's shape: unquoted datetime literal, ORDER BY (allowed, unlike OFFSET).
+    soql = (
+        f"{SELECT} FROM LeadHistory WHERE Field = 'Status' AND CreatedDate >= 2026-11-10T10:20:00Z "
+        "ORDER BY CreatedDate ASC, Id ASC"
+    )
+    (page,) = read(client, soql)
+    assert [r["Id"] for r in page] == [history_id(i) for i in range(20, ROWS)]
+    assert all(parse_sf_datetime(r["CreatedDate"]).minute >= 20 for r in page)
+
+
+def test_an_empty_result_is_one_empty_page(client: Salesforce) -> None:
+    assert read(client, f"{SELECT} FROM LeadHistory WHERE Field = 'Nope'") == [[]]
+
+
+def test_a_query_bulk_refuses_is_a_source_error(client: Salesforce) -> None:
+    with pytest.raises(SourceError) as refused:
+        read(client, f"{HISTORY} OFFSET 5")
+    assert "API_ERROR" in str(refused.value) and not refused.value.retryable
+
+
+def test_an_expired_session_is_a_retryable_source_error(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.expire_sessions()
+    with pytest.raises(SourceError) as expired:
+        read(client)
+    assert "INVALID_SESSION_ID" in str(expired.value) and expired.value.retryable
+
+
+def test_a_failed_job_is_a_retryable_source_error(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.bulk_jobs.failure = "Query timed out: retried more than 15 times"
+    with pytest.raises(SourceError) as failed:
+        read(client)
+    assert "failed" in str(failed.value) and failed.value.retryable
+    assert "15 times" not in str(failed.value)  # the job's own text is not echoed
