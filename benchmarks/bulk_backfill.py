@@ -26,14 +26,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
 from simple_salesforce.api import Salesforce
 
 from connector.mapping.rules import load_mapping
 from connector.sandbox.dataset import sf_datetime
 from connector.sandbox.salesforce import SalesforceEmulator
-from connector.sandbox.tls import sandbox_ca
-from connector.settings import SalesforceSettings
 from connector.source.auth import connect
 from connector.source.bulk import bulk_pages
 
@@ -164,7 +161,7 @@ def main() -> None:
             f"{time.perf_counter() - started:.1f} s; ru_maxrss {_maxrss_mib():,.0f} MiB "
             "(mostly the emulator's copy of the org)"
         )
-        client = connect(_settings(emulator))
+        client = connect(emulator.login_settings())
         print(f"{'rows':>9} {'page size':>9} {'pages':>5} {'seconds':>8} {'rows/s':>9}", end="")
         print(f" {'tracemalloc peak':>16} {'ru_maxrss growth':>16}")
         # A quarter of the rows (the latest changes) and all of them, per page size.
@@ -190,18 +187,6 @@ def _line(result: Result, page_size: int) -> str:
     return (
         f"{result.rows:>9,} {page_size:>9,} {result.pages:>5} {result.seconds:>8.2f} "
         f"{rate:>9,.0f} {result.peak_mib:>12.1f} MiB {result.rss_growth_mib:>12.1f} MiB"
-    )
-
-
-def _settings(emulator: SalesforceEmulator) -> SalesforceSettings:
-    return SalesforceSettings(
-        login_url=emulator.url,
-        username=emulator.username,
-        password=SecretStr(emulator.password),
-        security_token=SecretStr(emulator.security_token),
-        client_id=emulator.client_id,
-        client_secret=SecretStr(emulator.client_secret),
-        ca_bundle=sandbox_ca().bundle_path,
     )
 
 

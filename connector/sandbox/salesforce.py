@@ -30,9 +30,12 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs
 
+from pydantic import SecretStr
+
 from connector.sandbox.dataset import sf_date, sf_datetime, sf_id
 from connector.sandbox.faults import FaultQueue
 from connector.sandbox.server import EmulatorServer, Request, Response
+from connector.settings import SalesforceSettings
 
 Record = dict[str, Any]
 Predicate = Callable[[Record], bool]
@@ -949,6 +952,20 @@ class SalesforceEmulator:
         if self._server is None:
             raise RuntimeError("SalesforceEmulator is not started")
         return self._server.base_url
+
+    def login_settings(self) -> SalesforceSettings:
+        """Connector settings that log in to this emulator (password grant, test CA)."""
+        from connector.sandbox.tls import sandbox_ca
+
+        return SalesforceSettings(
+            login_url=self.url,
+            username=self.username,
+            password=SecretStr(self.password),
+            security_token=SecretStr(self.security_token),
+            client_id=self.client_id,
+            client_secret=SecretStr(self.client_secret),
+            ca_bundle=sandbox_ca().bundle_path,
+        )
 
     # counters
     @property

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from simple_salesforce.api import Salesforce
 from simple_salesforce.bulk2 import Operation, SFBulk2Type
 from simple_salesforce.exceptions import (
@@ -19,8 +18,6 @@ from simple_salesforce.exceptions import (
 )
 
 from connector.sandbox.salesforce import SalesforceEmulator
-from connector.sandbox.tls import sandbox_ca
-from connector.settings import SalesforceSettings
 from connector.source.auth import connect
 
 LEAD, OTHER_LEAD = "00Q000000000001AAA", "00Q000000000002AAA"
@@ -68,16 +65,9 @@ def emulator(_server: SalesforceEmulator) -> SalesforceEmulator:
 
 @pytest.fixture
 def client(emulator: SalesforceEmulator) -> Salesforce:
-    settings = SalesforceSettings(
-        login_url=emulator.url,
-        username=emulator.username,
-        password=SecretStr(emulator.password),
-        security_token=SecretStr(emulator.security_token),
-        client_id=emulator.client_id,
-        client_secret=SecretStr(emulator.client_secret),
-        ca_bundle=sandbox_ca().bundle_path,
-    )
-    return connect(settings)  # the product's login: pinned CA session, instance URL
+    return connect(
+        emulator.login_settings()
+    )  # the product's login: pinned CA session, instance URL
 
 
 def bulk(client: Salesforce, sobject: str = "LeadHistory") -> SFBulk2Type:

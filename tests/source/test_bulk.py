@@ -6,13 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from simple_salesforce.api import Salesforce
 
 from connector.errors import SourceError
 from connector.sandbox.salesforce import SalesforceEmulator
-from connector.sandbox.tls import sandbox_ca
-from connector.settings import SalesforceSettings
 from connector.source.auth import connect
 from connector.source.bulk import bulk_pages
 from connector.source.salesforce import parse_sf_datetime
@@ -66,17 +63,7 @@ def emulator(_server: SalesforceEmulator) -> SalesforceEmulator:
 
 @pytest.fixture
 def client(emulator: SalesforceEmulator) -> Salesforce:
-    return connect(
-        SalesforceSettings(
-            login_url=emulator.url,
-            username=emulator.username,
-            password=SecretStr(emulator.password),
-            security_token=SecretStr(emulator.security_token),
-            client_id=emulator.client_id,
-            client_secret=SecretStr(emulator.client_secret),
-            ca_bundle=sandbox_ca().bundle_path,
-        )
-    )
+    return connect(emulator.login_settings())
 
 
 def read(client: Salesforce, soql: str = HISTORY, **options: Any) -> list[list[dict[str, Any]]]:
