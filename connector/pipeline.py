@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -19,18 +20,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from connector.errors import ConnectorError
-from connector.ledger.store import Delivery, Ledger, Outcome, utcnow
+from connector.ledger.store import DELIVERED, SKIPPED, Delivery, Ledger, Outcome, utcnow
 from connector.mapping.rules import Mapping
-from connector.mapping.translate import Mapped, translate
+from connector.mapping.translate import GOOGLE_ADS, Mapped, translate
 from connector.settings import Settings
 from connector.source.auth import connect
 from connector.source.salesforce import SalesforceSource
-from connector.summary import RunSummary
+from connector.summary import DestinationTally, RunSummary
 
 STREAM = "salesforce.LeadHistory"
 OPPORTUNITY_STREAM = "salesforce.OpportunityFieldHistory"
 RECORD_CHUNK = 1000
 DELIVER_CHUNK = 2000
+# An adjustment whose conversion never reached Google: there is nothing to adjust.
+_NOTHING_TO_RETRACT, _NOTHING_TO_RESTATE = "nothing_to_retract", "nothing_to_restate"
 log = logging.getLogger("connector.sync")
 
 
@@ -159,8 +162,13 @@ class _Run:
         self._salesforce: SalesforceSource | None = None
 
     def execute(self, pulls: list[Stream]) -> None:
+        from connector.destinations import request_status
+
         run_id = self.ledger.start_run()
         try:
+            # Google's verdict on earlier uploads first: it may put deliveries back to pending.
+            checked = request_status.check_all(self.ledger, self.destinations)
+            self.summary.request_status = checked
             for stream in pulls:
                 self._pull(run_id, stream)
             for destination in self.destinations:
@@ -230,14 +238,59 @@ class _Run:
             self.summary.row_problems.update(v for k, v in change.problems.items() if k != "stage")
 
     def _deliver(self, destination: Destination) -> None:
+        from connector.destinations import request_status
+
         tally = self.summary.tally(destination.name)
-        pending = self.ledger.pending(destination.name)
-        for start in range(0, len(pending), DELIVER_CHUNK):
-            chunk = pending[start : start + DELIVER_CHUNK]
-            outcomes = destination.deliver(chunk)
-            self.ledger.settle(outcomes)
-            tally.add_outcomes(outcomes)
-            self._progress(f"sent to {destination.name}", len(chunk))
+        # In waves holding one delivery per conversion, in time order: an adjustment
+        # (a retraction, a restatement, a deal won again) goes after what it adjusts.
+        for wave in self._waves(self.ledger.pending(destination.name)):
+            ready = self._adjustable(wave, tally)
+            for start in range(0, len(ready), DELIVER_CHUNK):
+                chunk = ready[start : start + DELIVER_CHUNK]
+                outcomes = destination.deliver(chunk)
+                self.ledger.settle(outcomes)
+                request_status.record(self.ledger, destination, outcomes)
+                tally.add_outcomes(outcomes)
+                self._progress(f"sent to {destination.name}", len(chunk))
+
+    @staticmethod
+    def _waves(pending: Sequence[Delivery]) -> list[list[Delivery]]:
+        """Split so that no wave holds two deliveries of one conversion (target + transaction)."""
+        waves: list[list[Delivery]] = []
+        seen: Counter[tuple[str, str]] = Counter()
+        for d in pending:  # in time order
+            key = (d.target, d.change.transaction_id)
+            if seen[key] == len(waves):
+                waves.append([])
+            waves[seen[key]].append(d)
+            seen[key] += 1
+        return waves
+
+    def _adjustable(self, wave: list[Delivery], tally: DestinationTally) -> list[Delivery]:
+        """The wave less the adjustments Google could not apply yet (or ever: skipped).
+
+        Shared by both Google Ads upload paths: a retraction or restatement only
+        goes once the conversion it adjusts was delivered.
+        """
+        adjustments = [
+            d
+            for d in wave
+            if d.destination == GOOGLE_ADS and (d.change.retraction or d.change.restatement)
+        ]
+        adjusted = self.ledger.adjusted_status(adjustments)
+        nothing = [
+            Outcome(
+                d.id,
+                SKIPPED,
+                reason=_NOTHING_TO_RETRACT if d.change.retraction else _NOTHING_TO_RESTATE,
+            )
+            for d in adjustments
+            if adjusted[d.id] is None
+        ]
+        self.ledger.settle(nothing)
+        tally.add_outcomes(nothing)
+        held = {d.id for d in adjustments if adjusted[d.id] != DELIVERED}
+        return [d for d in wave if d.id not in held]
 
     def _progress(self, phase: str, done: int) -> None:
         if self.options.progress:

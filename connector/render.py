@@ -34,6 +34,12 @@ def print_summary(summary: RunSummary, console: Console, title: str = "Sync") ->
             f"  measurability: {m['rate']:.0%} of {m['leads']} leads ({m['period']}) "
             "can be attributed to a channel"
         )
+    for name, status in (data.get("request_status") or {}).items():
+        if status["checked"]:
+            console.print(
+                f"  {name} earlier uploads: {status['finished']} of {status['checked']} requests "
+                f"processed by Google, {status['matched']} of {status['processed']} records matched"
+            )
     extras = [
         ("cursor", data["cursor"]),
         ("Salesforce API usage", data["salesforce_api_usage"]),

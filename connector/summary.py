@@ -55,6 +55,8 @@ class RunSummary:
     error: str | None = None
     stopped: str | None = None  # pulling stopped early (the Salesforce API budget), cursor kept
     measurability: dict[str, Any] | None = None  # share of leads attributable to a channel
+    # Google's verdict on earlier uploads, checked this run (Data Manager request status).
+    request_status: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def tally(self, destination: str) -> DestinationTally:
         return self.destinations.setdefault(destination, DestinationTally())
@@ -84,5 +86,6 @@ class RunSummary:
             "stopped": self.stopped,
             "payloads_file": self.payloads_file,
             "measurability": self.measurability,
+            "request_status": self.request_status,
             "error": self.error,
         }

@@ -5,14 +5,31 @@ is checked here first, and a request that is still rejected is split in
 halves until only the bad events are set aside, each with Google's reason.
 Transaction ids are deterministic per lead and stage: a resend is recognised
 by Google as the same conversion, never counted twice.
+
+Adjustments: an event with a transaction id Google already has for the same
+conversion action adjusts that conversion. A restatement (a won deal's new
+amount) is therefore the won event again with the new value. Data Manager has
+no retraction: its adjustments restate values or add user data, nothing takes a
+conversion back. A retraction (a won deal reopened or lost) is therefore sent
+as an adjustment restating `conversion_value` to 0: the conversion stays in
+Google Ads, worth nothing. Only the legacy Google Ads API path truly retracts.
+
+Error classes (API-NOTES §1) as this API reports them:
+- transient (429, 5xx, timeouts): retried here, then left pending;
+- a request refused as invalid (400): split until the event is found, which is
+  rejected with Google's reason code and message;
+- ALREADY_EXISTS (409) for one event: it is there already, so delivered;
+- CLICK_NOT_FOUND, TOO_RECENT_CLICK, a duplicate transaction id: Data Manager
+  has no such synchronous error. They are processing errors that only the
+  request status gives, as counts per destination (`request_status`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from google.ads import datamanager_v1 as dm
 from google.api_core import exceptions as gexc
@@ -34,6 +51,7 @@ LOOKBACK = timedelta(days=90)  # the conversion action's default click-through w
 _TRANSIENT = GOOGLE_REST_TRANSIENT
 _CONSENT = {True: dm.ConsentStatus.CONSENT_GRANTED, False: dm.ConsentStatus.CONSENT_DENIED}
 _DM_IDENTIFIER = {"email": "email_address", "phone": "phone_number"}
+T = TypeVar("T")
 
 
 def event_problem(d: Delivery, now: datetime) -> str | None:
@@ -75,8 +93,11 @@ def consent_flags(attrs: Mapping[str, Any]) -> dict[str, bool]:
 class GoogleAdsDestination:
     name = "google_ads"
 
-    def __init__(self, settings: GoogleAdsSettings) -> None:
+    def __init__(
+        self, settings: GoogleAdsSettings, *, sleep: Callable[[float], None] | None = None
+    ) -> None:
         self._settings = settings
+        self._sleep = sleep  # tests skip the backoff waits
         self._client = dm.IngestionServiceClient(
             credentials=_credentials(settings),
             transport="rest",
@@ -115,35 +136,50 @@ class GoogleAdsDestination:
                 valid.append(d)
         return outcomes, valid
 
+    def request_status(self, request_id: str) -> dm.RetrieveRequestStatusResponse:
+        """Google's processing outcome for an accepted request (RetrieveRequestStatus).
+
+        Not retried: waiting out an outage or a quota would hold up the run, and a
+        request left unchecked is checked by the next one. Raises RetryableError for
+        a transient failure, GoogleAPICallError for any other.
+        """
+        request = dm.RetrieveRequestStatusRequest(request_id=request_id)
+        return self._call(self._client.retrieve_request_status, request)
+
     def _send(self, batch: list[Delivery], validate_only: bool) -> list[Outcome]:
         request = self._request(batch, validate_only=validate_only)
         try:
-            response = call_with_retries(lambda: self._ingest(request))
+            response = call_with_retries(
+                lambda: self._call(self._client.ingest_events, request), sleep=self._sleep
+            )
         except RetryableError as exc:
             return [Outcome(d.id, PENDING, error=str(exc)) for d in batch]
-        except gexc.BadRequest as exc:
-            return self._bisect(batch, validate_only, exc)
         except gexc.GoogleAPICallError as exc:
+            return self._refused(batch, validate_only, exc)
+        request_id = response.request_id or None  # validate_only answers without one
+        return [Outcome(d.id, DELIVERED, request_id=request_id) for d in batch]
+
+    def _refused(
+        self, batch: list[Delivery], validate_only: bool, exc: gexc.GoogleAPICallError
+    ) -> list[Outcome]:
+        if not _refuses_events(exc):
             # Auth, permission, unknown account: nothing in this batch can go; keep it pending.
             error = f"Data Manager {exc.code}: {exc.message}"
             return [Outcome(d.id, PENDING, error=error) for d in batch]
-        return [Outcome(d.id, DELIVERED, request_id=response.request_id) for d in batch]
-
-    def _bisect(
-        self, batch: list[Delivery], validate_only: bool, exc: gexc.BadRequest
-    ) -> list[Outcome]:
         if len(batch) == 1:
-            return [Outcome(batch[0].id, REJECTED, reason=f"google_ads: {exc.message}"[:200])]
+            return [_verdict(batch[0], exc)]
         middle = len(batch) // 2
         return self._send(batch[:middle], validate_only) + self._send(batch[middle:], validate_only)
 
-    def _ingest(self, request: dm.IngestEventsRequest) -> dm.IngestEventsResponse:
+    def _call(self, method: Callable[..., T], request: Any) -> T:
+        """One call without the GAPIC default retry: ours (call_with_retries) is the only one."""
         try:
-            return self._client.ingest_events(
-                request=request, retry=None, timeout=self._settings.timeout_seconds
-            )
+            return method(request=request, retry=None, timeout=self._settings.timeout_seconds)
         except _TRANSIENT as exc:
-            raise RetryableError(f"Data Manager transient failure: {type(exc).__name__}") from None
+            raise RetryableError(
+                f"Data Manager transient failure: {type(exc).__name__}",
+                retry_after=_retry_after(exc),
+            ) from None
 
     def _request(self, batch: list[Delivery], *, validate_only: bool) -> dm.IngestEventsRequest:
         actions = sorted({d.target for d in batch})
@@ -174,6 +210,42 @@ def _reference(action: str) -> str:
     return f"action_{action}"
 
 
+def _already_exists(exc: gexc.GoogleAPICallError) -> bool:
+    return isinstance(exc, gexc.AlreadyExists) or exc.reason == "ALREADY_EXISTS"
+
+
+def _refuses_events(exc: gexc.GoogleAPICallError) -> bool:
+    """An answer about the events themselves: split the batch to find which."""
+    return isinstance(exc, gexc.BadRequest) or _already_exists(exc)
+
+
+def _verdict(d: Delivery, exc: gexc.GoogleAPICallError) -> Outcome:
+    """One event Google refused: already there (delivered), or invalid (rejected, why)."""
+    if _already_exists(exc):
+        return Outcome(d.id, DELIVERED)  # Google has it already: count it as delivered
+    code = exc.reason or "INVALID_ARGUMENT"
+    return Outcome(d.id, REJECTED, reason=f"google_ads: {code}: {_violation(exc)}"[:200])
+
+
+def _violation(exc: gexc.GoogleAPICallError) -> str:
+    """The first field violation Google named ("field: description"), else its message."""
+    for detail in exc.details or ():
+        if isinstance(detail, dict) and detail.get("fieldViolations"):
+            first = detail["fieldViolations"][0]
+            return f"{first.get('field', '')}: {first.get('description', '')}"
+    return str(exc.message)
+
+
+def _retry_after(exc: Exception) -> float:
+    """The server's Retry-After hint in seconds (REST errors carry the response)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After", 0))
+    except ValueError:
+        return 0.0  # an HTTP date: the backoff alone will do
+
+
 def _event(d: Delivery) -> dm.Event:
     attrs = d.change.attributes
     event = dm.Event(
@@ -193,9 +265,14 @@ def _event(d: Delivery) -> dm.Event:
     consent = {key: _CONSENT[granted] for key, granted in consent_flags(attrs).items()}
     if consent:
         event.consent = dm.Consent(**consent)
-    if d.value is not None and d.currency:
+    if d.change.retraction:
+        # No retraction in Data Manager: the nearest is a value restated to 0 (module doc).
+        event.conversion_value = 0.0
+    elif d.value is not None and d.currency:
         event.conversion_value = d.value
         event.currency = d.currency
+    if d.change.retraction or d.change.restatement:
+        event.last_updated_timestamp = d.change.changed_at
     return event
 
 

@@ -111,6 +111,8 @@ deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("change_id", "destination", name="uq_delivery"),
     Index("ix_deliveries_status", "destination", "status"),
+    # A finished upload request settles its deliveries by request id.
+    Index("ix_deliveries_request", "external_request_id"),
 )
 
 # Each lead's acquisition channel as GA4 saw it: the session of the website's own

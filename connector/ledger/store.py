@@ -8,7 +8,7 @@ never leaves it ahead of what was recorded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,11 +42,13 @@ from connector.ledger.schema import (
     runs,
     schema_version,
     stage_changes,
+    upload_requests,
 )
 from connector.mapping.translate import Mapped, StageChange
 from connector.source.salesforce import RecordState
 
 PENDING, DELIVERED, SKIPPED, REJECTED = "pending", "delivered", "skipped", "rejected"
+PROCESSING = "PROCESSING"  # an upload request Google has not finished (Data Manager's name)
 
 
 def utcnow() -> datetime:
@@ -289,6 +291,96 @@ class Ledger:
                 ]
         return {row.lead_id: LeadChannel(**row._mapping) for row in rows}
 
+    # upload requests ------------------------------------------------------------
+
+    def save_requests(
+        self, destination: str, events: Mapping[str, int], sent_at: datetime | None = None
+    ) -> None:
+        """Store requests Google accepted (request id -> events in it) as PROCESSING."""
+        if not events:
+            return
+        sent_at = sent_at or utcnow()
+        rows = [
+            {"request_id": request_id, "destination": destination, "sent_at": sent_at}
+            | {"events": count, "status": PROCESSING}
+            for request_id, count in events.items()
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(upload_requests), rows)
+
+    def processing_requests(self, destination: str, limit: int) -> list[str]:
+        """Ids of requests Google has not finished processing, oldest first."""
+        r = upload_requests.c
+        query = (
+            select(r.request_id)
+            .where(r.destination == destination, r.status == PROCESSING)
+            .order_by(r.sent_at, r.request_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [str(request_id) for request_id in conn.execute(query).scalars()]
+
+    def update_request(
+        self,
+        request_id: str,
+        status: str,
+        *,
+        processed: int | None = None,
+        matched: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record what a status check found (PROCESSING again: only the check time)."""
+        values: dict[str, Any] = {"status": status, "checked_at": utcnow()}
+        if status != PROCESSING:
+            values.update(processed=processed, matched=matched, detail=detail)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(upload_requests)
+                .where(upload_requests.c.request_id == request_id)
+                .values(**values)
+            )
+
+    def requests(self, destination: str) -> list[dict[str, Any]]:
+        """Every stored request of a destination with its status and counts, oldest first."""
+        query = (
+            select(upload_requests)
+            .where(upload_requests.c.destination == destination)
+            .order_by(upload_requests.c.sent_at, upload_requests.c.request_id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def request_deliveries(self, request_id: str) -> dict[str, list[int]]:
+        """Ids of the deliveries a request carried, by target (conversion action)."""
+        d = deliveries.c
+        query = select(d.target, d.id).where(d.external_request_id == request_id).order_by(d.id)
+        found: dict[str, list[int]] = {}
+        with self.engine.connect() as conn:
+            for target, delivery_id in conn.execute(query):
+                found.setdefault(target, []).append(int(delivery_id))
+        return found
+
+    def adjusted_status(self, batch: Sequence[Delivery]) -> dict[int, str | None]:
+        """For each adjustment in `batch`, the status of the conversion it adjusts.
+
+        That conversion is the lead's earlier change to the stage its transaction
+        id names ("won"), sent to the same destination and target: DELIVERED if
+        one went, PENDING if one still may, None if none ever will.
+        """
+        d, sc = deliveries.c, stage_changes.c
+        columns = (d.id, d.status, d.destination, d.target, sc.lead_id, sc.stage, sc.changed_at)
+        lead_ids = sorted({a.change.lead_id for a in batch})
+        earlier: list[Any] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(lead_ids), 500):
+                query = (
+                    select(*columns)
+                    .join_from(deliveries, stage_changes, d.change_id == sc.id)
+                    .where(sc.lead_id.in_(lead_ids[start : start + 500]))
+                )
+                earlier.extend(conn.execute(query))
+        return {a.id: _adjusted_status(a, earlier) for a in batch}
+
     # internals ------------------------------------------------------------------
 
     def _exists(self) -> bool:
@@ -353,12 +445,27 @@ def _remember_states(conn: Connection, changes: Sequence[StageChange]) -> None:
             conn.execute(update(record_states).where(where).values(**values))
 
 
+def _adjusted_status(adjustment: Delivery, rows: Sequence[Any]) -> str | None:
+    lead_id, _, stage = adjustment.change.transaction_id.rpartition(":")
+    statuses = {
+        row.status
+        for row in rows
+        if row.id != adjustment.id
+        and (row.lead_id, row.stage) == (lead_id, stage)
+        and (row.destination, row.target) == (adjustment.destination, adjustment.target)
+        and row.changed_at < adjustment.change.changed_at
+    }
+    return next((s for s in (DELIVERED, PENDING) if s in statuses), None)
+
+
 def _upgrade(conn: Connection, version: int) -> None:
     """Bring an older store up to SCHEMA_VERSION (new tables came with create_all)."""
     if version < 2 and "not_before" not in {
         c["name"] for c in inspect(conn).get_columns(deliveries.name)
     }:
         conn.execute(text("ALTER TABLE deliveries ADD COLUMN not_before TIMESTAMP"))
+    for index in deliveries.indexes:  # create_all leaves an existing table's indexes alone
+        index.create(conn, checkfirst=True)
     conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
 
 

@@ -5,7 +5,8 @@ The period is a cohort: the leads first seen between `since` and `until`
 change), followed through every change up to the end of `until`. Rates
 between stages are only meaningful within one cohort; a lead created in the
 period but won later shows up as won when the report is run again later.
-Deliveries and runs are those of changes and runs inside the period.
+Deliveries and runs are those of changes and runs inside the period; upload
+requests (Google's processed / matched counts) those sent inside it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, case, func, inspect, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from connector.ledger.schema import deliveries, runs, stage_changes
+from connector.ledger.schema import deliveries, runs, stage_changes, upload_requests
 from connector.ledger.store import Ledger
 
 DEFAULT_DAYS = 90
@@ -85,12 +86,23 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class RequestRow:
+    """One upload request and Google's counts for it (None until Google finished it)."""
+
+    destination: str
+    status: str
+    processed: int | None
+    matched: int | None
+
+
+@dataclass(frozen=True)
 class LedgerData:
     period: Period
     leads: list[Lead] = field(default_factory=list)
     deliveries: list[DeliveryRow] = field(default_factory=list)
     runs: list[RunRow] = field(default_factory=list)
     store_found: bool = True
+    requests: list[RequestRow] = field(default_factory=list)
 
 
 def load(ledger: Ledger, period: Period) -> LedgerData:
@@ -101,11 +113,15 @@ def load(ledger: Ledger, period: Period) -> LedgerData:
         changes = conn.execute(_changes_query(period)).all()
         sent = conn.execute(_deliveries_query(period)).all()
         ran = conn.execute(_runs_query(period)).all()
+        # A read-only look at a store from before upload_requests has none to show.
+        has_requests = inspect(conn).has_table(upload_requests.name)
+        uploads = conn.execute(_requests_query(period)).all() if has_requests else []
     return LedgerData(
         period=period,
         leads=group_leads(row._mapping for row in changes),
         deliveries=[DeliveryRow(r.destination, r.status, r.reason, r.stage) for r in sent],
         runs=[RunRow(r.started_at, r.status, r.summary) for r in ran],
+        requests=[RequestRow(r.destination, r.status, r.processed, r.matched) for r in uploads],
     )
 
 
@@ -186,6 +202,13 @@ def _runs_query(period: Period) -> Any:
         select(r.started_at, r.status, r.summary)
         .where(r.started_at >= period.start, r.started_at < period.end)
         .order_by(r.started_at)
+    )
+
+
+def _requests_query(period: Period) -> Any:
+    r = upload_requests.c
+    return select(r.destination, r.status, r.processed, r.matched).where(
+        r.sent_at >= period.start, r.sent_at < period.end
     )
 
 

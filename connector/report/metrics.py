@@ -23,7 +23,7 @@ from connector.report.attribution import (
     attribute,
     check_precedence,
 )
-from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RunRow
+from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RequestRow
 
 FUNNEL = ("lead", "mql", "sql", "opportunity", "won")
 _ORDER = {stage: i for i, stage in enumerate(FUNNEL)}
@@ -246,7 +246,7 @@ def buckets(period: Period, group_by: GroupBy) -> list[str]:
 
 
 def delivery_health(
-    rows: Iterable[DeliveryRow], runs: Iterable[RunRow] = ()
+    rows: Iterable[DeliveryRow], requests: Iterable[RequestRow] = ()
 ) -> dict[str, DeliveryHealth]:
     """Per destination: what was delivered, is waiting, was skipped or refused, and why."""
     tallies: dict[str, dict[str, Any]] = {}
@@ -259,7 +259,7 @@ def delivery_health(
             tally[row.status][reason] += 1
         else:
             tally[row.status] = tally.get(row.status, 0) + 1
-    google = _google_counts(runs)
+    google = _google_counts(requests)
     return {
         name: DeliveryHealth(
             delivered=t.get("delivered", 0),
@@ -304,25 +304,22 @@ def build_report(
         trend=trend(data.leads, attributions, data.period, group_by),
         funnel=funnel(data.leads, currency),
         channels=funnel_by_channel(data.leads, attributions, currency),
-        delivery=delivery_health(data.deliveries, data.runs),
+        delivery=delivery_health(data.deliveries, data.requests),
         store_found=data.store_found,
         generated_at=now or datetime.now().astimezone(),
         attributions=attributions,
     )
 
 
-def _google_counts(runs: Iterable[RunRow]) -> dict[str, dict[str, int]]:
-    """Sum Google's processed / matched counts where a run summary recorded them.
-
-    Assumed shape: summary["destinations"][destination]["processed" | "matched"].
-    """
+def _google_counts(requests: Iterable[RequestRow]) -> dict[str, dict[str, int]]:
+    """Sum Google's processed / matched counts over the upload requests it has finished."""
     totals: dict[str, dict[str, int]] = {}
-    for run in runs:
-        for name, tally in ((run.summary or {}).get("destinations") or {}).items():
-            for key in ("processed", "matched"):
-                if isinstance(tally, dict) and isinstance(tally.get(key), int):
-                    counts = totals.setdefault(name, {})
-                    counts[key] = counts.get(key, 0) + tally[key]
+    for request in requests:
+        if request.processed is None:
+            continue  # still PROCESSING at Google (or never known): no counts yet
+        counts = totals.setdefault(request.destination, {"processed": 0, "matched": 0})
+        counts["processed"] += request.processed
+        counts["matched"] += request.matched or 0
     return totals
 
 

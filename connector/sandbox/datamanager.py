@@ -12,18 +12,44 @@ The API fails fast: one invalid event rejects the whole request with HTTP 400,
 a `google.rpc.Status` body whose message names the first offending field
 (`events[3].ad_identifiers.gclid`) and a `google.rpc.BadRequest` detail listing
 every violation. Reasons are `google.ads.datamanager_v1.ErrorReason` names.
+Clear-text emails and phones, non-hex digests under HEX encoding and unknown
+consent values are such violations.
+
+What happens after a request is accepted is only visible through the request
+status, as at Google: the first retrieval answers PROCESSING (`processing_polls`
+of them), later ones SUCCESS, PARTIAL_SUCCESS or FAILED per destination, with
+the record count and `ProcessingErrorReason` counts. The emulator's rules,
+deterministic so that tests can assert on them:
+
+- an event matches when it carries a click id, or a user identifier the
+  emulator knows (`know_users`, or any digest whose SHA-256 starts below 0x80:
+  about half, like a real CRM list); otherwise CLICK_NOT_FOUND;
+- a gclid marked with `unknown_clicks` is CLICK_NOT_FOUND; one registered with
+  `clicks` is TOO_RECENT_CLICK when under 6 hours old at upload and
+  CONVERSION_PRECEDES_CLICK when the event is older than the click;
+- an event with a transaction id already seen for the conversion action is an
+  adjustment of that conversion (restated value, kept in its `adjustments`);
+  an exact resend (same value, currency and time) is DUPLICATE_TRANSACTION_ID.
+
+Data Manager has no synchronous TOO_RECENT or CLICK_NOT_FOUND error: both are
+processing errors, counted per destination, never named per event.
+
+Quota: with `requests_per_minute` set, calls beyond it within a minute get
+HTTP 429 RESOURCE_EXHAUSTED with Retry-After (like `resource_exhausted_fault`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import math
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +58,7 @@ from google.ads.datamanager_v1 import (
     Encoding,
     EventSource,
     IngestEventsRequest,
+    ProcessingErrorReason,
     ProductAccount,
     RequestStatusPerDestination,
     RetrieveRequestStatusResponse,
@@ -121,18 +148,29 @@ def invalid_argument_body(violations: list[Violation], request_id: str) -> dict[
     return status_body(400, "INVALID_ARGUMENT", message, details)
 
 
-def resource_exhausted_fault(retry_after_seconds: int | None = None) -> Fault:
+def resource_exhausted_fault(
+    retry_after_seconds: int | None = None, path: str = INGEST_PATH
+) -> Fault:
     """HTTP 429 as the quota layer sends it (the REST client raises TooManyRequests)."""
     headers = {} if retry_after_seconds is None else {"Retry-After": str(retry_after_seconds)}
-    message = "Quota exceeded for quota metric 'Requests' of service 'datamanager.googleapis.com'."
-    body = status_body(429, "RESOURCE_EXHAUSTED", message, [_error_info("RESOURCE_EXHAUSTED")])
-    return Fault(status=429, body=body, headers=headers, path_contains=INGEST_PATH)
+    return Fault(status=429, body=_quota_body(), headers=headers, path_contains=path)
 
 
-def unavailable_fault() -> Fault:
+def already_exists_fault() -> Fault:
+    """HTTP 409 ALREADY_EXISTS: what an already-ingested resend would get, were it refused."""
+    body = status_body(
+        409,
+        "ALREADY_EXISTS",
+        "The event already exists.",
+        [_error_info("ALREADY_EXISTS")],
+    )
+    return Fault(status=409, body=body, path_contains=INGEST_PATH)
+
+
+def unavailable_fault(path: str = INGEST_PATH) -> Fault:
     """HTTP 503: note the GAPIC default retry retries it (5 s initial backoff)."""
     body = status_body(503, "UNAVAILABLE", "The service is currently unavailable.")
-    return Fault(status=503, body=body, path_contains=INGEST_PATH)
+    return Fault(status=503, body=body, path_contains=path)
 
 
 def internal_fault() -> Fault:
@@ -350,11 +388,35 @@ def _is_base64_sha256(value: str) -> bool:
 
 # --------------------------------------------------------------------------- the emulator
 
+TOO_RECENT = timedelta(hours=6)  # Google Ads cannot import a click younger than this
+QUOTA_WINDOW = timedelta(minutes=1)
+DUPLICATE = "PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID"
+CLICK_NOT_FOUND = "PROCESSING_ERROR_REASON_CLICK_NOT_FOUND"
+TOO_RECENT_CLICK = "PROCESSING_ERROR_REASON_TOO_RECENT_CLICK"
+CONVERSION_PRECEDES_CLICK = "PROCESSING_ERROR_REASON_CONVERSION_PRECEDES_CLICK"
+_STATUS = RequestStatusPerDestination.RequestStatus
+
 
 @dataclass
 class _StatusEntry:
+    """What one accepted request did to one of its destinations."""
+
     destination: Any  # a Destination pb
-    record_count: int
+    record_count: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # ProcessingErrorReason name -> events
+
+    @property
+    def final_status(self) -> int:
+        failed = sum(self.errors.values())
+        if not failed:
+            return int(_STATUS.SUCCESS)
+        return int(_STATUS.FAILED if failed == self.record_count else _STATUS.PARTIAL_SUCCESS)
+
+
+@dataclass
+class _RequestState:
+    entries: list[_StatusEntry]
+    retrievals: int = 0
 
 
 class DataManagerEmulator(ServedEmulator):
@@ -367,9 +429,13 @@ class DataManagerEmulator(ServedEmulator):
         max_events: int = MAX_EVENTS,
         clock: Callable[[], datetime] | None = None,
         port: int = 0,
+        requests_per_minute: int | None = None,
+        processing_polls: int = 1,
     ) -> None:
         self.faults = faults if faults is not None else FaultQueue()
         self.max_events = max_events
+        self.processing_polls = processing_polls  # retrievals answered PROCESSING
+        self._default_quota = requests_per_minute
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self._reset_state()
@@ -383,9 +449,14 @@ class DataManagerEmulator(ServedEmulator):
         self._accepted: list[dict[str, Any]] = []
         self._conversions: dict[tuple[str, str], dict[str, Any]] = {}
         self._bodies: list[str] = []
-        self._statuses: dict[str, list[_StatusEntry]] = {}
+        self._statuses: dict[str, _RequestState] = {}
         self._reject_transaction_ids: set[str] = set()
         self._reject_gclids: set[str] = set()
+        self._known_users: set[str] = set()
+        self._unknown_clicks: set[str] = set()
+        self._click_times: dict[str, datetime] = {}
+        self._quota = self._default_quota
+        self._calls: deque[datetime] = deque()
 
     def reset(self) -> None:
         """Forget everything received, the switches and pending faults.
@@ -408,6 +479,27 @@ class DataManagerEmulator(ServedEmulator):
         with self._lock:
             self._reject_transaction_ids.clear()
             self._reject_gclids.clear()
+
+    def know_users(self, digests: Iterable[str]) -> None:
+        """User identifiers (digests as sent) that match a Google user."""
+        with self._lock:
+            self._known_users.update(digests)
+
+    def unknown_clicks(self, gclids: Iterable[str]) -> None:
+        """Click ids Google has no record of: CLICK_NOT_FOUND once processed."""
+        with self._lock:
+            self._unknown_clicks.update(gclids)
+
+    def clicks(self, times: Mapping[str, datetime]) -> None:
+        """Clicks with a known time: TOO_RECENT_CLICK and CONVERSION_PRECEDES_CLICK apply."""
+        with self._lock:
+            self._click_times.update(times)
+
+    def set_quota(self, requests_per_minute: int | None) -> None:
+        """Answer 429 to calls beyond this many per minute (None: no quota)."""
+        with self._lock:
+            self._quota = requests_per_minute
+            self._calls.clear()
 
     # -- what arrived (copies, so readers never race the server threads)
 
@@ -439,7 +531,12 @@ class DataManagerEmulator(ServedEmulator):
 
     @property
     def conversions(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """Latest state per (product_destination_id, transaction_id)."""
+        """Current state per (product_destination_id, transaction_id).
+
+        Each holds its latest event's fields, the current `conversion_value`, the
+        `original_value`, the `adjustments` made to it (value, currency, time,
+        request) and the `processing_error` that kept it out of Google Ads, if any.
+        """
         with self._lock:
             return dict(self._conversions)
 
@@ -454,7 +551,8 @@ class DataManagerEmulator(ServedEmulator):
         if request.method == "POST" and request.path == INGEST_PATH:
             return self._ingest(request)
         if request.method == "GET" and request.path == STATUS_PATH:
-            return self._retrieve_status(request)
+            injected = self.faults.take(request.path) or self._over_quota()
+            return injected or self._retrieve_status(request)
         message = f"No route for {request.method} {request.path}."
         return Response(404, status_body(404, "NOT_FOUND", message))
 
@@ -462,7 +560,7 @@ class DataManagerEmulator(ServedEmulator):
         with self._lock:
             self._requests += 1
             self._bodies.append(request.body.decode("utf-8", errors="replace"))
-        injected = self.faults.take(request.path)
+        injected = self.faults.take(request.path) or self._over_quota()
         if injected is not None:
             return injected
         request_id = uuid.uuid4().hex
@@ -479,6 +577,19 @@ class DataManagerEmulator(ServedEmulator):
             return Response(200, {})
         self._record(parsed, request_id)
         return Response(200, {"requestId": request_id})
+
+    def _over_quota(self) -> Response | None:
+        """429 once this minute's calls reached the quota; else count this call."""
+        now = self._clock()
+        with self._lock:
+            while self._calls and now - self._calls[0] >= QUOTA_WINDOW:
+                self._calls.popleft()
+            if self._quota is None or len(self._calls) < self._quota:
+                self._calls.append(now)
+                return None
+            wait = QUOTA_WINDOW - (now - self._calls[0])
+        headers = {"Retry-After": str(max(1, math.ceil(wait.total_seconds())))}
+        return Response(429, _quota_body(), headers=headers)
 
     def _reject(self, violations: list[Violation], request_id: str) -> Response:
         with self._lock:
@@ -499,33 +610,82 @@ class DataManagerEmulator(ServedEmulator):
         return found
 
     def _record(self, request: Any, request_id: str) -> None:
-        counts = [0] * len(request.destinations)
+        now = self._clock()
+        entries = [_StatusEntry(d) for d in request.destinations]
         with self._lock:
             for event in request.events:
-                for d_index in _target_indexes(event, request.destinations):
-                    counts[d_index] += 1
-                    self._record_one(request, event, request.destinations[d_index], request_id)
-            self._statuses[request_id] = [
-                _StatusEntry(d, n) for d, n in zip(request.destinations, counts, strict=True)
-            ]
+                for index in _target_indexes(event, request.destinations):
+                    entries[index].record_count += 1
+                    destination = request.destinations[index]
+                    if error := self._record_one(request, event, destination, request_id, now):
+                        entries[index].errors[error] += 1
+            self._statuses[request_id] = _RequestState(entries)
 
-    def _record_one(self, request: Any, event: Any, destination: Any, request_id: str) -> None:
+    def _record_one(
+        self, request: Any, event: Any, destination: Any, request_id: str, now: datetime
+    ) -> str | None:
+        """Store one event for one conversion action; returns its processing error, if any."""
         # Same transaction id + conversion action = an adjustment, never a second conversion.
         key = (destination.product_destination_id, event.transaction_id)
-        is_adjustment = key in self._conversions
-        self._adjustments += is_adjustment
-        entry = _event_record(request, event, destination, request_id, is_adjustment)
-        self._conversions[key] = entry
+        current = self._conversions.get(key)
+        if current is not None and current["processing_error"]:
+            current = None  # it never became a conversion: this one is the first
+        entry = _event_record(request, event, destination, request_id, current is not None)
+        if current is not None and _same_event(current, entry):
+            return DUPLICATE
+        entry["processing_error"] = self._processing_error(event, now)
         self._accepted.append(entry)
+        if current is None:
+            self._conversions[key] = {
+                **entry,
+                "original_value": entry["conversion_value"],
+                "adjustments": [],
+            }
+        else:
+            self._adjustments += 1
+            self._conversions[key] = _adjusted(current, entry)
+        error: str | None = entry["processing_error"]
+        return error
+
+    def _processing_error(self, event: Any, now: datetime) -> str | None:
+        """What Google's asynchronous processing would find wrong (module docstring rules)."""
+        gclid = event.ad_identifiers.gclid
+        if gclid and gclid in self._unknown_clicks:
+            return CLICK_NOT_FOUND
+        clicked = self._click_times.get(gclid) if gclid else None
+        if clicked is not None:
+            if event.event_timestamp.ToDatetime(tzinfo=UTC) < clicked:
+                return CONVERSION_PRECEDES_CLICK
+            if now - clicked < TOO_RECENT:
+                return TOO_RECENT_CLICK
+        if _click_ids(event.ad_identifiers):
+            return None
+        digests = [
+            getattr(u, kind)
+            for u in event.user_data.user_identifiers
+            if (kind := u.WhichOneof("identifier")) in ("email_address", "phone_number")
+        ]
+        return None if any(self._knows(d) for d in digests) else CLICK_NOT_FOUND
+
+    def _knows(self, digest: str) -> bool:
+        return digest in self._known_users or hashlib.sha256(digest.encode()).digest()[0] < 0x80
 
     def _retrieve_status(self, request: Request) -> Response:
         request_id = request.query.get("requestId", "")
         with self._lock:
-            entries = self._statuses.get(request_id)
-        if entries is None:
+            state = self._statuses.get(request_id)
+            if state is not None:
+                state.retrievals += 1
+                processing = state.retrievals <= self.processing_polls
+        if state is None:
             violation = Violation("request_id", "Unknown request id.", "INVALID_REQUEST_ID")
             return Response(400, invalid_argument_body([violation], uuid.uuid4().hex))
-        return Response(200, _status_response(entries))
+        return Response(200, _status_response(state.entries, processing=processing))
+
+
+def _quota_body() -> dict[str, Any]:
+    message = "Quota exceeded for quota metric 'Requests' of service 'datamanager.googleapis.com'."
+    return status_body(429, "RESOURCE_EXHAUSTED", message, [_error_info("RESOURCE_EXHAUSTED")])
 
 
 def _parse_ingest_body(body: bytes) -> Any:
@@ -556,10 +716,17 @@ def _event_record(
         "login_account_id": destination.login_account.account_id,
         "transaction_id": event.transaction_id,
         "event_timestamp": event.event_timestamp.ToDatetime(tzinfo=UTC),
+        "last_updated": (
+            event.last_updated_timestamp.ToDatetime(tzinfo=UTC)
+            if event.HasField("last_updated_timestamp")
+            else None
+        ),
         "gclid": event.ad_identifiers.gclid,
         "gbraid": event.ad_identifiers.gbraid,
         "wbraid": event.ad_identifiers.wbraid,
-        "conversion_value": event.conversion_value,
+        "conversion_value": (
+            event.conversion_value if event.HasField("conversion_value") else None
+        ),
         "currency": event.currency,
         "event_source": EventSource(event.event_source).name,
         "consent": {
@@ -575,12 +742,46 @@ def _event_record(
     }
 
 
-def _status_response(entries: list[_StatusEntry]) -> dict[str, Any]:
+_SAME_EVENT_KEYS = ("conversion_value", "currency", "event_timestamp", "gclid", "gbraid", "wbraid")
+
+
+def _same_event(current: dict[str, Any], entry: dict[str, Any]) -> bool:
+    """An exact resend: nothing for Google to adjust."""
+    return all(current[k] == entry[k] for k in _SAME_EVENT_KEYS)
+
+
+def _adjusted(current: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The conversion after an adjustment; an event without a value keeps the old one."""
+    value = entry["conversion_value"]
+    change = {
+        "request_id": entry["request_id"],
+        "conversion_value": value,
+        "currency": entry["currency"],
+        "event_timestamp": entry["event_timestamp"],
+        "last_updated": entry["last_updated"],
+    }
+    return {
+        **entry,
+        "conversion_value": current["conversion_value"] if value is None else value,
+        "currency": entry["currency"] or current["currency"],
+        "original_value": current["original_value"],
+        "adjustments": [*current["adjustments"], change],
+    }
+
+
+def _status_response(entries: list[_StatusEntry], *, processing: bool) -> dict[str, Any]:
     response = RetrieveRequestStatusResponse.pb()()
     for entry in entries:
         item = response.request_status_per_destination.add()
         item.destination.CopyFrom(entry.destination)
-        item.request_status = int(RequestStatusPerDestination.RequestStatus.SUCCESS)
         item.events_ingestion_status.record_count = entry.record_count
+        # While PROCESSING Google gives no outcome yet: no status counts, no errors.
+        item.request_status = int(_STATUS.PROCESSING) if processing else entry.final_status
+        if processing:
+            continue
+        for reason, count in sorted(entry.errors.items()):
+            error = item.error_info.error_counts.add()
+            error.reason = int(getattr(ProcessingErrorReason, reason))
+            error.record_count = count
     result: dict[str, Any] = json_format.MessageToDict(response)
     return result

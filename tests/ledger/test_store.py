@@ -90,3 +90,26 @@ def test_readonly_open_of_a_missing_sqlite_store_creates_nothing(tmp_path: Path)
 def test_unusable_state_url_names_the_setting() -> None:
     with pytest.raises(ConfigError, match="CONNECTOR_STATE_URL"):
         Ledger.open("nosuchdb://x")
+
+
+def test_a_version_1_store_is_upgraded_in_place(state_url: str) -> None:
+    from sqlalchemy import inspect, text
+
+    ledger = Ledger.open(state_url)
+    run_id = ledger.start_run()
+    ledger.record(run_id, [mapped("00Q1")], "s", T0)
+    with ledger.engine.begin() as conn:  # back to what a version-1 connector wrote
+        conn.execute(text("DROP INDEX ix_deliveries_request"))
+        conn.execute(text("ALTER TABLE deliveries DROP COLUMN not_before"))
+        conn.execute(text("DROP TABLE upload_requests"))
+        conn.execute(text("DROP TABLE record_states"))
+        conn.execute(text("UPDATE schema_version SET version = 1"))
+    ledger.engine.dispose()
+    upgraded = Ledger.open(state_url)
+    with upgraded.engine.connect() as conn:
+        found = inspect(conn)
+        assert "not_before" in {c["name"] for c in found.get_columns("deliveries")}
+        assert "ix_deliveries_request" in {i["name"] for i in found.get_indexes("deliveries")}
+        assert found.has_table("upload_requests") and found.has_table("record_states")
+        assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 2
+    assert len(upgraded.pending("google_ads")) == 1  # the old rows are still there

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from connector.report.load import Deal, DeliveryRow, Lead, LedgerData, Period, RunRow
+from connector.report.load import (
+    Deal,
+    DeliveryRow,
+    Lead,
+    LedgerData,
+    Period,
+    RequestRow,
+    RunRow,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FUNNEL_ORDER = ("lead", "mql", "sql", "opportunity", "won")
@@ -108,6 +116,7 @@ def sample_data() -> LedgerData:
     deliveries += [DeliveryRow("ga4", "delivered", None, "mql")] * 90
     deliveries += [DeliveryRow("ga4", "skipped", "too_old_for_ga4", "mql")] * 40
     deliveries += [DeliveryRow("ga4", "skipped", "no_ga_client_id", "mql")] * 25
-    summary = {"destinations": {"google_ads": {"processed": 146, "matched": 131}}}
-    runs = [RunRow(T0, "ok", summary)]
-    return LedgerData(Period(date(2026, 3, 1), date(2026, 6, 30)), leads, deliveries, runs)
+    runs = [RunRow(T0, "ok", {})]
+    requests = [RequestRow("google_ads", "PARTIAL_SUCCESS", 146, 131)]
+    period = Period(date(2026, 3, 1), date(2026, 6, 30))
+    return LedgerData(period, leads, deliveries, runs, requests=requests)

@@ -65,8 +65,12 @@ def fill(ledger: Ledger) -> None:
         Outcome(pending[1].id, REJECTED, "CLICK_NOT_FOUND"),
     ]
     ledger.settle(outcomes)
-    summary = {"destinations": {"google_ads": {"processed": 2, "matched": 1}}}
-    ledger.finish_run(run, "ok", summary)
+    ledger.finish_run(run, "ok", {})
+    # Google's counts come from the upload requests sent in the period, once it finished them.
+    ledger.save_requests("google_ads", {"r-march": 2, "r-busy": 1}, sent_at=T0 + day)
+    ledger.save_requests("google_ads", {"r-april": 1}, sent_at=T0 + 30 * day)
+    for request_id in ("r-march", "r-april"):
+        ledger.update_request(request_id, "PARTIAL_SUCCESS", processed=2, matched=1)
 
 
 def test_report_from_the_ledger(state_url: str) -> None:
@@ -90,7 +94,7 @@ def test_report_from_the_ledger(state_url: str) -> None:
     ads = report.delivery["google_ads"]
     # In March: A mql, A opportunity, A won, B mql, C sql, D unmapped (E's change is in April).
     assert (ads.delivered, ads.not_attributable, ads.pending) == (1, 1, 4)
-    assert ads.processed is None  # the run happened today, after March: not read
+    assert (ads.processed, ads.matched) == (2, 1)  # r-busy has no counts, r-april is April's
 
 
 def test_absent_store_reads_as_empty(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from connector.report.attribution import Attribution, attribute
-from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RunRow
+from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RequestRow
 from connector.report.metrics import (
     build_report,
     delivery_health,
@@ -128,12 +128,12 @@ def test_delivery_health_per_destination() -> None:
         DeliveryRow("ga4", "skipped", "too_old_for_ga4", "mql"),
         DeliveryRow("ga4", "pending", None, "mql"),
     ]
-    runs = [
-        RunRow(T0, "ok", {"destinations": {"google_ads": {"processed": 4, "matched": 2}}}),
-        RunRow(T0, "ok", {"destinations": {"google_ads": {"processed": 1, "matched": 1}}}),
-        RunRow(T0, "failed", None),
+    requests = [
+        RequestRow("google_ads", "PARTIAL_SUCCESS", 4, 2),
+        RequestRow("google_ads", "SUCCESS", 1, 1),
+        RequestRow("google_ads", "PROCESSING", None, None),
     ]
-    health = delivery_health(rows, runs)
+    health = delivery_health(rows, requests)
     ads, ga4 = health["google_ads"], health["ga4"]
     assert (ads.delivered, ads.not_attributable, ads.rejected, ads.skipped) == (
         2,

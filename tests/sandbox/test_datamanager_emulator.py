@@ -20,7 +20,9 @@ from google.ads.datamanager_v1.services.ingestion_service.transports.rest import
 from google.api_core import exceptions
 
 from connector.sandbox.datamanager import (
+    STATUS_PATH,
     DataManagerEmulator,
+    already_exists_fault,
     resource_exhausted_fault,
     slow_fault,
     unavailable_fault,
@@ -30,6 +32,8 @@ from connector.sandbox.tls import sandbox_ca as _test_ca
 EMAIL_HASH = hashlib.sha256(b"jane.doe@example.com").hexdigest()
 PHONE_HASH = hashlib.sha256(b"+4962153399982").hexdigest()
 GOOGLE_ADS = dm.ProductAccount.AccountType.GOOGLE_ADS
+STATUS = dm.RequestStatusPerDestination.RequestStatus
+SUCCESS, PROCESSING = STATUS.SUCCESS, STATUS.PROCESSING
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +96,14 @@ def ingest(events: list[dm.Event], **kwargs: object) -> dm.IngestEventsRequest:
     kwargs.setdefault("destinations", [destination()])
     kwargs.setdefault("encoding", dm.Encoding.HEX)
     return dm.IngestEventsRequest(events=events, **kwargs)
+
+
+def status_of(
+    client: dm.IngestionServiceClient, request_id: str
+) -> dm.RetrieveRequestStatusResponse:
+    return client.retrieve_request_status(
+        request=dm.RetrieveRequestStatusRequest(request_id=request_id)
+    )
 
 
 def rejection(
@@ -327,16 +339,14 @@ def test_request_status_counts_records_per_destination(
         request=ingest([event("t1"), only_won], destinations=[qualified, won])
     )
 
-    status = client.retrieve_request_status(
-        request=dm.RetrieveRequestStatusRequest(request_id=response.request_id)
-    )
+    first = status_of(client, response.request_id)
+    status = status_of(client, response.request_id)
 
+    assert {s.request_status for s in first.request_status_per_destination} == {PROCESSING}
     per_destination = status.request_status_per_destination
     assert [s.destination.reference for s in per_destination] == ["qualified", "won"]
     assert [s.events_ingestion_status.record_count for s in per_destination] == [1, 2]
-    assert {s.request_status for s in per_destination} == {
-        dm.RequestStatusPerDestination.RequestStatus.SUCCESS
-    }
+    assert {s.request_status for s in per_destination} == {SUCCESS}
     assert sorted(emulator.conversions) == [("555000", "t1"), ("555001", "t1"), ("555001", "t2")]
 
 
@@ -429,3 +439,150 @@ def test_concurrent_ingests_are_all_recorded(emulator: DataManagerEmulator) -> N
 
     assert emulator.requests == 30
     assert len(emulator.conversions) == 30
+
+
+# --------------------------------------------------------------------------- after acceptance
+
+
+def unmatched_email_hash() -> str:
+    """A digest the emulator's default rule does not match (its own SHA-256 starts >= 0x80)."""
+    for i in range(100):
+        digest = hashlib.sha256(f"nobody{i}@example.com".encode()).hexdigest()
+        if hashlib.sha256(digest.encode()).digest()[0] >= 0x80:
+            return digest
+    raise AssertionError("no unmatched digest found")
+
+
+def error_counts(status: dm.RetrieveRequestStatusResponse) -> list[dict[str, int]]:
+    return [
+        {dm.ProcessingErrorReason(e.reason).name: e.record_count for e in s.error_info.error_counts}
+        for s in status.request_status_per_destination
+    ]
+
+
+def test_processing_errors_come_with_the_final_status_only(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    stranger = unmatched_email_hash()
+    emulator.unknown_clicks(["gclid_unknown"])
+    events = [event("t1"), event("t2", gclid="gclid_unknown"), email_event("t3", stranger)]
+    request_id = client.ingest_events(request=ingest(events)).request_id
+
+    processing = status_of(client, request_id).request_status_per_destination[0]
+    assert processing.request_status == PROCESSING
+    assert not processing.error_info.error_counts
+
+    done = status_of(client, request_id)
+    assert done.request_status_per_destination[0].request_status == STATUS.PARTIAL_SUCCESS
+    assert done.request_status_per_destination[0].events_ingestion_status.record_count == 3
+    assert error_counts(done) == [{"PROCESSING_ERROR_REASON_CLICK_NOT_FOUND": 2}]
+    assert emulator.conversions["555000", "t2"]["processing_error"].endswith("CLICK_NOT_FOUND")
+
+
+def test_a_known_user_matches_and_a_request_of_failures_is_failed(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    stranger = unmatched_email_hash()
+    first = client.ingest_events(request=ingest([email_event("t1", stranger)])).request_id
+    emulator.know_users([stranger])
+    second = client.ingest_events(request=ingest([email_event("t2", stranger)])).request_id
+
+    for request_id in (first, second):
+        status_of(client, request_id)
+    failed, matched = status_of(client, first), status_of(client, second)
+    assert failed.request_status_per_destination[0].request_status == STATUS.FAILED
+    assert matched.request_status_per_destination[0].request_status == SUCCESS
+    assert error_counts(matched) == [{}]
+
+
+def test_click_times_give_too_recent_and_precedes(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    now = datetime.now(UTC)
+    emulator.clicks(
+        {"gclid_fresh": now - timedelta(hours=1), "gclid_late": now - timedelta(hours=1)}
+    )
+    emulator.clicks({"gclid_old": now - timedelta(days=3)})
+    fresh = event("t1", gclid="gclid_fresh")
+    fresh.event_timestamp = now - timedelta(minutes=5)
+    late = event("t2", gclid="gclid_late")  # two hours ago: before its click
+    request_id = client.ingest_events(
+        request=ingest([fresh, late, event("t3", gclid="gclid_old")])
+    ).request_id
+
+    status_of(client, request_id)
+    assert error_counts(status_of(client, request_id)) == [
+        {
+            "PROCESSING_ERROR_REASON_TOO_RECENT_CLICK": 1,
+            "PROCESSING_ERROR_REASON_CONVERSION_PRECEDES_CLICK": 1,
+        }
+    ]
+
+
+def test_adjustments_keep_one_conversion_with_its_history(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    client.ingest_events(request=ingest([event("t1", value=10.0)]))
+    restated = event("t1", value=25.0)
+    restated.last_updated_timestamp = datetime.now(UTC)
+    client.ingest_events(request=ingest([restated]))
+    client.ingest_events(request=ingest([event("t1", value=0.0)]))  # a retraction
+
+    (conversion,) = emulator.conversions.values()
+    assert (conversion["original_value"], conversion["conversion_value"]) == (10.0, 0.0)
+    assert [a["conversion_value"] for a in conversion["adjustments"]] == [25.0, 0.0]
+    assert conversion["adjustments"][0]["last_updated"] is not None
+    assert emulator.adjustments == 2
+
+
+def test_an_exact_resend_is_a_duplicate_not_an_adjustment(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    original = event("t1", value=10.0)
+    client.ingest_events(request=ingest([original]))
+    request_id = client.ingest_events(request=ingest([original])).request_id
+
+    status_of(client, request_id)
+    assert error_counts(status_of(client, request_id)) == [
+        {"PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID": 1}
+    ]
+    assert emulator.adjustments == 0
+    assert len(emulator.accepted) == 1
+
+
+def test_quota_answers_429_with_retry_after(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    emulator.set_quota(2)
+    request_id = client.ingest_events(request=ingest([event("t1")])).request_id
+    status_of(client, request_id)  # status calls count against the quota too
+
+    with pytest.raises(exceptions.TooManyRequests) as info:
+        client.ingest_events(request=ingest([event("t2")]), retry=None)
+
+    assert info.value.reason == "RESOURCE_EXHAUSTED"
+    assert 1 <= int(info.value.response.headers["Retry-After"]) <= 60
+    emulator.set_quota(None)
+    client.ingest_events(request=ingest([event("t2")]))
+    assert len(emulator.accepted) == 2
+
+
+def test_status_faults_can_be_injected(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    request_id = client.ingest_events(request=ingest([event("t1")])).request_id
+    emulator.faults.push(unavailable_fault(path=STATUS_PATH))
+    with pytest.raises(exceptions.ServiceUnavailable):
+        client.retrieve_request_status(
+            request=dm.RetrieveRequestStatusRequest(request_id=request_id), retry=None
+        )
+    assert status_of(client, request_id).request_status_per_destination[0].request_status
+
+
+def test_already_exists_fault_raises_conflict(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    emulator.faults.push(already_exists_fault())
+    with pytest.raises(exceptions.Conflict) as info:
+        client.ingest_events(request=ingest([event("t1")]))
+    assert info.value.reason == "ALREADY_EXISTS"
