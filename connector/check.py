@@ -2,7 +2,8 @@
 
 Nothing is written or ingested: Salesforce is only described, GA4 answers on
 its debug endpoint and Data Manager validates with `validate_only`, each for
-one sample event per mapped event name or conversion action.
+one sample event per mapped event name or conversion action. The Google Ads
+account and its mapped conversion actions are read (destinations/google_ads_account.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from connector.destinations.google_ads_account import account_checks
 from connector.errors import ConnectorError
 from connector.ledger.store import DELIVERED, Delivery, utcnow
 from connector.mapping.rules import Mapping
@@ -27,13 +29,18 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # ok, but worth a look (detail says what to do)
+
+    @property
+    def status(self) -> str:
+        return "fail" if not self.ok else "warn" if self.warning else "ok"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+        return {"check": self.name, "ok": self.ok, "status": self.status, "detail": self.detail}
 
 
 def online_checks(settings: Settings, mapping: Mapping) -> list[CheckResult]:
-    results = [_salesforce(settings, mapping)]
+    results = _salesforce(settings, mapping)
     for destination in build_destinations(settings, mapping):
         try:
             samples = _samples(mapping, destination.name)
@@ -50,23 +57,66 @@ def online_checks(settings: Settings, mapping: Mapping) -> list[CheckResult]:
             results.append(
                 CheckResult(f"{destination.name} {names[outcome.delivery_id]}", ok, detail)
             )
+    results += [
+        CheckResult(c.name, c.status != "fail", c.detail, warning=c.status == "warn")
+        for c in account_checks(settings.google_ads, mapping)
+    ]
     return results
 
 
-def _salesforce(settings: Settings, mapping: Mapping) -> CheckResult:
+def _salesforce(settings: Settings, mapping: Mapping) -> list[CheckResult]:
     try:
         client = connect(settings.salesforce)
         described = client.restful("sobjects/Lead/describe")
     except ConnectorError as exc:
-        return CheckResult("salesforce", False, str(exc))
+        return [CheckResult("salesforce", False, str(exc))]
     except Exception as exc:  # simple-salesforce errors carry URLs and bodies: name the kind
-        return CheckResult("salesforce", False, f"describe Lead failed: {type(exc).__name__}")
+        return [CheckResult("salesforce", False, f"describe Lead failed: {type(exc).__name__}")]
     known = {field["name"] for field in (described or {}).get("fields", [])}
     missing = sorted(set(mapping.lead_fields().values()) - known)
     if missing:
-        return CheckResult("salesforce", False, f"Lead fields not found: {', '.join(missing)}")
+        return [CheckResult("salesforce", False, f"Lead fields not found: {', '.join(missing)}")]
+    fields = f"logged in; all {len(mapping.lead_fields())} mapped Lead fields exist"
+    return [CheckResult("salesforce", True, fields), *_history_tracking(client, mapping)]
+
+
+def _history_tracking(client: Any, mapping: Mapping) -> list[CheckResult]:
+    """Which read mode works: a history object's Field picklist lists the tracked fields."""
+    source = mapping.source
+    wanted: list[tuple[str, str, list[str], str]] = [
+        ("Lead", source.history_object, [source.status_field], source.mode)
+    ]
+    if (spec := mapping.opportunity) is not None:
+        fields = [spec.stage_field, spec.amount_field]
+        wanted.append(("Opportunity", spec.history_object, fields, spec.mode))
+    results = []
+    for sobject, history, fields, mode in wanted:
+        try:
+            described = client.restful(f"sobjects/{history}/describe")
+        except Exception as exc:  # as above: the kind of failure, never the body
+            results.append(CheckResult(f"salesforce {history}", False, type(exc).__name__))
+            continue
+        fields_ = described.get("fields", [])
+        picklist: dict[str, Any] = next((f for f in fields_ if f["name"] == "Field"), {})
+        tracked = {v["value"] for v in picklist.get("picklistValues", []) if v.get("active")}
+        untracked = [f"{sobject}.{f}" for f in fields if f not in tracked]
+        results.append(_mode_advice(sobject, mode, untracked))
+    return results
+
+
+def _mode_advice(sobject: str, mode: str, untracked: list[str]) -> CheckResult:
+    name = f"salesforce {sobject} {mode} mode"
+    if not untracked:
+        return CheckResult(name, True, "field history tracking is on: history mode works")
+    missing = ", ".join(untracked)
+    if mode == "snapshot":
+        return CheckResult(name, True, f"no field history tracking on {missing}: snapshot mode")
     return CheckResult(
-        "salesforce", True, f"logged in; all {len(mapping.lead_fields())} mapped Lead fields exist"
+        name,
+        False,
+        f"no field history tracking on {missing}: turn it on in Setup (Object Manager > "
+        f"{sobject} > Fields & Relationships > Set History Tracking), or set `mode: snapshot` "
+        "for this object in the mapping",
     )
 
 

@@ -69,15 +69,30 @@ def demo_command(
         Path | None,
         typer.Option(help="Keep the demo's SQLite state here (default: a fresh temp dir)."),
     ] = None,
+    upload_api: Annotated[
+        str,
+        typer.Option(
+            help="Google Ads upload path: datamanager, or ads_api (the legacy Google Ads API "
+            "path, with restatements and retractions as conversion adjustments)."
+        ),
+    ] = "datamanager",
     as_json: JsonOption = False,
 ) -> None:
     """Run a full sync against local emulators with a generated dataset: no credentials."""
     from connector.demo import run_demo
 
+    if upload_api not in ("datamanager", "ads_api"):
+        raise typer.BadParameter("use datamanager or ads_api", param_hint="--upload-api")
     logs.setup("auto", "INFO", [])
     try:
         with _progress() as progress:
-            result = run_demo(leads=leads, seed=seed, state_dir=state_dir, progress=progress)
+            result = run_demo(
+                leads=leads,
+                seed=seed,
+                state_dir=state_dir,
+                progress=progress,
+                upload_api="ads_api" if upload_api == "ads_api" else "datamanager",
+            )
     except ConnectorError as exc:
         _fail(exc)
     if as_json:
@@ -232,8 +247,9 @@ def check_command(
         bool,
         typer.Option(
             "--online",
-            help="Also log in to Salesforce and validate a sample event per mapped target "
-            "(GA4 debug endpoint, Data Manager validate_only); nothing is sent for real.",
+            help="Also log in to Salesforce, check the Google Ads account and its conversion "
+            "actions, and validate a sample event per mapped target (GA4 debug endpoint, "
+            "validate_only uploads); nothing is sent for real.",
         ),
     ] = False,
     as_json: JsonOption = False,
@@ -280,9 +296,13 @@ def _check_online(settings: Settings, mapping: Mapping, as_json: bool) -> None:
         print_json({"status": "ok" if ok else "failed", "checks": [r.as_dict() for r in results]})
     else:
         console = Console()
+        marks = {
+            "ok": "[green]ok[/green]",
+            "warn": "[yellow]warn[/yellow]",
+            "fail": "[red]FAIL[/red]",
+        }
         for r in results:
-            mark = "[green]ok[/green]" if r.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {r.name}: {r.detail}")
+            console.print(f"{marks[r.status]} {r.name}: {r.detail}")
     if not ok:
         raise typer.Exit(2)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from connector.ledger.store import Ledger
 from connector.mapping.rules import load_mapping
@@ -41,7 +41,12 @@ class DemoResult:
 
 
 def run_demo(
-    *, leads: int, seed: int, state_dir: Path | None, progress: Progress | None
+    *,
+    leads: int,
+    seed: int,
+    state_dir: Path | None,
+    progress: Progress | None,
+    upload_api: Literal["datamanager", "ads_api"] = "datamanager",
 ) -> DemoResult:
     directory = state_dir or Path(tempfile.mkdtemp(prefix="connector-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -49,16 +54,12 @@ def run_demo(
     data = generate(n_leads=leads, seed=seed)
     with Sandbox(data.tables()) as sandbox:
         mapping_path = next((p for p in _MAPPINGS if p.exists()), _MAPPINGS[0])
-        settings = sandbox.settings(state_url, mapping_path)
+        settings = sandbox.settings(state_url, mapping_path, upload_api=upload_api)
         mapping = load_mapping(settings.mapping_path)
         first = sync(settings, mapping, SyncOptions(progress=progress))
         # Shows exactly-once: the same window again finds everything already recorded.
         second = sync(settings, mapping, SyncOptions(progress=progress))
-        emulators = {
-            "google_ads_conversions": len(sandbox.datamanager.conversions),
-            "ga4_events_accepted": len(sandbox.ga4.accepted),
-            "ga4_requests": sandbox.ga4.requests,
-        }
+        emulators = _emulator_counts(sandbox, upload_api)
     report_file = directory / "report.html"
     report = build_report(
         load(Ledger.open(state_url, readonly=True), Period.parse(None, None)),
@@ -67,3 +68,17 @@ def run_demo(
     )
     report_file.write_text(to_html(report), encoding="utf-8")
     return DemoResult(first, second, state_url, emulators, report_file)
+
+
+def _emulator_counts(sandbox: Sandbox, upload_api: str) -> dict[str, Any]:
+    """What the emulators received; the legacy path also counts its adjustments."""
+    counts: dict[str, Any] = {
+        "google_ads_conversions": len(sandbox.datamanager.conversions),
+        "ga4_events_accepted": len(sandbox.ga4.accepted),
+        "ga4_requests": sandbox.ga4.requests,
+    }
+    if upload_api == "ads_api":
+        conversions = sandbox.google_ads_api.conversions
+        counts["google_ads_conversions"] = len(conversions)
+        counts["google_ads_adjustments"] = sum(len(c.adjustments) for c in conversions)
+    return counts

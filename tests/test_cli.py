@@ -11,9 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from connector.cli import app
 from connector.sandbox import stack
 from connector.sandbox.dataset import generate
+from connector.sandbox.google_ads_api import DEVELOPER_TOKEN
 from connector.sandbox.stack import Sandbox
 from connector.sandbox.tls import sandbox_ca
 from tests.conftest import MAPPING, REPO
@@ -154,12 +157,30 @@ def test_demo_runs_to_completion_without_credentials(tmp_path: Path) -> None:
 
 
 def test_check_online_validates_a_sample_per_target(sandbox: Sandbox, tmp_path: Path) -> None:
-    result = connector("check", "--online", "--json", env=env_for(sandbox, tmp_path), cwd=tmp_path)
+    # With a developer token, the Google Ads account is checked too (Data Manager path).
+    env = env_for(
+        sandbox,
+        tmp_path,
+        CONNECTOR_GOOGLE_ADS__API_ENDPOINT=sandbox.google_ads_api.endpoint,
+        CONNECTOR_GOOGLE_ADS__API_CA_BUNDLE=str(sandbox_ca().bundle_path),
+        CONNECTOR_GOOGLE_ADS__DEVELOPER_TOKEN=DEVELOPER_TOKEN,
+    )
+    result = connector("check", "--online", "--json", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["salesforce"]["ok"]
     assert checks["ga4 qualify_lead"]["ok"] and checks["google_ads 700000004"]["ok"]
+    account = checks["google_ads account"]
+    assert (
+        account["status"] == "ok" and "time zone Europe/Berlin, currency EUR" in account["detail"]
+    )
+    for name in ("customer data terms", "enhanced conversions for leads"):
+        assert checks[f"google_ads {name}"]["status"] == "ok"
+    for action in ("700000001", "700000002", "700000003", "700000004"):
+        line = checks[f"google_ads conversion action {action}"]
+        assert line["status"] == "ok" and "UPLOAD_CLICKS, ENABLED" in line["detail"]
     assert_no_secret(result)
+    assert DEVELOPER_TOKEN not in result.stdout + result.stderr
 
 
 def test_check_online_names_a_field_the_org_lacks(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -171,3 +192,30 @@ def test_check_online_names_a_field_the_org_lacks(sandbox: Sandbox, tmp_path: Pa
     result = connector("check", "--online", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "Google_Click__c" in result.stdout
+    # No developer token on the Data Manager path: the account lines say why they did not run.
+    assert "warn google_ads account: skipped" in result.stdout
+
+
+def test_demo_through_the_legacy_google_ads_api_path(tmp_path: Path) -> None:
+    # In-process (a subprocess costs seconds to start): the option, the run, the JSON.
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--leads",
+            "120",
+            "--upload-api",
+            "ads_api",
+            "--state-dir",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["first_sync"]["destinations"]["google_ads"]["delivered"] > 0
+    assert out["second_sync"]["new"] == 0
+    assert out["emulators"]["google_ads_conversions"] > 0
+    assert "google_ads_adjustments" in out["emulators"]
+    bad = CliRunner().invoke(app, ["demo", "--upload-api", "smoke_signals"])
+    assert bad.exit_code == 2 and "--upload-api" in bad.output

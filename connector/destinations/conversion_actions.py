@@ -28,6 +28,10 @@ API_VERSION = "v26"
 SCOPE = "https://www.googleapis.com/auth/adwords"
 FAILURE_KEY = f"google.ads.googleads.{API_VERSION}.errors.googleadsfailure-bin"
 NAMES_PER_QUERY = 100  # an IN list far below Google's FILTER_HAS_TOO_MANY_VALUES
+_SELECT = (
+    "SELECT conversion_action.resource_name, conversion_action.id, conversion_action.name, "
+    "conversion_action.type, conversion_action.status FROM conversion_action"
+)
 _TRANSIENT = GOOGLE_TRANSIENT
 # Google Ads error codes that mean "try the same call again shortly" (API-NOTES §1).
 TRANSIENT_CODES = frozenset(
@@ -145,21 +149,31 @@ class ConversionActions:
             self._missing.update(name for name in chunk if name not in self._found)
         return {name: self._found[name] for name in wanted if name in self._found}
 
+    def by_ids(self, ids: Iterable[str]) -> dict[str, ConversionActionInfo]:
+        """The actions with these numeric ids, removed ones included (a check names them)."""
+        wanted = sorted({int(i) for i in ids})  # int(): only digits can reach the query
+        found: dict[str, ConversionActionInfo] = {}
+        for start in range(0, len(wanted), NAMES_PER_QUERY):
+            listed = ", ".join(str(i) for i in wanted[start : start + NAMES_PER_QUERY])
+            rows = self._run(f"{_SELECT} WHERE conversion_action.id IN ({listed})")
+            found.update((str(r.conversion_action.id), _info(r.conversion_action)) for r in rows)
+        return found
+
     def _search(self, names: list[str]) -> dict[str, ConversionActionInfo]:
-        query = (
-            "SELECT conversion_action.resource_name, conversion_action.id, "
-            "conversion_action.name, conversion_action.type, conversion_action.status "
-            "FROM conversion_action "
+        rows = self._run(
+            f"{_SELECT} "
             f"WHERE conversion_action.name IN ({', '.join(gaql_string(n) for n in names)}) "
             "AND conversion_action.status != 'REMOVED'"
         )
-        rows = call_ads_api(
+        return {row.conversion_action.name: _info(row.conversion_action) for row in rows}
+
+    def _run(self, query: str) -> list[Any]:
+        return call_ads_api(
             lambda: list(
                 self._service.search(customer_id=self._customer_id, query=query, retry=None)
             ),
             sleep=self._sleep,
         )
-        return {row.conversion_action.name: _info(row.conversion_action) for row in rows}
 
 
 def _info(action: Any) -> ConversionActionInfo:

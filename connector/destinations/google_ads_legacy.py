@@ -2,21 +2,27 @@
 
 For developer tokens still allowlisted for `ConversionUploadService`
 (setting `google_ads.upload_api = ads_api`). Same mapping, checks, hashing
-and ledger as the Data Manager path; only the wire format differs.
+and ledger as the Data Manager path; only the wire format differs:
+- an ordinary delivery is a click conversion (`UploadClickConversions`);
+- a restated won amount is a RESTATEMENT and a reopened or lost won deal a
+  RETRACTION of the won conversion (`UploadConversionAdjustments`, by order id),
+  sent after the batch's click conversions, as an adjustment needs its conversion.
 
 Uploads run with `partial_failure=True`: good rows are accepted even when
 others fail. A row counts as delivered only when no error points at its index
 (`field_path_elements[0].index`); echoed identifiers prove nothing, as failed
 rows come back as empty results (API-NOTES §1). `order_id` is the
 deterministic transaction id, so a resend is answered "already exists" and
-counted as delivered, never as a second conversion.
+counted as delivered, never as a second conversion. Times are written in the
+account's time zone with an explicit offset.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from google.ads.googleads.errors import GoogleAdsException
@@ -49,25 +55,30 @@ from connector.destinations.google_ads import (
     event_problem,
     hashed_identifiers,
 )
+from connector.destinations.google_ads_account import account_zone
 from connector.destinations.retry import RetryableError
 from connector.ledger.store import DELIVERED, PENDING, REJECTED, Delivery, Outcome, utcnow
 from connector.settings import GoogleAdsSettings
 
-NOT_ATTRIBUTABLE = "not_attributable"
+CLICK_NOT_FOUND = "click_not_found"  # the lead did not come from a Google ad click
+CONVERSION_NOT_DELIVERED = "conversion_not_delivered"
+CONVERSION, RESTATEMENT, RETRACTION = "conversion", "RESTATEMENT", "RETRACTION"
+RETRY_LATER = timedelta(hours=6)  # Google's own advice for the TOO_RECENT_* errors
 # Per-row error codes by treatment (API-NOTES §1); anything else is permanent.
 ALREADY_DONE = frozenset(
     {
         "CLICK_CONVERSION_ALREADY_EXISTS",
         "ORDER_ID_ALREADY_IN_USE",
         "RESTATEMENT_ALREADY_EXISTS",
+        # Nothing is left to adjust: a retraction (or a late restatement) has no more to do.
         "CONVERSION_ALREADY_RETRACTED",
     }
 )
-LATER_RUN = frozenset(
+TOO_RECENT = frozenset(
+    {"TOO_RECENT_EVENT", "TOO_RECENT_CONVERSION_ACTION", "TOO_RECENT_CONVERSION"}
+)
+NEXT_RUN = frozenset(
     {
-        "TOO_RECENT_EVENT",
-        "TOO_RECENT_CONVERSION_ACTION",
-        "TOO_RECENT_CONVERSION",
         # Two rows with one order id in a request: the next run's resend settles it.
         "DUPLICATE_ORDER_ID",
         "DUPLICATE_CLICK_CONVERSION_IN_REQUEST",
@@ -86,13 +97,29 @@ _SEVERITY = {REJECTED: 3, PENDING: 1, DELIVERED: 0}
 class _Row:
     delivery: Delivery
     action: str  # conversion action resource name
+    kind: str  # CONVERSION, RESTATEMENT or RETRACTION
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Google's identity of the conversion: action and order id."""
+        return self.action, self.delivery.change.transaction_id
 
 
-def conversion_date_time(at: datetime) -> str:
-    """`yyyy-mm-dd hh:mm:ss+00:00`: with an explicit offset, the account time zone never applies."""
+def kind_of(d: Delivery) -> str:
+    if d.change.retraction:
+        return RETRACTION
+    return RESTATEMENT if d.change.restatement else CONVERSION
+
+
+def conversion_date_time(at: datetime, zone: tzinfo = UTC) -> str:
+    """`yyyy-mm-dd hh:mm:ss+hh:mm` in `zone`: with the offset written out, the instant is exact."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)  # the ledger stores UTC
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")
+    local = at.astimezone(zone)
+    offset = local.utcoffset() or timedelta(0)
+    minutes = abs(int(offset.total_seconds())) // 60
+    sign = "-" if offset < timedelta(0) else "+"
+    return local.strftime("%Y-%m-%d %H:%M:%S") + f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 class GoogleAdsApiDestination:
@@ -110,6 +137,8 @@ class GoogleAdsApiDestination:
         self._sleep = sleep
         self._services: dict[str, Any] = {}
         self._actions: ConversionActions | None = None
+        self._zone: tzinfo | None = None
+        self._adjusted: dict[tuple[str, str], datetime] = {}  # last adjustment time per order
 
     def close(self) -> None:
         for service in self._services.values():
@@ -118,39 +147,37 @@ class GoogleAdsApiDestination:
 
     def deliver(self, batch: Sequence[Delivery], *, validate_only: bool = False) -> list[Outcome]:
         outcomes, rows = self._prepare(batch)
-        for chunk in self._chunks(rows):
+        conversions = [r for r in rows if r.kind == CONVERSION]
+        for chunk in self._chunks(conversions):
             outcomes.extend(self._upload(chunk, validate_only))
-        return outcomes
-
-    def adjust(
-        self, batch: Sequence[Delivery], *, retract: bool = False, validate_only: bool = False
-    ) -> list[Outcome]:
-        """Restate (new value) or retract conversions uploaded earlier, by their order id."""
-        outcomes, rows = self._prepare(batch, check_event=False)
-        for chunk in self._chunks(rows):
-            outcomes.extend(self._upload_adjustments(chunk, retract, validate_only))
+        held, adjustments = _after_conversions(rows, outcomes, validate_only)
+        outcomes.extend(held)
+        for chunk in self._chunks(adjustments):
+            outcomes.extend(self._upload_adjustments(chunk, validate_only))
         return outcomes
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
         _, rows = self._prepare(batch)
-        return [
-            json_format.MessageToDict(
-                UploadClickConversionsRequest.pb(self._request(chunk, validate_only=True))
-            )
-            for chunk in self._chunks(rows)
+        conversions = [r for r in rows if r.kind == CONVERSION]
+        adjustments = [r for r in rows if r.kind != CONVERSION]
+        requests = [
+            UploadClickConversionsRequest.pb(self._request(chunk, validate_only=True))
+            for chunk in self._chunks(conversions)
+        ] + [
+            UploadConversionAdjustmentsRequest.pb(self._adjustments(chunk, validate_only=True))
+            for chunk in self._chunks(adjustments)
         ]
+        return [json_format.MessageToDict(request) for request in requests]
 
     # -- preparing rows
 
-    def _prepare(
-        self, batch: Sequence[Delivery], *, check_event: bool = True
-    ) -> tuple[list[Outcome], list[_Row]]:
+    def _prepare(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[_Row]]:
         """Local checks and conversion action resource names; rows that cannot go get outcomes."""
         now = utcnow()
         actions, lookup_error = self._action_names(batch)
         outcomes, rows = [], []
         for d in batch:
-            problem = event_problem(d, now) if check_event else None
+            problem = _local_problem(d, now)
             action = actions.get(d.target)
             if problem:
                 outcomes.append(Outcome(d.id, REJECTED, reason=problem))
@@ -159,7 +186,7 @@ class GoogleAdsApiDestination:
             elif action is None:
                 outcomes.append(Outcome(d.id, REJECTED, reason="unknown_conversion_action"))
             else:
-                rows.append(_Row(d, action))
+                rows.append(_Row(d, action, kind_of(d)))
         return outcomes, rows
 
     def _action_names(self, batch: Sequence[Delivery]) -> tuple[dict[str, str], str | None]:
@@ -183,6 +210,14 @@ class GoogleAdsApiDestination:
             self._actions = ConversionActions(service, customer, sleep=self._sleep)
         return self._actions
 
+    def _account_zone(self) -> tzinfo:
+        """The account's time zone, read once per run (UTC if unreadable, logged)."""
+        if self._zone is None:
+            service = self._service("GoogleAdsService")
+            customer = self._settings.operating_account_id
+            self._zone = account_zone(service, customer, sleep=self._sleep)
+        return self._zone
+
     def _service(self, name: str) -> Any:
         if name not in self._services:
             self._services[name] = self._client.get_service(name)
@@ -192,23 +227,6 @@ class GoogleAdsApiDestination:
         size = self._settings.batch_size
         for start in range(0, len(rows), size):
             yield rows[start : start + size]
-
-    # -- click conversions
-
-    def _upload(self, rows: list[_Row], validate_only: bool) -> list[Outcome]:
-        request = self._request(rows, validate_only=validate_only)
-        service = self._service("ConversionUploadService")
-        return self._call(
-            rows, lambda: service.upload_click_conversions(request=request, **self._options())
-        )
-
-    def _request(self, rows: list[_Row], *, validate_only: bool) -> Any:
-        return UploadClickConversionsRequest(
-            customer_id=self._settings.operating_account_id,
-            conversions=[_conversion(row) for row in rows],
-            partial_failure=True,
-            validate_only=validate_only,
-        )
 
     def _options(self) -> dict[str, Any]:
         # Retries are ours (call_ads_api): the GAPIC layer must not add its own.
@@ -223,36 +241,121 @@ class GoogleAdsApiDestination:
             return [Outcome(r.delivery.id, PENDING, error=describe(exc)) for r in rows]
         by_row, unplaced = _row_errors(response.partial_failure_error, len(rows))
         request_id = f"job:{response.job_id}" if response.job_id else None
+        now = utcnow()
         return [
-            _outcome(row.delivery.id, by_row.get(index, []), unplaced, request_id)
+            _outcome(row.delivery.id, by_row.get(index, []), unplaced, request_id, now)
             for index, row in enumerate(rows)
         ]
 
-    # -- adjustments
+    # -- click conversions
 
-    def _upload_adjustments(
-        self, rows: list[_Row], retract: bool, validate_only: bool
-    ) -> list[Outcome]:
-        # Google orders restatements by adjustment time: "now" is later than any earlier one.
-        at = conversion_date_time(utcnow())
-        request = UploadConversionAdjustmentsRequest(
+    def _upload(self, rows: list[_Row], validate_only: bool) -> list[Outcome]:
+        request = self._request(rows, validate_only=validate_only)
+        service = self._service("ConversionUploadService")
+        return self._call(
+            rows, lambda: service.upload_click_conversions(request=request, **self._options())
+        )
+
+    def _request(self, rows: list[_Row], *, validate_only: bool) -> Any:
+        zone = self._account_zone()
+        return UploadClickConversionsRequest(
             customer_id=self._settings.operating_account_id,
-            conversion_adjustments=[_adjustment(r, at, retract) for r in rows],
+            conversions=[_conversion(row, zone) for row in rows],
             partial_failure=True,
             validate_only=validate_only,
         )
+
+    # -- adjustments
+
+    def _upload_adjustments(self, rows: list[_Row], validate_only: bool) -> list[Outcome]:
+        request = self._adjustments(rows, validate_only=validate_only)
         service = self._service("ConversionAdjustmentUploadService")
         return self._call(
             rows, lambda: service.upload_conversion_adjustments(request=request, **self._options())
         )
 
+    def _adjustments(self, rows: list[_Row], *, validate_only: bool) -> Any:
+        zone = self._account_zone()
+        times = self._adjustment_times(rows)
+        return UploadConversionAdjustmentsRequest(
+            customer_id=self._settings.operating_account_id,
+            conversion_adjustments=[
+                _adjustment(row, conversion_date_time(at, zone))
+                for row, at in zip(rows, times, strict=True)
+            ],
+            partial_failure=True,
+            validate_only=validate_only,
+        )
 
-def _conversion(row: _Row) -> Any:
+    def _adjustment_times(self, rows: list[_Row]) -> list[datetime]:
+        """Now, to the second; each adjustment of an order strictly after the one before it.
+
+        Google keeps the restatement with the latest adjustment time and refuses one
+        that is not newer, so several adjustments of one order in a batch (in change
+        order) end a second apart at now, and never at or before an earlier one.
+        """
+        now = utcnow().replace(microsecond=0)
+        left = Counter(row.key for row in rows)
+        times = []
+        for row in rows:
+            left[row.key] -= 1
+            at = now - timedelta(seconds=left[row.key])
+            last = self._adjusted.get(row.key)
+            if last is not None and at <= last:
+                at = last + timedelta(seconds=1)
+            self._adjusted[row.key] = at
+            times.append(at)
+        return times
+
+
+def _local_problem(d: Delivery, now: datetime) -> str | None:
+    """Why Google would refuse the row, checked before anything is sent."""
+    kind = kind_of(d)
+    if kind == CONVERSION:
+        return event_problem(d, now)
+    if kind == RESTATEMENT and d.value is None:
+        return "missing_amount"
+    if kind == RESTATEMENT and not d.currency:
+        return "value_without_currency"
+    return None
+
+
+def _after_conversions(
+    rows: list[_Row], outcomes: list[Outcome], validate_only: bool
+) -> tuple[list[Outcome], list[_Row]]:
+    """Adjustments that may go now, and outcomes for those whose conversion is in this batch
+    but was not accepted: an adjustment of a missing conversion would fail for good."""
+    status = {o.delivery_id: o for o in outcomes}
+    converted = {r.key: status[r.delivery.id] for r in rows if r.kind == CONVERSION}
+    held: list[Outcome] = []
+    ready: list[_Row] = []
+    for row in rows:
+        conversion = converted.get(row.key)
+        if row.kind == CONVERSION:
+            continue
+        if conversion is None or (conversion.status == DELIVERED and not validate_only):
+            ready.append(row)
+        else:
+            held.append(_held(row.delivery.id, conversion))
+    return held, ready
+
+
+def _held(delivery_id: int, conversion: Outcome) -> Outcome:
+    if conversion.status == DELIVERED:
+        # validate_only: the conversion was only checked, so Google has none to adjust yet.
+        return Outcome(delivery_id, DELIVERED)
+    if conversion.status == PENDING:
+        error = f"waits for its conversion: {conversion.error or 'pending'}"
+        return Outcome(delivery_id, PENDING, error=error, not_before=conversion.not_before)
+    return Outcome(delivery_id, REJECTED, reason=CONVERSION_NOT_DELIVERED, error=conversion.reason)
+
+
+def _conversion(row: _Row, zone: tzinfo) -> Any:
     d = row.delivery
     attrs = d.change.attributes
     conversion = ClickConversion(
         conversion_action=row.action,
-        conversion_date_time=conversion_date_time(d.change.changed_at),
+        conversion_date_time=conversion_date_time(d.change.changed_at, zone),
         order_id=d.change.transaction_id,
         user_identifiers=[
             UserIdentifier(**{_IDENTIFIER_FIELD[kind]: digest})
@@ -271,15 +374,15 @@ def _conversion(row: _Row) -> Any:
     return conversion
 
 
-def _adjustment(row: _Row, at: str, retract: bool) -> Any:
+def _adjustment(row: _Row, at: str) -> Any:
     d = row.delivery
     adjustment = ConversionAdjustment(
         conversion_action=row.action,
-        order_id=d.change.transaction_id,
+        order_id=d.change.transaction_id,  # never with a gclid pair: Google takes one or other
         adjustment_date_time=at,
-        adjustment_type="RETRACTION" if retract else "RESTATEMENT",
+        adjustment_type=row.kind,
     )
-    if not retract and d.value is not None:
+    if row.kind == RESTATEMENT and d.value is not None:
         adjustment.restatement_value = RestatementValue(
             adjusted_value=d.value, currency_code=d.currency or ""
         )
@@ -305,26 +408,33 @@ def _row_errors(status: Any, rows: int) -> tuple[dict[int, list[Any]], list[Any]
 
 
 def _outcome(
-    delivery_id: int, errors: list[Any], unplaced: list[Any], request_id: str | None
+    delivery_id: int,
+    errors: list[Any],
+    unplaced: list[Any],
+    request_id: str | None,
+    now: datetime,
 ) -> Outcome:
     if not errors and unplaced:
         # Some error names no row, so this one may have failed: resending is safe (order id).
         return Outcome(delivery_id, PENDING, error=_error_text(unplaced))
     if not errors:
         return Outcome(delivery_id, DELIVERED, request_id=request_id)
-    outcomes = [_classify(delivery_id, error, request_id) for error in errors]
+    outcomes = [_classify(delivery_id, error, request_id, now) for error in errors]
     return max(outcomes, key=lambda o: _SEVERITY[o.status])
 
 
-def _classify(delivery_id: int, error: Any, request_id: str | None) -> Outcome:
+def _classify(delivery_id: int, error: Any, request_id: str | None, now: datetime) -> Outcome:
     code = error_code(error)[1]
+    text = _error_text([error])
     if code in ALREADY_DONE:
         return Outcome(delivery_id, DELIVERED, request_id=request_id)
     if code == "CLICK_NOT_FOUND":
-        return Outcome(delivery_id, REJECTED, reason=NOT_ATTRIBUTABLE, error=_error_text([error]))
-    if code in LATER_RUN:
-        return Outcome(delivery_id, PENDING, error=_error_text([error]))
-    return Outcome(delivery_id, REJECTED, reason=code, error=_error_text([error]))
+        return Outcome(delivery_id, REJECTED, reason=CLICK_NOT_FOUND, error=text)
+    if code in TOO_RECENT:
+        return Outcome(delivery_id, PENDING, error=text, not_before=now + RETRY_LATER)
+    if code in NEXT_RUN:
+        return Outcome(delivery_id, PENDING, error=text)
+    return Outcome(delivery_id, REJECTED, reason=code, error=text)
 
 
 def _error_text(errors: list[Any]) -> str:

@@ -9,7 +9,13 @@ handlers using the library's own message types for (de)serialisation.
   `partial_failure_error` (one GoogleAdsFailure whose errors point at
   `conversions[i]`) and as an empty result.
 - ConversionAdjustmentUploadService.UploadConversionAdjustments: RESTATEMENT
-  and RETRACTION of earlier uploads by `order_id` or gclid/time pair.
+  and RETRACTION of earlier uploads by `order_id` or gclid/time pair, with
+  Google's rules: the conversion must exist (CONVERSION_NOT_FOUND), the
+  adjustment time must follow it, a restatement must be newer than the last
+  one, one order's adjustments in a request need distinct times.
+- Switches: click ids answered CLICK_NOT_FOUND or TOO_RECENT_EVENT (or every
+  click not registered, `known_clicks_only`), order ids whose adjustments get
+  TOO_RECENT_CONVERSION.
 - GoogleAdsService.Search / SearchStream: GAQL over `conversion_action` and
   `customer`, only the selected fields returned.
 
@@ -80,6 +86,8 @@ FUTURE_TOLERANCE = timedelta(minutes=10)
 
 UPLOAD = "conversion_upload_error"
 ADJUST = "conversion_adjustment_upload_error"
+# Action types that take RESTATEMENT / RETRACTION (ConversionAdjustmentUploadError docs).
+ADJUSTABLE_TYPES = frozenset({"UPLOAD_CLICKS", "WEBPAGE", "SALESFORCE"})
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}")
 _CLICK_ID = re.compile(r"[A-Za-z0-9_-]{8,}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -109,6 +117,14 @@ class EmulatedCustomer:
     enhanced_conversions: bool = True  # conversion_tracking_setting.enablement_setting ON
 
 
+@dataclass(frozen=True)
+class StoredAdjustment:
+    kind: str  # RESTATEMENT or RETRACTION
+    adjustment_date_time: str
+    value: float | None = None
+    currency: str = ""
+
+
 @dataclass
 class StoredConversion:
     """One accepted click conversion and what adjustments did to it."""
@@ -122,7 +138,8 @@ class StoredConversion:
     hashed_identifiers: list[str]
     retracted: bool = False
     restated_at: datetime | None = None
-    adjustments: list[str] = field(default_factory=list)
+    adjustments: list[str] = field(default_factory=list)  # kinds, in the order applied
+    history: list[StoredAdjustment] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -257,12 +274,15 @@ class GoogleAdsApiEmulator:
         *,
         developer_token: str | None = DEVELOPER_TOKEN,
         allowlisted: bool = True,
+        known_clicks_only: bool = False,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.customers = {c.id: c for c in customers}
         self.actions = {a.id: a for a in actions}
         self.developer_token = developer_token
         self.allowlisted = allowlisted
+        # True: a click id never registered is CLICK_NOT_FOUND, as for a lead no ad brought.
+        self.known_clicks_only = known_clicks_only
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self._faults: deque[GrpcFault] = deque()
@@ -277,6 +297,7 @@ class GoogleAdsApiEmulator:
         self._by_click: dict[tuple[str, str, str], StoredConversion] = {}
         self._not_found: set[str] = set()
         self._too_recent: set[str] = set()
+        self._too_recent_orders: set[str] = set()
         self._clicks: dict[str, datetime] = {}
         self._last_job = 0
 
@@ -326,6 +347,11 @@ class GoogleAdsApiEmulator:
             self._not_found.update(not_found)
             self._too_recent.update(too_recent)
 
+    def mark_orders(self, *, too_recent: Iterable[str] = ()) -> None:
+        """Order ids whose adjustments are answered TOO_RECENT_CONVERSION."""
+        with self._lock:
+            self._too_recent_orders.update(too_recent)
+
     def register_click(self, click_id: str, at: datetime) -> None:
         """A click with a known time, for CONVERSION_PRECEDES_EVENT / EXPIRED_EVENT / TOO_RECENT."""
         with self._lock:
@@ -349,6 +375,17 @@ class GoogleAdsApiEmulator:
         with self._lock:
             raw = [body for method, body in self._raw if method == "UploadClickConversions"]
         return [UploadClickConversionsRequest.deserialize(body) for body in raw]
+
+    @property
+    def adjustment_requests(self) -> list[Any]:
+        """Every UploadConversionAdjustmentsRequest received, including failed ones."""
+        with self._lock:
+            raw = [body for method, body in self._raw if method == "UploadConversionAdjustments"]
+        return [UploadConversionAdjustmentsRequest.deserialize(body) for body in raw]
+
+    def conversion(self, order_id: str) -> StoredConversion | None:
+        """The stored conversion with this order id (any action), as adjustments left it."""
+        return next((c for c in self.conversions if c.order_id == order_id), None)
 
     @property
     def received_bytes(self) -> list[bytes]:
@@ -555,7 +592,7 @@ class GoogleAdsApiEmulator:
         kind, click = _click(conversion)
         if not click:
             return None
-        if click in self._not_found:
+        if click in self._not_found or (self.known_clicks_only and click not in self._clicks):
             return Problem(f"{UPLOAD}.CLICK_NOT_FOUND", kind, "The click was not found.")
         if click in self._too_recent:
             return Problem(f"{UPLOAD}.TOO_RECENT_EVENT", kind, "The click is too recent.")
@@ -588,8 +625,11 @@ class GoogleAdsApiEmulator:
         _check_request(request, request.conversion_adjustments, ADJUST, "ADJUSTMENTS")
         errors, results = [], []
         with self._lock:
+            seen: set[tuple[str, str, str]] = set()
             for index, adjustment in enumerate(request.conversion_adjustments):
-                problem = self._adjust(adjustment, request.validate_only)
+                problem = _duplicate_adjustment(adjustment, seen) or self._adjust(
+                    adjustment, request.validate_only
+                )
                 if problem:
                     errors.append(_row_error("conversion_adjustments", index, problem))
                     results.append(ConversionAdjustmentResult())
@@ -610,6 +650,9 @@ class GoogleAdsApiEmulator:
         if at is None:
             return _date_time_problem(adjustment.adjustment_date_time, "adjustment_date_time")
         problem = _adjustment_problem(target, adjustment.adjustment_type.name, at)
+        if problem is None and target.order_id in self._too_recent_orders:
+            code = f"{ADJUST}.TOO_RECENT_CONVERSION"
+            problem = Problem(code, "", "The conversion is too recent to adjust.")
         if problem is None and not validate_only:
             _apply_adjustment(target, adjustment, at)
         return problem
@@ -620,10 +663,9 @@ class GoogleAdsApiEmulator:
         if adjustment.order_id and pair is not None:
             code = "GCLID_DATE_TIME_PAIR_AND_ORDER_ID_BOTH_SET"
             return Problem(f"{ADJUST}.{code}", "order_id", "Use order_id or the gclid pair.")
-        match = _ACTION_NAME.fullmatch(action)
-        if not (match and match.group(1) in self.customers and int(match.group(2)) in self.actions):
-            code = f"{ADJUST}.NO_CONVERSION_ACTION_FOUND"
-            return Problem(code, "conversion_action", "The conversion action was not found.")
+        problem = _adjusted_action_problem(action, self.customers, self.actions)
+        if problem is not None:
+            return problem
         found = None
         if adjustment.order_id:
             found = self._by_order.get((action, adjustment.order_id))
@@ -834,6 +876,33 @@ def _click_result(conversion: Any) -> Any:
 # --------------------------------------------------------------------------- adjustments
 
 
+def _adjusted_action_problem(
+    resource_name: str, customers: dict[str, EmulatedCustomer], actions: dict[int, EmulatedAction]
+) -> Problem | None:
+    match = _ACTION_NAME.fullmatch(resource_name)
+    action = actions.get(int(match.group(2))) if match else None
+    if match is None or match.group(1) not in customers or action is None:
+        code = f"{ADJUST}.NO_CONVERSION_ACTION_FOUND"
+        return Problem(code, "conversion_action", "The conversion action was not found.")
+    if action.status == "REMOVED":
+        code = f"{ADJUST}.NO_CONVERSION_ACTION_FOUND"
+        return Problem(code, "conversion_action", "The conversion action was removed.")
+    if action.type not in ADJUSTABLE_TYPES:
+        code = f"{ADJUST}.INVALID_CONVERSION_ACTION_TYPE"
+        return Problem(code, "conversion_action", "This action type takes no adjustments.")
+    return None
+
+
+def _duplicate_adjustment(adjustment: Any, seen: set[tuple[str, str, str]]) -> Problem | None:
+    """Two adjustments of one conversion with one adjustment time in the same request."""
+    key = (adjustment.conversion_action, adjustment.order_id, adjustment.adjustment_date_time)
+    if adjustment.order_id and key in seen:
+        code = f"{ADJUST}.DUPLICATE_ADJUSTMENT_IN_REQUEST"
+        return Problem(code, "adjustment_date_time", "Duplicate adjustment time in request.")
+    seen.add(key)
+    return None
+
+
 def _adjustment_problem(target: StoredConversion, kind: str, at: datetime) -> Problem | None:
     def problem(code: str) -> Problem:
         return Problem(f"{ADJUST}.{code}", "", code.replace("_", " ").capitalize() + ".")
@@ -859,10 +928,14 @@ def _apply_adjustment(target: StoredConversion, adjustment: Any, at: datetime) -
     target.adjustments.append(kind)
     if kind == "RETRACTION":
         target.retracted = True
+        target.history.append(StoredAdjustment(kind, adjustment.adjustment_date_time))
         return
     target.restated_at = at
     target.value = adjustment.restatement_value.adjusted_value
     target.currency = adjustment.restatement_value.currency_code or target.currency
+    target.history.append(
+        StoredAdjustment(kind, adjustment.adjustment_date_time, target.value, target.currency)
+    )
 
 
 def _adjustment_result(adjustment: Any) -> Any:

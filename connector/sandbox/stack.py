@@ -9,15 +9,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from connector.sandbox.datamanager import DataManagerEmulator
 from connector.sandbox.ga4 import GA4Emulator
+from connector.sandbox.google_ads_api import (
+    DEVELOPER_TOKEN,
+    EmulatedAction,
+    EmulatedCustomer,
+    GoogleAdsApiEmulator,
+)
 from connector.sandbox.salesforce import SalesforceEmulator
 from connector.sandbox.tls import sandbox_ca, trust_test_ca_for_grpc
 from connector.settings import Settings
 
 OPERATING_ACCOUNT = "1234567890"
+ACCOUNT_TIME_ZONE = "Europe/Berlin"
+# The conversion actions of mappings/salesforce.yaml, as the Google Ads API emulator knows them.
+CONVERSION_ACTIONS = (
+    EmulatedAction(700000001, "Marketing qualified lead"),
+    EmulatedAction(700000002, "Sales qualified lead"),
+    EmulatedAction(700000003, "Opportunity"),
+    EmulatedAction(700000004, "Won deal"),
+)
 MEASUREMENT_ID = "G-DEMO000001"
 # Sandbox-only values: they unlock the local emulators and nothing else.
 SF_PASSWORD = "demo-password"  # noqa: S105
@@ -32,6 +46,7 @@ class Sandbox:
     salesforce: SalesforceEmulator = field(init=False)
     datamanager: DataManagerEmulator = field(init=False)
     ga4: GA4Emulator = field(init=False)
+    google_ads_api: GoogleAdsApiEmulator = field(init=False)
 
     def __post_init__(self) -> None:
         trust_test_ca_for_grpc()
@@ -43,11 +58,14 @@ class Sandbox:
         )
         self.datamanager = DataManagerEmulator()
         self.ga4 = GA4Emulator(measurement_id=MEASUREMENT_ID, api_secret=GA4_SECRET)
+        customer = EmulatedCustomer(OPERATING_ACCOUNT, time_zone=ACCOUNT_TIME_ZONE)
+        self.google_ads_api = GoogleAdsApiEmulator([customer], CONVERSION_ACTIONS)
 
     def __enter__(self) -> Sandbox:
         self.salesforce.start()
         self.datamanager.start()
         self.ga4.start()
+        self.google_ads_api.start()
         return self
 
     def __exit__(
@@ -56,10 +74,20 @@ class Sandbox:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for emulator in (self.salesforce, self.datamanager, self.ga4):
+        for emulator in (self.salesforce, self.datamanager, self.ga4, self.google_ads_api):
             emulator.stop()
 
-    def settings(self, state_url: str, mapping_path: Path, **extra: Any) -> Settings:
+    def settings(
+        self,
+        state_url: str,
+        mapping_path: Path,
+        *,
+        upload_api: Literal["datamanager", "ads_api"] = "datamanager",
+        **extra: Any,
+    ) -> Settings:
+        """Settings for these emulators; `upload_api="ads_api"` uploads through the Google Ads
+        API emulator (its endpoint and developer token are set either way: the account
+        checks read through it on both paths)."""
         ca = sandbox_ca().bundle_path
         values: dict[str, Any] = {
             "state_url": state_url,
@@ -79,6 +107,11 @@ class Sandbox:
                 "datamanager_ca_bundle": ca,
                 "anonymous_credentials": True,
                 "default_phone_region": "DE",
+                "upload_api": upload_api,
+                # gRPC reads its CA roots once per process: trust_test_ca_for_grpc() above.
+                "api_endpoint": self.google_ads_api.endpoint,
+                "api_ca_bundle": ca,
+                "developer_token": DEVELOPER_TOKEN,
             },
             "ga4": {
                 "measurement_id": MEASUREMENT_ID,

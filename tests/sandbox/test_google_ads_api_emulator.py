@@ -291,6 +291,49 @@ def test_restatement_and_retraction_by_order_id(emulator: GoogleAdsApiEmulator) 
     assert len(by_order) == 2
 
 
+def test_adjustment_rules_of_one_request_and_of_the_action(emulator: GoogleAdsApiEmulator) -> None:
+    upload(emulator, conversion("A"), conversion("B"))
+    emulator.mark_orders(too_recent=["B"])
+    at = "2026-11-21 10:00:00+00:00"
+    webpage = adjustment("A", at, "RETRACTION")
+    webpage.conversion_action = f"{ACTIONS}700000003"
+    removed = adjustment("A", at, "RETRACTION")
+    removed.conversion_action = f"{ACTIONS}700000004"
+    response = adjust(
+        emulator,
+        adjustment("A", at, value=2.0),
+        adjustment("A", at, value=3.0),  # same order, same time, same request
+        adjustment("B", at, value=4.0),
+        webpage,
+        removed,
+    )
+    assert row_errors(response) == {
+        1: "DUPLICATE_ADJUSTMENT_IN_REQUEST",
+        2: "TOO_RECENT_CONVERSION",
+        3: "CONVERSION_NOT_FOUND",  # a WEBPAGE action may be adjusted: it has no such order
+        4: "NO_CONVERSION_ACTION_FOUND",
+    }
+    stored = emulator.conversion("A")
+    assert stored is not None and stored.value == 2.0
+    assert [(h.kind, h.adjustment_date_time, h.value) for h in stored.history] == [
+        ("RESTATEMENT", at, 2.0)
+    ]
+    (request,) = emulator.adjustment_requests
+    assert len(request.conversion_adjustments) == 5
+
+
+def test_known_clicks_only_answers_click_not_found_for_unregistered_clicks(
+    emulator: GoogleAdsApiEmulator,
+) -> None:
+    emulator.known_clicks_only = True
+    try:
+        emulator.register_click("Cj0KCQiA-A-1234567890", datetime.now(UTC) - timedelta(days=20))
+        response = upload(emulator, conversion("A"), conversion("B"))
+    finally:
+        emulator.known_clicks_only = False
+    assert row_errors(response) == {1: "CLICK_NOT_FOUND"}
+
+
 # --------------------------------------------------------------------------- search
 
 
