@@ -184,3 +184,47 @@ def _info(action: Any) -> ConversionActionInfo:
         type=action.type_.name,
         status=action.status.name,
     )
+
+
+class ActionIds:
+    """Numeric conversion action ids for the mapping's targets, on either upload path.
+
+    Ids are taken as given; names are looked up once per run (a developer token
+    is needed for that: GoogleAdsService is part of the Google Ads API).
+    """
+
+    def __init__(
+        self,
+        settings: GoogleAdsSettings,
+        search_service: Callable[[], Any],
+        *,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._search_service = search_service
+        self._sleep = sleep
+        self._actions: ConversionActions | None = None
+
+    def ids(self, targets: Iterable[str]) -> tuple[dict[str, str], str | None]:
+        """(id by target for those known, why the names could not be looked up or None)."""
+        wanted = set(targets)
+        by_id = {t: t for t in wanted if t.isdigit()}
+        names = wanted - by_id.keys()
+        if not names:
+            return by_id, None
+        if self._settings.developer_token is None:
+            return by_id, (
+                "conversion actions named in the mapping are looked up with "
+                "CONNECTOR_GOOGLE_ADS__DEVELOPER_TOKEN: set it, or put their ids in the mapping"
+            )
+        try:
+            found = self._resolver().resolve(names)
+        except (RetryableError, GoogleAdsException, gexc.GoogleAPICallError) as exc:
+            return by_id, f"conversion action lookup failed: {describe(exc)}"
+        return by_id | {name: info.id for name, info in found.items()}, None
+
+    def _resolver(self) -> ConversionActions:
+        if self._actions is None:
+            customer = self._settings.operating_account_id
+            self._actions = ConversionActions(self._search_service(), customer, sleep=self._sleep)
+        return self._actions

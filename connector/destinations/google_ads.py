@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -105,6 +106,12 @@ class GoogleAdsDestination:
         )
         # The REST transport is a requests session: pin the CA bundle setting on it.
         pin_ca(self._client.transport._session, settings.datamanager_ca_bundle)  # type: ignore[attr-defined]
+        from connector.destinations.conversion_actions import ActionIds, ads_client
+
+        # Actions the mapping names (not ids) are looked up through the Google Ads API.
+        self._action_ids = ActionIds(
+            settings, lambda: ads_client(settings).get_service("GoogleAdsService"), sleep=sleep
+        )
 
     def close(self) -> None:
         self._client.transport.close()  # type: ignore[no-untyped-call]
@@ -127,13 +134,19 @@ class GoogleAdsDestination:
         ]
 
     def _check(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
+        """Outcomes for what cannot go, and the rest with their conversion action ids."""
         now = utcnow()
+        ids, lookup_error = self._action_ids.ids(d.target for d in batch)
         outcomes, valid = [], []
         for d in batch:
             if problem := event_problem(d, now):
                 outcomes.append(Outcome(d.id, REJECTED, reason=problem))
+            elif d.target not in ids and lookup_error:
+                outcomes.append(Outcome(d.id, PENDING, error=lookup_error))
+            elif d.target not in ids:
+                outcomes.append(Outcome(d.id, REJECTED, reason="unknown_conversion_action"))
             else:
-                valid.append(d)
+                valid.append(replace(d, target=ids[d.target]))
         return outcomes, valid
 
     def request_status(self, request_id: str) -> dm.RetrieveRequestStatusResponse:

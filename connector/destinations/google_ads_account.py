@@ -141,8 +141,8 @@ def account_checks(
         service = (client or ads_client(settings)).get_service("GoogleAdsService")
         try:
             account = read_account(service, customer, sleep=sleep)
-            actions = ConversionActions(service, customer, sleep=sleep).by_ids(
-                mapped_actions(mapping)
+            actions = _mapped_action_info(
+                ConversionActions(service, customer, sleep=sleep), mapping
             )
         finally:
             service.transport.close()
@@ -160,11 +160,20 @@ def account_checks(
 
 
 def mapped_actions(mapping: Mapping) -> set[str]:
-    """The conversion action ids the mapping sends to."""
+    """The conversion actions the mapping sends to (ids or names)."""
     rules = list(mapping.stages.values())
     if mapping.opportunity:
         rules += mapping.opportunity.stages.values()
     return {rule.google_ads.conversion_action for rule in rules if rule.google_ads}
+
+
+def _mapped_action_info(
+    actions: ConversionActions, mapping: Mapping
+) -> dict[str, ConversionActionInfo]:
+    """What Google knows of each mapped action, by the id or name the mapping gives."""
+    targets = mapped_actions(mapping)
+    ids = {t for t in targets if t.isdigit()}
+    return {**actions.by_ids(ids), **actions.resolve(targets - ids)}
 
 
 def sends_identifiers(mapping: Mapping) -> bool:

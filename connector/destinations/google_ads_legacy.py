@@ -43,7 +43,7 @@ from google.protobuf import json_format
 
 from connector.destinations.conversion_actions import (
     TRANSIENT_CODES,
-    ConversionActions,
+    ActionIds,
     ads_client,
     call_ads_api,
     describe,
@@ -136,7 +136,9 @@ class GoogleAdsApiDestination:
         self._client = client if client is not None else ads_client(settings)
         self._sleep = sleep
         self._services: dict[str, Any] = {}
-        self._actions: ConversionActions | None = None
+        self._action_ids = ActionIds(
+            settings, lambda: self._service("GoogleAdsService"), sleep=self._sleep
+        )
         self._zone: tzinfo | None = None
         self._adjusted: dict[tuple[str, str], datetime] = {}  # last adjustment time per order
 
@@ -192,23 +194,8 @@ class GoogleAdsApiDestination:
     def _action_names(self, batch: Sequence[Delivery]) -> tuple[dict[str, str], str | None]:
         """Resource names by target: ids directly, names through one lookup per run."""
         customer = self._settings.operating_account_id
-        targets = {d.target for d in batch}
-        by_id = {t: f"customers/{customer}/conversionActions/{t}" for t in targets if t.isdigit()}
-        names = targets - by_id.keys()
-        if not names:
-            return by_id, None
-        try:
-            found = self._resolver().resolve(names)
-        except (RetryableError, GoogleAdsException, gexc.GoogleAPICallError) as exc:
-            return by_id, f"conversion action lookup failed: {describe(exc)}"
-        return by_id | {name: info.resource_name for name, info in found.items()}, None
-
-    def _resolver(self) -> ConversionActions:
-        if self._actions is None:
-            service = self._service("GoogleAdsService")
-            customer = self._settings.operating_account_id
-            self._actions = ConversionActions(service, customer, sleep=self._sleep)
-        return self._actions
+        ids, error = self._action_ids.ids(d.target for d in batch)
+        return {t: f"customers/{customer}/conversionActions/{i}" for t, i in ids.items()}, error
 
     def _account_zone(self) -> tzinfo:
         """The account's time zone, read once per run (UTC if unreadable, logged)."""

@@ -102,8 +102,9 @@ class GoogleAdsTarget(_Strict):
     @field_validator("conversion_action")
     @classmethod
     def _action_id(cls, value: str) -> str:
-        if not value.isdigit():
-            raise ValueError("conversion_action must be the numeric conversion action id")
+        # An id, or a name looked up once per run (it goes into GAQL as an escaped literal).
+        if not value.strip() or len(value) > 256 or not value.isprintable():
+            raise ValueError("conversion_action must be the action's numeric id or its name")
         return value
 
 

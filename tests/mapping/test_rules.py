@@ -33,7 +33,7 @@ def test_field_names_that_could_inject_soql_are_refused(tmp_path: Path) -> None:
 def test_unknown_keys_and_bad_values_are_named(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "version: 1\nstages:\n  MQL: {stage: mql, google_ads: {conversion_action: abc}}\n"
+        "version: 1\nstages:\n  MQL: {stage: mql, google_ads: {conversion_action: '  '}}\n"
         "  SQL: {stage: sqll}\n",
     )
     with pytest.raises(ConfigError) as info:
