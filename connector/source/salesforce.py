@@ -139,8 +139,19 @@ class SalesforceSource:
             return
         for page in self._stream(q.opportunity_history_soql(self._mapping, since), backfill):
             leads = self._leads_for({str(r["OpportunityId"]) for r in page})
+            # A deal won and given its amount in one save has two rows of the same time: the
+            # stage row carries the amount already, the amount row is no restatement.
+            staged = {
+                (r["OpportunityId"], r["CreatedDate"])
+                for r in page
+                if r["Field"] != spec.amount_field
+            }
             for record in page:
                 self._advance(record["CreatedDate"])
+                if record["Field"] == spec.amount_field and (
+                    (record["OpportunityId"], record["CreatedDate"]) in staged
+                ):
+                    continue
                 if change := self._opportunity_history_change(record, leads):
                     yield change
         self._finish()

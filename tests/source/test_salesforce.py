@@ -164,3 +164,25 @@ def test_a_large_first_run_streams_through_bulk_api_with_the_same_result(
 
     cursor = Ledger.open(sqlite_url).cursor("salesforce.LeadHistory")
     assert cursor == NOW - timedelta(hours=60)
+
+
+def test_a_deal_won_and_priced_in_one_save_is_one_won_conversion(sqlite_url: str) -> None:
+    tables = journey()
+    same_second = at(5)
+    history = [
+        {"Id": f"01700000000900{i}AAA", "OpportunityId": OPP, "Field": field, "OldValue": old,
+         "NewValue": new, "CreatedDate": same_second, "IsDeleted": False}
+        # The amount row sorts first by Id: it must not be taken for a restatement.
+        for i, (field, old, new) in enumerate(
+            [("Amount", 1000.0, 30000.0), ("StageName", "Proposal", "Closed Won")]
+        )
+    ]  # fmt: skip
+    tables["OpportunityFieldHistory"] = history
+    with Sandbox(tables) as box:
+        sync(box.settings(sqlite_url, MAPPING), load_mapping(MAPPING), SyncOptions())
+        won = box.datamanager.conversions[("700000004", f"{LEAD}:won")]
+    assert won["conversion_value"] == 30000.0
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        stages = [r.stage for r in conn.execute(select(stage_changes.c.stage))]
+    assert stages.count("won") == 1
