@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from connector.destinations.google_ads import GoogleAdsDestination
 from connector.destinations.retry import RetryableError
 from connector.ledger.store import DELIVERED, PENDING, REJECTED, Delivery
-from connector.mapping.translate import StageChange
 from connector.sandbox.datamanager import (
     STATUS_PATH,
     DataManagerEmulator,
@@ -22,11 +20,11 @@ from connector.sandbox.datamanager import (
 )
 from connector.sandbox.tls import sandbox_ca
 from connector.settings import GoogleAdsSettings
+from tests.destinations import deliveries
+from tests.destinations.deliveries import NOW
 
 ACCOUNT = "1234567890"
 WON = "700000004"
-EMAIL_HASH = hashlib.sha256(b"jane.doe@example.com").hexdigest()
-NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
@@ -65,46 +63,16 @@ def make_destination(emulator: DataManagerEmulator, sleeps: list[float]) -> Goog
     return GoogleAdsDestination(settings, sleep=sleeps.append)
 
 
-def won(
-    n: int, *, value: float | None = 1000.0, at: datetime | None = None, **attributes: Any
-) -> Delivery:
-    changed_at = at or NOW - timedelta(days=2)
-    attrs: dict[str, Any] = {
-        "gclid": f"Cj0KCQiA-lead{n:04d}-abcdEFGH",
-        "email_sha256": EMAIL_HASH,
-        "consent_ad_user_data": True,
-        "consent_ad_personalization": True,
-    }
-    attrs.update(attributes)
-    change = StageChange(
-        lead_id=f"00Q{n:012d}",
-        crm_status="Closed Won",
-        stage="won",
-        changed_at=changed_at,
-        source_record_id=f"006{n:012d}",
-        lead_created_at=changed_at - timedelta(days=10),
-        attributes={k: v for k, v in attrs.items() if v is not None},
-    )
-    currency = "EUR" if value is not None else None
-    return Delivery(n, "google_ads", WON, value, currency, 0, change)
+def won(n: int, **kwargs: Any) -> Delivery:
+    return deliveries.won(n, target=WON, **kwargs)
 
 
 def restated(n: int, value: float) -> Delivery:
-    d = won(n, value=value, at=NOW - timedelta(hours=1), restatement=True)
-    return Delivery(100 + n, d.destination, d.target, value, "EUR", 0, d.change)
+    return deliveries.restated(n, value, target=WON)
 
 
 def retracted(n: int) -> Delivery:
-    change = StageChange(
-        lead_id=f"00Q{n:012d}",
-        crm_status="Negotiation",
-        stage="opportunity",
-        changed_at=NOW - timedelta(minutes=30),
-        source_record_id=f"006{n:012d}",
-        lead_created_at=NOW - timedelta(days=20),
-        attributes={"retracts": f"00Q{n:012d}:won", "gclid": f"Cj0KCQiA-lead{n:04d}-abcdEFGH"},
-    )
-    return Delivery(200 + n, "google_ads", WON, None, None, 0, change)
+    return deliveries.retracted(n, target=WON)
 
 
 def test_a_batch_goes_in_one_request_with_its_request_id(

@@ -21,7 +21,6 @@ from connector.destinations.google_ads_legacy import (
     conversion_date_time,
 )
 from connector.ledger.store import DELIVERED, PENDING, REJECTED, Delivery, Outcome
-from connector.mapping.translate import StageChange
 from connector.sandbox.google_ads_api import (
     DEVELOPER_TOKEN,
     EmulatedAction,
@@ -32,6 +31,8 @@ from connector.sandbox.google_ads_api import (
 )
 from connector.sandbox.tls import sandbox_ca
 from connector.settings import GoogleAdsSettings
+from tests.destinations import deliveries
+from tests.destinations.deliveries import EMAIL_HASH, NOW
 
 CUSTOMER = "1234567890"  # Europe/Berlin
 NEW_YORK = "5550001111"
@@ -39,9 +40,7 @@ NO_ZONE = "5550002222"  # a time zone this machine does not know
 BERLIN = ZoneInfo("Europe/Berlin")
 WON = "700000003"
 ODD_NAME = "Won 'big' deal \\ \"Q4\""
-EMAIL_HASH = hashlib.sha256(b"jane.doe@example.com").hexdigest()
 PHONE_HASH = hashlib.sha256(b"+4962153399982").hexdigest()
-NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
@@ -90,53 +89,18 @@ def destination(
     dest.close()
 
 
-def won(
-    n: int,
-    *,
-    target: str = WON,
-    value: float | None = 1000.0,
-    at: datetime | None = None,
-    **attributes: Any,
-) -> Delivery:
-    changed_at = at or NOW - timedelta(days=2)
-    attrs: dict[str, Any] = {
-        "gclid": f"Cj0KCQiA-lead{n:04d}-abcdEFGH",
-        "email_sha256": EMAIL_HASH,
-        "phone_sha256": PHONE_HASH,
-        "consent_ad_user_data": True,
-        "consent_ad_personalization": True,
-    }
-    attrs.update(attributes)
-    change = StageChange(
-        lead_id=f"00Q{n:012d}",
-        crm_status="Closed - Won",
-        stage="won",
-        changed_at=changed_at,
-        source_record_id=f"017{n:012d}",
-        lead_created_at=changed_at - timedelta(days=10),
-        attributes={k: v for k, v in attrs.items() if v is not None},
-    )
-    return Delivery(n, "google_ads", target, value, "EUR" if value is not None else None, 0, change)
+def won(n: int, *, target: str = WON, **kwargs: Any) -> Delivery:
+    return deliveries.won(n, target=target, **{"phone_sha256": PHONE_HASH, **kwargs})
 
 
 def restated(n: int, value: float, *, delivery_id: int | None = None) -> Delivery:
     """The won deal of lead `n` with a new amount: same order id, a RESTATEMENT."""
-    d = won(n, value=value, at=NOW - timedelta(hours=1), restatement=True)
-    return Delivery(delivery_id or 100 + n, d.destination, d.target, value, "EUR", 0, d.change)
+    return deliveries.restated(n, value, target=WON, delivery_id=delivery_id)
 
 
 def retracted(n: int, *, delivery_id: int | None = None) -> Delivery:
     """Lead `n`'s won deal reopened: a RETRACTION of its won conversion, no value."""
-    change = StageChange(
-        lead_id=f"00Q{n:012d}",
-        crm_status="Negotiation",
-        stage="opportunity",
-        changed_at=NOW - timedelta(minutes=30),
-        source_record_id=f"006{n:012d}",
-        lead_created_at=NOW - timedelta(days=20),
-        attributes={"retracts": f"00Q{n:012d}:won", "gclid": f"Cj0KCQiA-lead{n:04d}-abcdEFGH"},
-    )
-    return Delivery(delivery_id or 200 + n, "google_ads", WON, None, None, 0, change)
+    return deliveries.retracted(n, target=WON, delivery_id=delivery_id)
 
 
 def by_id(outcomes: list[Outcome]) -> dict[int, Outcome]:
