@@ -82,7 +82,8 @@ def test_every_google_ads_conversion_carries_its_lead_and_stage(
 ) -> None:
     run(settings_for(sandbox, sqlite_url))
     for (action, transaction_id), event in sandbox.datamanager.conversions.items():
-        lead_id, stage = transaction_id.split(":")
+        lead_id, stage, *opportunity = transaction_id.split(":")
+        assert bool(opportunity) == (stage == "won")  # opportunity stages: per opportunity
         assert lead_id.startswith("00Q")
         actions = {"mql": "700000001", "sql": "700000002", "opportunity": "700000003"}
         assert {**actions, "won": "700000004"}[stage] == action

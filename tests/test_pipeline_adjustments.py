@@ -111,7 +111,7 @@ def test_won_restated_reopened_and_a_retraction_with_nothing_to_retract(
     sandbox: Sandbox, state_url: str
 ) -> None:
     (deal, lead), (other_deal, other_lead) = open_deals(sandbox, 2)
-    key = (WON_ACTION, f"{lead}:won")
+    key = (WON_ACTION, f"{lead}:won:{deal}")
     won_at = NOW - timedelta(minutes=10)
 
     # Run 1: the deal is won once, with value, currency and the time it was won.
@@ -145,7 +145,7 @@ def test_won_restated_reopened_and_a_retraction_with_nothing_to_retract(
     conversion = sandbox.datamanager.conversions[key]
     assert conversion["conversion_value"] == 0.0
     assert [a["conversion_value"] for a in conversion["adjustments"]] == [7500.0, 0.0]
-    assert (WON_ACTION, f"{other_lead}:won") not in sandbox.datamanager.conversions
+    assert (WON_ACTION, f"{other_lead}:won:{other_deal}") not in sandbox.datamanager.conversions
     assert google_ads_rows(state_url, lead)[-3:] == [
         ("won", "delivered", None),
         ("won", "delivered", None),

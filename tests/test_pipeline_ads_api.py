@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, select
 from connector.destinations.google_ads_legacy import conversion_date_time
 from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
+from connector.mapping.translate import conversion_id
 from connector.pipeline import SyncOptions, sync
 from connector.sandbox.dataset import generate, sf_datetime
 from connector.sandbox.google_ads_api import StoredConversion
@@ -106,8 +107,8 @@ def _play(
         uploads_after_first=uploads,
         not_found_gclid=not_found,
         too_recent_gclid=too_recent,
-        restated_order=f"{lead_of[str(restated['Id'])]}:won",
-        retracted_order=f"{lead_of[str(retracted['Id'])]}:won",
+        restated_order=f"{lead_of[str(restated['Id'])]}:won:{restated['Id']}",
+        retracted_order=f"{lead_of[str(retracted['Id'])]}:won:{retracted['Id']}",
         log_text="\n".join(capture.lines),
     )
 
@@ -227,7 +228,7 @@ def test_every_eligible_won_deal_arrives_once_with_value_currency_and_account_ti
     orders = Counter(order for _, order in scenario.after_first)
     for d, c in sent:
         assert d["status"] == "delivered", (d["status"], d["reason"], d["last_error"])
-        order = f"{c['lead_id']}:won"
+        order = f"{c['lead_id']}:won:{c['attributes']['opportunity_id']}"
         assert orders[order] == 1  # exactly once, whatever was resent
         stored = scenario.after_first[(WON_ACTION, order)]
         assert (stored.value, stored.currency) == (d["value"], d["currency"])
@@ -240,7 +241,7 @@ def test_every_delivered_row_is_one_conversion_and_nothing_else_arrived(
 ) -> None:
     actions = f"customers/{OPERATING_ACCOUNT}/conversionActions/"
     delivered = {
-        (actions + d["target"], f"{c['lead_id']}:{c['stage']}")
+        (actions + d["target"], conversion_id(c["lead_id"], c["stage"], c["attributes"]))
         for d, c in google_rows(scenario.db)
         if d["status"] == "delivered" and not _adjusts(c)
     }

@@ -44,7 +44,7 @@ from connector.ledger.schema import (
     stage_changes,
     upload_requests,
 )
-from connector.mapping.translate import Mapped, StageChange
+from connector.mapping.translate import Mapped, StageChange, conversion_id
 from connector.source.salesforce import RecordState
 
 PENDING, DELIVERED, SKIPPED, REJECTED = "pending", "delivered", "skipped", "rejected"
@@ -374,7 +374,7 @@ class Ledger:
         with self.engine.connect() as conn:
             for start in range(0, len(lead_ids), 500):
                 query = (
-                    select(*columns)
+                    select(*columns, sc.attributes)
                     .join_from(deliveries, stage_changes, d.change_id == sc.id)
                     .where(sc.lead_id.in_(lead_ids[start : start + 500]))
                 )
@@ -446,12 +446,12 @@ def _remember_states(conn: Connection, changes: Sequence[StageChange]) -> None:
 
 
 def _adjusted_status(adjustment: Delivery, rows: Sequence[Any]) -> str | None:
-    lead_id, _, stage = adjustment.change.transaction_id.rpartition(":")
+    adjusted = adjustment.change.transaction_id
     statuses = {
         row.status
         for row in rows
         if row.id != adjustment.id
-        and (row.lead_id, row.stage) == (lead_id, stage)
+        and conversion_id(row.lead_id, row.stage, row.attributes) == adjusted
         and (row.destination, row.target) == (adjustment.destination, adjustment.target)
         and row.changed_at < adjustment.change.changed_at
     }

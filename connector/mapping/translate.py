@@ -102,9 +102,9 @@ class StageChange:
 
     @property
     def transaction_id(self) -> str:
-        # Deterministic per lead and stage: a resend is a duplicate Google dedups.
-        # A retraction names the conversion it takes back (the lead's "won").
-        return str(self.attributes.get("retracts") or f"{self.lead_id}:{self.stage}")
+        # A retraction names the conversion it takes back (its opportunity's "won").
+        retracts = self.attributes.get("retracts")
+        return str(retracts or conversion_id(self.lead_id, self.stage, self.attributes))
 
     @property
     def retraction(self) -> bool:
@@ -116,6 +116,17 @@ class StageChange:
 
 
 UNMAPPED = "unmapped"
+
+
+def conversion_id(lead_id: str, stage: str, attributes: dict[str, Any]) -> str:
+    """The conversion this change is: deterministic, so a resend is a duplicate Google dedups.
+
+    Per lead and stage, and per opportunity for opportunity stages: a lead whose
+    contact wins a second deal has two won conversions, not one restated.
+    """
+    opportunity = attributes.get("opportunity_id")
+    base = f"{lead_id}:{stage}"
+    return f"{base}:{opportunity}" if opportunity else base
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
     )
     targets = _targets(rule, crm, change, mapping) if rule else []
     if retraction := _retraction(rule, crm, change, mapping):
-        attributes["retracts"] = f"{crm.lead_id}:won"
+        attributes["retracts"] = f"{crm.lead_id}:won:{crm.opportunity_id}"
         targets = [t for t in targets if t.destination != GOOGLE_ADS] + [retraction]
     if "lead" in problems:  # no lead to credit, or it was deleted in the CRM
         targets = [replace(t, skip_reason=problems["lead"]) for t in targets]

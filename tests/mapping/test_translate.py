@@ -93,7 +93,7 @@ def test_a_won_deal_reopened_or_lost_retracts_its_google_ads_conversion() -> Non
         retraction = targets(mapped)[GOOGLE_ADS]
         assert retraction.name == "700000004" and retraction.value is None
         assert mapped.change.retraction
-        assert mapped.change.transaction_id == "00Q000000000001:won"
+        assert mapped.change.transaction_id == "00Q000000000001:won:006000000000001"
 
 
 def test_winning_or_restating_is_no_retraction() -> None:

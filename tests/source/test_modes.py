@@ -20,7 +20,6 @@ from connector.mapping.rules import load_mapping
 from connector.pipeline import SyncOptions, sync
 from connector.sandbox.dataset import sf_datetime
 from connector.sandbox.stack import Sandbox
-from connector.source.salesforce import parse_sf_datetime
 from connector.summary import RunSummary
 from tests.conftest import MAPPING
 
@@ -78,28 +77,33 @@ def rows(state_url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 class Journey:
-    """Moves one lead through the funnel, writing history rows as an org with tracking would."""
+    """Moves one lead through the funnel, writing history rows as an org with tracking would.
+
+    Each step is a minute after the last (ending before now), so no two changes share a
+    second: the emulator's clock would make that depend on how fast the test runs.
+    """
 
     def __init__(self, box: Sandbox) -> None:
         self.sf = box.salesforce
         self.modstamps: list[datetime] = []
+        self._clock = NOW - timedelta(hours=1)
 
     def lead_status(self, old: str, new: str, **extra: Any) -> None:
-        self.sf.update("Lead", LEAD, {"Status": new, **extra})
+        self._change("Lead", LEAD, {"Status": new, **extra})
         self._history("LeadHistory", "LeadId", LEAD, "Status", old, new)
-        self._stamp("Lead", LEAD)
 
     def opportunity(self, changes: dict[str, Any], field: str, old: Any, new: Any) -> None:
-        self.sf.update("Opportunity", OPP, changes)
+        self._change("Opportunity", OPP, changes)
         self._history("OpportunityFieldHistory", "OpportunityId", OPP, field, old, new)
-        self._stamp("Opportunity", OPP)
+
+    def _change(self, sobject: str, rid: str, changes: dict[str, Any]) -> None:
+        self._clock += timedelta(minutes=1)
+        self.sf.update(sobject, rid, {**changes, "SystemModstamp": sf_datetime(self._clock)})
+        self.modstamps.append(self._clock)
 
     def _history(self, sobject: str, ref: str, rid: str, field: str, old: Any, new: Any) -> None:
-        self.sf.insert(sobject, {ref: rid, "Field": field, "OldValue": old, "NewValue": new})
-
-    def _stamp(self, sobject: str, rid: str) -> None:
-        record = next(r for r in self.sf.records(sobject) if r["Id"] == rid)
-        self.modstamps.append(parse_sf_datetime(record["SystemModstamp"]))
+        row = {ref: rid, "Field": field, "OldValue": old, "NewValue": new}
+        self.sf.insert(sobject, {**row, "CreatedDate": sf_datetime(self._clock)})
 
 
 def test_snapshot_mode_sees_the_same_journey_as_history_mode(
@@ -119,10 +123,9 @@ def test_snapshot_mode_sees_the_same_journey_as_history_mode(
     both()
     journey.lead_status("MQL", "SQL")
     both()
-    sandbox.salesforce.insert(
-        "Opportunity",
-        {"Id": OPP, "StageName": "Proposal", "Amount": 1000.0, "CurrencyIsoCode": "GBP"},
-    )
+    proposal = {"StageName": "Proposal", "Amount": 1000.0, "CurrencyIsoCode": "GBP"}
+    stamp = sf_datetime(NOW - timedelta(hours=1, seconds=30))
+    sandbox.salesforce.insert("Opportunity", {"Id": OPP, **proposal, "SystemModstamp": stamp})
     journey.lead_status("SQL", "Closed - Converted", IsConverted=True, ConvertedOpportunityId=OPP)
     both()
     won = {"StageName": "Closed Won", "IsWon": True, "IsClosed": True, "Amount": 30000.0}
@@ -208,7 +211,7 @@ def test_an_opportunity_created_from_a_contact_belongs_to_the_lead_of_its_primar
     with Sandbox(tables) as box:
         url = f"sqlite:///{tmp_path / 'state.db'}"
         run(box, url, MAPPING)
-        won = box.datamanager.conversions[(WON_ACTION, f"{LEAD}:won")]
+        won = box.datamanager.conversions[(WON_ACTION, f"{LEAD}:won:{CONTACT_OPP}")]
     assert won["conversion_value"] == 900.0
     changes, _ = rows(url)
     assert [(c["lead_id"], c["stage"], c["problems"]) for c in changes] == [(LEAD, "won", {})]
@@ -270,3 +273,36 @@ def test_check_online_tells_which_read_mode_works(sandbox: Sandbox, tmp_path: Pa
     snapshot = snapshot_mapping(tmp_path)
     checks = online_checks(sandbox.settings(url, snapshot), load_mapping(snapshot))
     assert {c.name: c.ok for c in checks}["salesforce Opportunity snapshot mode"]
+
+
+def test_a_second_deal_won_through_the_same_contact_is_a_second_conversion(
+    tmp_path: Path,
+) -> None:
+    converted = lead(
+        LEAD,
+        "Closed - Converted",
+        IsConverted=True,
+        ConvertedOpportunityId=OPP,
+        ConvertedContactId=CONTACT,
+    )
+    won = {"StageName": "Closed Won", "IsWon": True}
+    tables = {
+        "Lead": [converted],
+        "Opportunity": [
+            {"Id": OPP, **won, "Amount": 500.0},
+            {"Id": CONTACT_OPP, **won, "Amount": 900.0},
+        ],
+        "OpportunityContactRole": [
+            {"OpportunityId": CONTACT_OPP, "ContactId": CONTACT, "IsPrimary": True}
+        ],
+        "OpportunityFieldHistory": [
+            {"OpportunityId": opp, "Field": "StageName", "OldValue": "Proposal",
+             "NewValue": "Closed Won", "CreatedDate": sf_datetime(NOW - timedelta(hours=h))}
+            for opp, h in ((OPP, 4), (CONTACT_OPP, 2))
+        ],
+    }  # fmt: skip
+    with Sandbox(tables) as box:
+        run(box, f"sqlite:///{tmp_path / 'state.db'}", MAPPING)
+        conversions = box.datamanager.conversions
+    assert conversions[(WON_ACTION, f"{LEAD}:won:{OPP}")]["conversion_value"] == 500.0
+    assert conversions[(WON_ACTION, f"{LEAD}:won:{CONTACT_OPP}")]["conversion_value"] == 900.0

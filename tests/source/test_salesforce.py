@@ -118,7 +118,7 @@ def test_the_whole_journey_arrives_under_one_lead_id(sandbox: Sandbox, sqlite_ur
     ]
     # Won with the opportunity's amount and currency, then restated: an adjustment, not a
     # second conversion.
-    won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won")]
+    won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won:{OPP}")]
     assert won["conversion_value"] == 30000.0 and won["currency"] == "GBP"
     assert sandbox.datamanager.adjustments == 1
     assert len(sandbox.datamanager.conversions) == 4
@@ -157,7 +157,7 @@ def test_a_large_first_run_streams_through_bulk_api_with_the_same_result(
     assert sandbox.salesforce.query_calls["LeadHistory"] == 1
     assert sandbox.salesforce.bulk_calls["LeadHistory"] >= 3  # create, poll, results
     assert sandbox.salesforce.bulk_calls["OpportunityFieldHistory"] >= 3
-    won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won")]
+    won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won:{OPP}")]
     assert won["conversion_value"] == 30000.0
     # The bookmark moved to the newest change only once the whole job was read.
     from connector.ledger.store import Ledger
@@ -180,7 +180,7 @@ def test_a_deal_won_and_priced_in_one_save_is_one_won_conversion(sqlite_url: str
     tables["OpportunityFieldHistory"] = history
     with Sandbox(tables) as box:
         sync(box.settings(sqlite_url, MAPPING), load_mapping(MAPPING), SyncOptions())
-        won = box.datamanager.conversions[("700000004", f"{LEAD}:won")]
+        won = box.datamanager.conversions[("700000004", f"{LEAD}:won:{OPP}")]
     assert won["conversion_value"] == 30000.0
     engine = create_engine(sqlite_url)
     with engine.connect() as conn:
