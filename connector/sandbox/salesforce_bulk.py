@@ -43,21 +43,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.sandbox.dataset import sf_datetime, sf_id
-from connector.sandbox.salesforce import (
-    NEWEST_VERSION,
+from connector.sandbox.salesforce import NEWEST_VERSION, _not_found, _sf_error
+from connector.sandbox.server import Request, Response
+from connector.sandbox.soql import (
+    FieldPath,
+    OrgStore,
+    Query,
     Record,
     SoqlError,
-    _not_found,
-    _Path,
-    _Query,
-    _sf_error,
-    _Step,
-    _Store,
-    _tokenize,
+    Step,
     parse_soql,
     select_rows,
+    tokenize,
 )
-from connector.sandbox.server import Request, Response
 
 BULK_QUERY_SINCE = 47  # query jobs exist from API v47.0
 _JOBS_KEPT = 64  # oldest job dropped beyond this: a long-running demo server stays bounded
@@ -84,7 +82,7 @@ class _Job:
     line_ending: str
     created: str
     header: list[str]
-    paths: list[_Path]
+    paths: list[FieldPath]
     rows: list[Record]  # the matching store records themselves, in result order
     state: str = "UploadComplete"
     polls: int = 0
@@ -113,7 +111,7 @@ class BulkQueryJobs:
         """Bulk query HTTP calls (create, status, results, abort, delete) per object (a copy)."""
         return dict(self._calls)
 
-    def serve(self, store: _Store, request: Request, major: int, rest: str) -> Response:
+    def serve(self, store: OrgStore, request: Request, major: int, rest: str) -> Response:
         """Answer one request under `/services/data/vNN.0/jobs/query`."""
         if not BULK_QUERY_SINCE <= major <= NEWEST_VERSION:
             return _not_found()
@@ -132,7 +130,7 @@ class BulkQueryJobs:
         self._calls[job.sobject] = self._calls.get(job.sobject, 0) + 1
         return self._on_job(store, request, job, results is not None)
 
-    def _on_job(self, store: _Store, request: Request, job: _Job, results: bool) -> Response:
+    def _on_job(self, store: OrgStore, request: Request, job: _Job, results: bool) -> Response:
         if results:
             if request.method != "GET":
                 return _not_found()
@@ -148,7 +146,7 @@ class BulkQueryJobs:
         return _not_found()
 
     # job creation
-    def _create(self, store: _Store, request: Request, version: str) -> Response:
+    def _create(self, store: OrgStore, request: Request, version: str) -> Response:
         try:
             body = request.json()
         except ValueError:
@@ -168,7 +166,7 @@ class BulkQueryJobs:
             self._jobs.popitem(last=False)
         return Response(200, self._info(job, detailed=False))
 
-    def _plan(self, store: _Store, soql: str, body: dict[str, Any], version: str) -> _Job:
+    def _plan(self, store: OrgStore, soql: str, body: dict[str, Any], version: str) -> _Job:
         """Parse, check and evaluate the query; the result keeps record references only."""
         query = parse_soql(soql)
         counted = store.object_name(query.sobject) or query.sobject
@@ -246,7 +244,7 @@ class BulkQueryJobs:
         return info
 
     # results
-    def _results(self, store: _Store, request: Request, job: _Job) -> Response:
+    def _results(self, store: OrgStore, request: Request, job: _Job) -> Response:
         if job.state != "JobComplete":
             current = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", job.state).upper()
             detail = (
@@ -283,24 +281,24 @@ def _bad_options(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _check_bulk_limits(query: _Query, soql: str) -> None:
+def _check_bulk_limits(query: Query, soql: str) -> None:
     """Refuse what Bulk API 2.0 refuses and the REST query endpoint allows."""
     # The parser reads OFFSET into `query.offset`, where an explicit OFFSET 0 would not show.
-    if any(t.kind == "ident" and t.text.upper() == "OFFSET" for t in _tokenize(soql)):
+    if any(t.kind == "ident" and t.text.upper() == "OFFSET" for t in tokenize(soql)):
         raise SoqlError("API_ERROR", "OFFSET not supported in Bulk Query")
     if query.count_only:
         detail = "Aggregate functions such as COUNT() not supported in Bulk Query"
         raise SoqlError("API_ERROR", detail)
 
 
-def _column(path: _Path) -> str:
+def _column(path: FieldPath) -> str:
     return ".".join([*(step.relationship for step in path.steps), path.field])
 
 
 # --------------------------------------------------------------------------- CSV pages
 
 
-def _csv_page(store: _Store, job: _Job, start: int, end: int) -> bytes:
+def _csv_page(store: OrgStore, job: _Job, start: int, end: int) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(
         buffer,
@@ -320,7 +318,7 @@ def _csv_page(store: _Store, job: _Job, start: int, end: int) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _follow(store: _Store, record: Record, steps: tuple[_Step, ...]) -> Record | None:
+def _follow(store: OrgStore, record: Record, steps: tuple[Step, ...]) -> Record | None:
     current: Record | None = record
     for step in steps:
         current = store.parent(current, step) if current is not None else None
