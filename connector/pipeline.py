@@ -13,7 +13,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from itertools import islice
 from pathlib import Path
@@ -290,7 +290,7 @@ class _Run:
         self.ledger.settle(nothing)
         tally.add_outcomes(nothing)
         held = {d.id for d in adjustments if adjusted[d.id] != DELIVERED}
-        return [d for d in wave if d.id not in held]
+        return _with_retractions(self.ledger, [d for d in wave if d.id not in held])
 
     def _progress(self, phase: str, done: int) -> None:
         if self.options.progress:
@@ -322,6 +322,15 @@ class _DryRun(_Run):
         if self.options.payloads_path:
             _write_json(self.options.payloads_path, payloads)
             self.summary.payloads_file = str(self.options.payloads_path)
+
+
+def _with_retractions(ledger: Ledger, wave: list[Delivery]) -> list[Delivery]:
+    """Opportunity conversions, each with how often it was retracted before (a new life each)."""
+    deals = [
+        d for d in wave if d.destination == GOOGLE_ADS and d.change.attributes.get("opportunity_id")
+    ]
+    counts = {i: n for i, n in ledger.retracted_before(deals).items() if n}
+    return [replace(d, retracted_before=counts[d.id]) if d.id in counts else d for d in wave]
 
 
 def _would_deliver(

@@ -342,3 +342,51 @@ def test_no_clear_text_email_or_phone_reaches_google_the_ledger_or_the_logs(
         if u.hashed_email
     ]
     assert hashed and all(len(h) == 64 for h in hashed)  # the test looked at real identifiers
+
+
+@pytest.mark.parametrize("upload_api", ["ads_api", "datamanager"])
+def test_a_deal_won_again_after_a_retraction_counts_again(tmp_path: Path, upload_api: str) -> None:
+    """Legacy: a retracted conversion is dead, so the new win is a new order id. Data Manager:
+    the same transaction id is restated from 0 back to the deal's value."""
+    lead_id, opp_id = "00Q000000000001AAA", "006000000000001AAA"
+    lead = {
+        "Id": lead_id,
+        "CreatedDate": sf_datetime(NOW - timedelta(days=5)),
+        "Status": "Closed - Converted",
+        "IsConverted": True,
+        "ConvertedOpportunityId": opp_id,
+        "GCLID__c": "Cj0KCQiA-wonAgain_1234567890",
+        "Consent_Ad_User_Data__c": "Granted",
+        "CurrencyIsoCode": "EUR",
+    }
+    opp = {"Id": opp_id, "StageName": "Proposal", "Amount": 800.0, "CurrencyIsoCode": "EUR"}
+    clock = iter(NOW - timedelta(hours=4) + timedelta(minutes=m) for m in range(10))
+
+    def stage(box: Sandbox, old: str, new: str, **changes: Any) -> None:
+        row = {"OpportunityId": opp_id, "Field": "StageName", "OldValue": old, "NewValue": new}
+        box.salesforce.insert(
+            "OpportunityFieldHistory", {**row, "CreatedDate": sf_datetime(next(clock))}
+        )
+        box.salesforce.update("Opportunity", opp_id, {"StageName": new, **changes})
+
+    with Sandbox({"Lead": [lead], "Opportunity": [opp]}) as box:
+        settings = box.settings(
+            f"sqlite:///{tmp_path / 'state.db'}", MAPPING, upload_api=upload_api
+        )
+        mapping = load_mapping(MAPPING)
+        stage(box, "Proposal", "Closed Won", IsWon=True)
+        sync(settings, mapping, SyncOptions())
+        stage(box, "Closed Won", "Negotiation", IsWon=False)
+        sync(settings, mapping, SyncOptions())
+        stage(box, "Negotiation", "Closed Won", IsWon=True, Amount=950.0)
+        sync(settings, mapping, SyncOptions())
+        first_life = box.google_ads_api.conversion(f"{lead_id}:won:{opp_id}")
+        second_life = box.google_ads_api.conversion(f"{lead_id}:won:{opp_id}:1")
+        restated = box.datamanager.conversions.get(("700000004", f"{lead_id}:won:{opp_id}"))
+    if upload_api == "datamanager":
+        assert restated is not None and restated["conversion_value"] == 950.0
+        assert [a["conversion_value"] for a in restated["adjustments"]] == [0.0, 950.0]
+        return
+    assert first_life is not None and first_life.retracted
+    assert second_life is not None and not second_life.retracted
+    assert second_life.value == 950.0

@@ -102,7 +102,17 @@ class _Row:
     @property
     def key(self) -> tuple[str, str]:
         """Google's identity of the conversion: action and order id."""
-        return self.action, self.delivery.change.transaction_id
+        return self.action, order_id(self.delivery)
+
+
+def order_id(d: Delivery) -> str:
+    """The transaction id; a deal won again after a retraction is a new conversion here.
+
+    A retracted conversion cannot be restored through this API, so each new life of
+    it (and its restatements and retraction) gets the transaction id plus a count.
+    """
+    base = d.change.transaction_id
+    return f"{base}:{d.retracted_before}" if d.retracted_before else base
 
 
 def kind_of(d: Delivery) -> str:
@@ -343,7 +353,7 @@ def _conversion(row: _Row, zone: tzinfo) -> Any:
     conversion = ClickConversion(
         conversion_action=row.action,
         conversion_date_time=conversion_date_time(d.change.changed_at, zone),
-        order_id=d.change.transaction_id,
+        order_id=order_id(d),
         user_identifiers=[
             UserIdentifier(**{_IDENTIFIER_FIELD[kind]: digest})
             for kind, digest in hashed_identifiers(attrs).items()
@@ -365,7 +375,7 @@ def _adjustment(row: _Row, at: str) -> Any:
     d = row.delivery
     adjustment = ConversionAdjustment(
         conversion_action=row.action,
-        order_id=d.change.transaction_id,  # never with a gclid pair: Google takes one or other
+        order_id=order_id(d),  # never with a gclid pair: Google takes one or the other
         adjustment_date_time=at,
         adjustment_type=row.kind,
     )

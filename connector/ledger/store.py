@@ -66,6 +66,9 @@ class Delivery:
     currency: str | None
     attempts: int
     change: StageChange
+    # How often Google was told to retract this conversion before (delivered retractions):
+    # a conversion retracted on the legacy path is dead, so a deal won again needs a new id.
+    retracted_before: int = 0
 
 
 @dataclass
@@ -367,10 +370,30 @@ class Ledger:
         id names ("won"), sent to the same destination and target: DELIVERED if
         one went, PENDING if one still may, None if none ever will.
         """
+        earlier = self._deliveries_of_leads({a.change.lead_id for a in batch})
+        return {a.id: _adjusted_status(a, earlier) for a in batch}
+
+    def retracted_before(self, batch: Sequence[Delivery]) -> dict[int, int]:
+        """For each delivery, how many retractions of its conversion were delivered earlier."""
+        earlier = self._deliveries_of_leads({d.change.lead_id for d in batch})
+        return {
+            d.id: sum(
+                1
+                for row in earlier
+                if row.status == DELIVERED
+                and (row.attributes or {}).get("retracts") == d.change.transaction_id
+                and (row.destination, row.target) == (d.destination, d.target)
+                and row.changed_at < d.change.changed_at
+            )
+            for d in batch
+        }
+
+    def _deliveries_of_leads(self, leads: set[str]) -> list[Any]:
+        """Every delivery row of these leads, with its change's stage, time and attributes."""
         d, sc = deliveries.c, stage_changes.c
         columns = (d.id, d.status, d.destination, d.target, sc.lead_id, sc.stage, sc.changed_at)
-        lead_ids = sorted({a.change.lead_id for a in batch})
-        earlier: list[Any] = []
+        lead_ids = sorted(leads)
+        found: list[Any] = []
         with self.engine.connect() as conn:
             for start in range(0, len(lead_ids), 500):
                 query = (
@@ -378,8 +401,8 @@ class Ledger:
                     .join_from(deliveries, stage_changes, d.change_id == sc.id)
                     .where(sc.lead_id.in_(lead_ids[start : start + 500]))
                 )
-                earlier.extend(conn.execute(query))
-        return {a.id: _adjusted_status(a, earlier) for a in batch}
+                found.extend(conn.execute(query))
+        return found
 
     # internals ------------------------------------------------------------------
 
