@@ -20,15 +20,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs
 
 from pydantic import SecretStr
 
 from connector.sandbox.dataset import sf_datetime, sf_id
 from connector.sandbox.faults import FaultQueue
-from connector.sandbox.server import EmulatorServer, Request, Response
+from connector.sandbox.server import EmulatorServer, Request, Response, ServedEmulator
 from connector.sandbox.soql import (
     KEY_PREFIXES,
     Compiler,
@@ -98,7 +97,7 @@ class _Cursor:
 # --------------------------------------------------------------------------- the emulator
 
 
-class SalesforceEmulator:
+class SalesforceEmulator(ServedEmulator):
     """Salesforce REST over HTTPS on loopback, for simple_salesforce and the connector.
 
     `data` maps object names ("Lead", "LeadHistory", ...) to records in REST
@@ -136,30 +135,8 @@ class SalesforceEmulator:
         from connector.sandbox.salesforce_bulk import BulkQueryJobs
 
         self.bulk_jobs = BulkQueryJobs(self._user_id)  # Bulk API 2.0 query jobs
-        self._server: EmulatorServer | None = None
+        self._server = EmulatorServer(self._handle)
         self.tracked_fields = {k: set(v) for k, v in TRACKED_FIELDS.items()}
-
-    # lifecycle
-    def start(self) -> Self:
-        if self._server is None:
-            self._server = EmulatorServer(self._handle).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Back to the constructor's data, limits and counters; tokens and faults are dropped.
@@ -177,13 +154,6 @@ class SalesforceEmulator:
             self.bulk_jobs.clear()
             self._cursors.clear()
             self.tracked_fields = {k: set(v) for k, v in TRACKED_FIELDS.items()}
-
-    @property
-    def url(self) -> str:
-        """Base URL: the login URL and the instance_url alike."""
-        if self._server is None:
-            raise RuntimeError("SalesforceEmulator is not started")
-        return self._server.base_url
 
     def login_settings(self) -> SalesforceSettings:
         """Connector settings that log in to this emulator (password grant, test CA)."""
