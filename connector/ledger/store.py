@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -371,7 +372,7 @@ class Ledger:
         one went, PENDING if one still may, None if none ever will.
         """
         earlier = self._deliveries_of_leads({a.change.lead_id for a in batch})
-        return {a.id: _adjusted_status(a, earlier) for a in batch}
+        return {a.id: _adjusted_status(a, earlier[a.change.lead_id]) for a in batch}
 
     def retracted_before(self, batch: Sequence[Delivery]) -> dict[int, int]:
         """For each delivery, how many retractions of its conversion were delivered earlier."""
@@ -379,7 +380,7 @@ class Ledger:
         return {
             d.id: sum(
                 1
-                for row in earlier
+                for row in earlier[d.change.lead_id]
                 if row.status == DELIVERED
                 and (row.attributes or {}).get("retracts") == d.change.transaction_id
                 and (row.destination, row.target) == (d.destination, d.target)
@@ -388,12 +389,12 @@ class Ledger:
             for d in batch
         }
 
-    def _deliveries_of_leads(self, leads: set[str]) -> list[Any]:
-        """Every delivery row of these leads, with its change's stage, time and attributes."""
+    def _deliveries_of_leads(self, leads: set[str]) -> dict[str, list[Any]]:
+        """Every delivery row of these leads, by lead, with its change's stage, time, attributes."""
         d, sc = deliveries.c, stage_changes.c
         columns = (d.id, d.status, d.destination, d.target, sc.lead_id, sc.stage, sc.changed_at)
         lead_ids = sorted(leads)
-        found: list[Any] = []
+        found: dict[str, list[Any]] = {lead: [] for lead in lead_ids}
         with self.engine.connect() as conn:
             for start in range(0, len(lead_ids), 500):
                 query = (
@@ -401,7 +402,8 @@ class Ledger:
                     .join_from(deliveries, stage_changes, d.change_id == sc.id)
                     .where(sc.lead_id.in_(lead_ids[start : start + 500]))
                 )
-                found.extend(conn.execute(query))
+                for row in conn.execute(query):
+                    found[row.lead_id].append(row)
         return found
 
     # internals ------------------------------------------------------------------
@@ -447,25 +449,51 @@ class Ledger:
 
 
 def _remember_states(conn: Connection, changes: Sequence[StageChange]) -> None:
-    """Keep each record's newest status (and won amount) in `record_states`."""
+    """Keep each record's newest status (and won amount) in `record_states`.
+
+    One lookup per 500 records and one batched insert and update per chunk of changes:
+    a backfill records hundreds of thousands of them.
+    """
     newest: dict[tuple[str, str], StageChange] = {}
     for change in changes:
         key = change.crm_record
         if key and (key not in newest or change.changed_at >= newest[key].changed_at):
             newest[key] = change
+    seen = _seen_at(conn, list(newest))
+    fresh, known = [], []
     for (sobject, record_id), change in newest.items():
-        where = (record_states.c.object == sobject) & (record_states.c.record_id == record_id)
-        seen = conn.execute(select(record_states.c.seen_at).where(where)).scalar()
         values = {
             "status": change.crm_status,
             "amount": change.attributes.get("amount"),
             "seen_at": change.changed_at,
         }
-        if seen is None:
-            row = {"object": sobject, "record_id": record_id, **values}
-            conn.execute(insert(record_states).values(**row))
-        elif change.changed_at >= seen:
-            conn.execute(update(record_states).where(where).values(**values))
+        if (sobject, record_id) not in seen:
+            fresh.append({"object": sobject, "record_id": record_id, **values})
+        elif change.changed_at >= seen[(sobject, record_id)]:
+            known.append({"o": sobject, "r": record_id, **values})
+    if fresh:
+        conn.execute(insert(record_states), fresh)
+    if known:
+        c = record_states.c
+        stmt = (
+            update(record_states)
+            .where(c.object == bindparam("o"), c.record_id == bindparam("r"))
+            .values({name: bindparam(name) for name in ("status", "amount", "seen_at")})
+        )
+        conn.execute(stmt, known)
+
+
+def _seen_at(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
+    c = record_states.c
+    found: dict[tuple[str, str], datetime] = {}
+    for sobject in {k[0] for k in keys}:
+        ids = [k[1] for k in keys if k[0] == sobject]
+        for start in range(0, len(ids), 500):
+            query = select(c.record_id, c.seen_at).where(
+                c.object == sobject, c.record_id.in_(ids[start : start + 500])
+            )
+            found.update(((sobject, r.record_id), r.seen_at) for r in conn.execute(query))
+    return found
 
 
 def _adjusted_status(adjustment: Delivery, rows: Sequence[Any]) -> str | None:
