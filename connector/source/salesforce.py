@@ -14,7 +14,7 @@ with more rows than `bulk_threshold` streams them through Bulk API 2.0 instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -196,7 +196,7 @@ class SalesforceSource:
                     old = last.status if last else None
                     opp_id = str(record["Id"])
                     yield self._opportunity_change(
-                        record, leads.get(opp_id), (old, stage), at, opp_id, restated
+                        record, leads.get(opp_id), (old, stage), at, (opp_id, opp_id), restated
                     )
         self._finish()
 
@@ -243,10 +243,9 @@ class SalesforceSource:
             statuses = (record.get("OldValue"), str(record.get("NewValue") or ""))
         opp_id = str(record["OpportunityId"])
         at = parse_sf_datetime(record["CreatedDate"])
-        change = self._opportunity_change(
-            opportunity, leads.get(opp_id), statuses, at, opp_id, restatement
+        return self._opportunity_change(
+            opportunity, leads.get(opp_id), statuses, at, (opp_id, str(record["Id"])), restatement
         )
-        return _with_record_id(change, str(record["Id"]))
 
     def _opportunity_change(
         self,
@@ -254,13 +253,14 @@ class SalesforceSource:
         lead: dict[str, Any] | None,
         statuses: tuple[str | None, str],
         at: datetime,
-        opp_id: str,
+        ids: tuple[str, str],  # the opportunity's, and the history row's (or again its own)
         restatement: bool,
     ) -> CrmChange:
         spec = self._mapping.opportunity
         assert spec is not None
+        opp_id, record_id = ids
         base = self._lead_change(
-            str(lead["Id"]) if lead else opp_id, lead or {}, statuses, at, opp_id
+            str(lead["Id"]) if lead else opp_id, lead or {}, statuses, at, record_id
         )
         values = {
             **base.lead,
@@ -268,13 +268,8 @@ class SalesforceSource:
         }
         if spec.currency_field and opportunity.get(spec.currency_field):
             values["currency"] = opportunity[spec.currency_field]
-        return CrmChange(
-            record_id=opp_id,
-            lead_id=base.lead_id,
-            old_status=statuses[0],
-            new_status=statuses[1],
-            changed_at=at,
-            lead_created_at=base.lead_created_at,
+        return replace(
+            base,
             lead=values,
             opportunity_id=opp_id,
             restatement=restatement,
@@ -403,12 +398,6 @@ class SalesforceSource:
         except SalesforceError as exc:
             raise _source_error(exc) from None
         return result
-
-
-def _with_record_id(change: CrmChange, record_id: str) -> CrmChange:
-    from dataclasses import replace
-
-    return replace(change, record_id=record_id)
 
 
 def _number(value: object) -> float | None:
