@@ -267,17 +267,15 @@ class _Run:
         return waves
 
     def _adjustable(self, wave: list[Delivery], tally: DestinationTally) -> list[Delivery]:
-        """The wave less the adjustments Google could not apply yet (or ever: skipped).
+        """The wave less the adjustments Google could not apply yet (or ever: skipped),
+        each conversion with how often it was retracted before (a new life each).
 
         Shared by both Google Ads upload paths: a retraction or restatement only
         goes once the conversion it adjusts was delivered.
         """
-        adjustments = [
-            d
-            for d in wave
-            if d.destination == GOOGLE_ADS and (d.change.retraction or d.change.restatement)
-        ]
-        adjusted = self.ledger.adjusted_status(adjustments)
+        deals = [d for d in wave if d.destination == GOOGLE_ADS and _is_deal(d)]
+        history = self.ledger.conversion_history(deals)
+        adjustments = [d for d in deals if d.change.retraction or d.change.restatement]
         nothing = [
             Outcome(
                 d.id,
@@ -285,12 +283,16 @@ class _Run:
                 reason=_NOTHING_TO_RETRACT if d.change.retraction else _NOTHING_TO_RESTATE,
             )
             for d in adjustments
-            if adjusted[d.id] is None
+            if history[d.id].adjusted is None
         ]
         self.ledger.settle(nothing)
         tally.add_outcomes(nothing)
-        held = {d.id for d in adjustments if adjusted[d.id] != DELIVERED}
-        return _with_retractions(self.ledger, [d for d in wave if d.id not in held])
+        held = {d.id for d in adjustments if history[d.id].adjusted != DELIVERED}
+        return [
+            replace(d, retracted_before=history[d.id].retractions) if d.id in history else d
+            for d in wave
+            if d.id not in held
+        ]
 
     def _progress(self, phase: str, done: int) -> None:
         if self.options.progress:
@@ -324,13 +326,9 @@ class _DryRun(_Run):
             self.summary.payloads_file = str(self.options.payloads_path)
 
 
-def _with_retractions(ledger: Ledger, wave: list[Delivery]) -> list[Delivery]:
-    """Opportunity conversions, each with how often it was retracted before (a new life each)."""
-    deals = [
-        d for d in wave if d.destination == GOOGLE_ADS and d.change.attributes.get("opportunity_id")
-    ]
-    counts = {i: n for i, n in ledger.retracted_before(deals).items() if n}
-    return [replace(d, retracted_before=counts[d.id]) if d.id in counts else d for d in wave]
+def _is_deal(d: Delivery) -> bool:
+    change = d.change
+    return bool(change.attributes.get("opportunity_id") or change.retraction or change.restatement)
 
 
 def _would_deliver(

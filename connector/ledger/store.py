@@ -85,6 +85,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class ConversionHistory:
+    """The ledger's view of one conversion, as of a delivery's change time."""
+
+    # The conversion's own delivery status, for an adjustment of it: DELIVERED if one
+    # went, PENDING if one still may, None if none ever will.
+    adjusted: str | None
+    retractions: int  # delivered retractions of it: each win after one is a new life
+
+
+@dataclass(frozen=True)
 class LeadChannel:
     """The session channel of a lead's own generate_lead hit, as GA4 reported it."""
 
@@ -364,30 +374,18 @@ class Ledger:
                 found.setdefault(target, []).append(int(delivery_id))
         return found
 
-    def adjusted_status(self, batch: Sequence[Delivery]) -> dict[int, str | None]:
-        """For each adjustment in `batch`, the status of the conversion it adjusts.
+    def conversion_history(self, batch: Sequence[Delivery]) -> dict[int, ConversionHistory]:
+        """What the ledger knows of the conversion each delivery is, or adjusts."""
+        earlier = self._deliveries_of_leads({d.change.lead_id for d in batch})
+        return {d.id: _history(d, earlier[d.change.lead_id]) for d in batch}
 
-        That conversion is the lead's earlier change to the stage its transaction
-        id names ("won"), sent to the same destination and target: DELIVERED if
-        one went, PENDING if one still may, None if none ever will.
-        """
-        earlier = self._deliveries_of_leads({a.change.lead_id for a in batch})
-        return {a.id: _adjusted_status(a, earlier[a.change.lead_id]) for a in batch}
+    def adjusted_status(self, batch: Sequence[Delivery]) -> dict[int, str | None]:
+        """For each adjustment in `batch`, the status of the conversion it adjusts."""
+        return {i: h.adjusted for i, h in self.conversion_history(batch).items()}
 
     def retracted_before(self, batch: Sequence[Delivery]) -> dict[int, int]:
         """For each delivery, how many retractions of its conversion were delivered earlier."""
-        earlier = self._deliveries_of_leads({d.change.lead_id for d in batch})
-        return {
-            d.id: sum(
-                1
-                for row in earlier[d.change.lead_id]
-                if row.status == DELIVERED
-                and (row.attributes or {}).get("retracts") == d.change.transaction_id
-                and (row.destination, row.target) == (d.destination, d.target)
-                and row.changed_at < d.change.changed_at
-            )
-            for d in batch
-        }
+        return {i: h.retractions for i, h in self.conversion_history(batch).items()}
 
     def _deliveries_of_leads(self, leads: set[str]) -> dict[str, list[Any]]:
         """Every delivery row of these leads, by lead, with its change's stage, time, attributes."""
@@ -496,17 +494,29 @@ def _seen_at(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, s
     return found
 
 
-def _adjusted_status(adjustment: Delivery, rows: Sequence[Any]) -> str | None:
-    adjusted = adjustment.change.transaction_id
+def _history(d: Delivery, rows: Sequence[Any]) -> ConversionHistory:
+    """Among a lead's earlier deliveries to the same target: the conversion `d` is (or adjusts)
+    and the retractions of it that went."""
+    conversion = d.change.transaction_id
+    earlier = [
+        row
+        for row in rows
+        if row.id != d.id
+        and (row.destination, row.target) == (d.destination, d.target)
+        and row.changed_at < d.change.changed_at
+    ]
     statuses = {
         row.status
-        for row in rows
-        if row.id != adjustment.id
-        and conversion_id(row.lead_id, row.stage, row.attributes) == adjusted
-        and (row.destination, row.target) == (adjustment.destination, adjustment.target)
-        and row.changed_at < adjustment.change.changed_at
+        for row in earlier
+        if conversion_id(row.lead_id, row.stage, row.attributes) == conversion
     }
-    return next((s for s in (DELIVERED, PENDING) if s in statuses), None)
+    retractions = sum(
+        1
+        for row in earlier
+        if row.status == DELIVERED and (row.attributes or {}).get("retracts") == conversion
+    )
+    adjusted = next((s for s in (DELIVERED, PENDING) if s in statuses), None)
+    return ConversionHistory(adjusted, retractions)
 
 
 def _upgrade(conn: Connection, version: int) -> None:
