@@ -22,6 +22,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project --extra postgres
 COPY connector ./connector
+COPY connector_sandbox ./connector_sandbox
 COPY mappings ./mappings
 RUN uv sync --frozen --no-dev --extra postgres --no-editable
 

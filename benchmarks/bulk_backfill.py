@@ -29,10 +29,10 @@ from typing import Any
 from simple_salesforce.api import Salesforce
 
 from connector.mapping.rules import load_mapping
-from connector.sandbox.dataset import sf_datetime
-from connector.sandbox.salesforce import SalesforceEmulator
 from connector.source.auth import connect
 from connector.source.bulk import bulk_pages
+from connector_sandbox.dataset import sf_datetime
+from connector_sandbox.salesforce import SalesforceEmulator
 
 MAPPING = Path(__file__).resolve().parent.parent / "mappings" / "salesforce.yaml"
 START = datetime(2026, 1, 1, tzinfo=UTC)

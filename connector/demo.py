@@ -11,9 +11,9 @@ from connector.ledger.store import Ledger
 from connector.mapping.rules import load_mapping
 from connector.pipeline import Progress, SyncOptions, sync
 from connector.report import Period, build_report, load, to_html
-from connector.sandbox.dataset import generate
-from connector.sandbox.stack import Sandbox
 from connector.summary import RunSummary
+from connector_sandbox.dataset import generate
+from connector_sandbox.stack import Sandbox
 
 # The repo's mapping when run from a checkout; the working directory's in a container.
 _MAPPINGS = (

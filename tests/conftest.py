@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from connector.sandbox.tls import trust_test_ca_for_grpc
+from connector_sandbox.tls import trust_test_ca_for_grpc
 
 REPO = Path(__file__).resolve().parent.parent
 MAPPING = REPO / "mappings" / "salesforce.yaml"

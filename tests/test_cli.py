@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from connector.cli import app
-from connector.sandbox import stack
-from connector.sandbox.dataset import generate
-from connector.sandbox.google_ads_api import DEVELOPER_TOKEN
-from connector.sandbox.stack import Sandbox
-from connector.sandbox.tls import sandbox_ca
+from connector_sandbox import stack
+from connector_sandbox.dataset import generate
+from connector_sandbox.google_ads_api import DEVELOPER_TOKEN
+from connector_sandbox.stack import Sandbox
+from connector_sandbox.tls import sandbox_ca
 from tests.conftest import MAPPING, REPO
 
 SECRETS = [stack.SF_PASSWORD, stack.SF_TOKEN, stack.SF_CLIENT_SECRET, stack.GA4_SECRET]

@@ -18,12 +18,12 @@ from connector.errors import SourceError
 from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
 from connector.pipeline import STREAM, SyncOptions, sync
-from connector.sandbox.datamanager import unavailable_fault
-from connector.sandbox.dataset import generate, sf_datetime
-from connector.sandbox.faults import Fault
-from connector.sandbox.ga4 import rate_limited_fault
-from connector.sandbox.stack import Sandbox
 from connector.settings import Settings
+from connector_sandbox.datamanager import unavailable_fault
+from connector_sandbox.dataset import generate, sf_datetime
+from connector_sandbox.faults import Fault
+from connector_sandbox.ga4 import rate_limited_fault
+from connector_sandbox.stack import Sandbox
 from tests.conftest import MAPPING
 
 NOW = datetime.now(UTC).replace(microsecond=0)

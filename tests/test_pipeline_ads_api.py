@@ -26,10 +26,10 @@ from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
 from connector.mapping.translate import conversion_id
 from connector.pipeline import SyncOptions, sync
-from connector.sandbox.dataset import generate, sf_datetime
-from connector.sandbox.google_ads_api import StoredConversion
-from connector.sandbox.stack import ACCOUNT_TIME_ZONE, OPERATING_ACCOUNT, Sandbox
 from connector.summary import RunSummary
+from connector_sandbox.dataset import generate, sf_datetime
+from connector_sandbox.google_ads_api import StoredConversion
+from connector_sandbox.stack import ACCOUNT_TIME_ZONE, OPERATING_ACCOUNT, Sandbox
 from tests.conftest import MAPPING
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -14,9 +14,9 @@ from connector.destinations.ga4 import GA4Destination, event_problem
 from connector.ledger.store import DELIVERED, REJECTED, SKIPPED, Delivery, utcnow
 from connector.mapping.rules import load_mapping
 from connector.mapping.translate import StageChange
-from connector.sandbox.ga4 import GA4Emulator
-from connector.sandbox.tls import sandbox_ca
 from connector.settings import GA4Settings
+from connector_sandbox.ga4 import GA4Emulator
+from connector_sandbox.tls import sandbox_ca
 from tests.conftest import MAPPING
 
 

@@ -11,15 +11,15 @@ import pytest
 from connector.destinations.google_ads import GoogleAdsDestination
 from connector.destinations.retry import RetryableError
 from connector.ledger.store import DELIVERED, PENDING, REJECTED, Delivery
-from connector.sandbox.datamanager import (
+from connector.settings import GoogleAdsSettings
+from connector_sandbox.datamanager import (
     STATUS_PATH,
     DataManagerEmulator,
     already_exists_fault,
     resource_exhausted_fault,
     unavailable_fault,
 )
-from connector.sandbox.tls import sandbox_ca
-from connector.settings import GoogleAdsSettings
+from connector_sandbox.tls import sandbox_ca
 from tests.destinations import deliveries
 from tests.destinations.deliveries import NOW
 

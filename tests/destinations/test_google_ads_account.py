@@ -17,14 +17,14 @@ from connector.destinations.google_ads_account import (
     read_account,
 )
 from connector.mapping.rules import Mapping
-from connector.sandbox.google_ads_api import (
+from connector.settings import GoogleAdsSettings
+from connector_sandbox.google_ads_api import (
     DEVELOPER_TOKEN,
     EmulatedAction,
     EmulatedCustomer,
     GoogleAdsApiEmulator,
 )
-from connector.sandbox.tls import sandbox_ca
-from connector.settings import GoogleAdsSettings
+from connector_sandbox.tls import sandbox_ca
 
 READY = "1234567890"  # everything in order
 UNREADY = "5550001111"  # terms not accepted, enhanced conversions off, USD

@@ -21,7 +21,8 @@ from connector.destinations.google_ads_legacy import (
     conversion_date_time,
 )
 from connector.ledger.store import DELIVERED, PENDING, REJECTED, Delivery, Outcome
-from connector.sandbox.google_ads_api import (
+from connector.settings import GoogleAdsSettings
+from connector_sandbox.google_ads_api import (
     DEVELOPER_TOKEN,
     EmulatedAction,
     EmulatedCustomer,
@@ -29,8 +30,7 @@ from connector.sandbox.google_ads_api import (
     resource_exhausted_fault,
     unavailable_fault,
 )
-from connector.sandbox.tls import sandbox_ca
-from connector.settings import GoogleAdsSettings
+from connector_sandbox.tls import sandbox_ca
 from tests.destinations import deliveries
 from tests.destinations.deliveries import EMAIL_HASH, NOW
 

@@ -13,7 +13,7 @@ from connector.destinations.google_ads import GoogleAdsDestination
 from connector.ledger.schema import deliveries
 from connector.ledger.store import DELIVERED, PENDING, PROCESSING, REJECTED, Ledger, Outcome
 from connector.mapping.translate import Mapped, StageChange, Target
-from connector.sandbox.datamanager import STATUS_PATH, DataManagerEmulator, unavailable_fault
+from connector_sandbox.datamanager import STATUS_PATH, DataManagerEmulator, unavailable_fault
 from tests.destinations.test_google_ads import make_destination
 
 WON, MQL = "700000004", "700000001"

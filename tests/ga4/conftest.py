@@ -12,10 +12,10 @@ from connector.ga4_data import GA4Data
 from connector.ledger.store import Ledger
 from connector.mapping.rules import load_mapping
 from connector.mapping.translate import Mapped, StageChange, Target
-from connector.sandbox.ga4 import GA4Emulator
-from connector.sandbox.ga4_data import GA4DataEmulator
-from connector.sandbox.tls import sandbox_ca
 from connector.settings import GA4Settings
+from connector_sandbox.ga4 import GA4Emulator
+from connector_sandbox.ga4_data import GA4DataEmulator
+from connector_sandbox.tls import sandbox_ca
 from tests.conftest import MAPPING
 
 MEASUREMENT_ID = "G-RECON00001"

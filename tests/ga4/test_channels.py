@@ -10,8 +10,8 @@ import pytest
 from connector.errors import ConfigError
 from connector.ga4_data import GA4Data, leads_to_look_up, lookup_channels
 from connector.ledger.store import Ledger
-from connector.sandbox.ga4 import GA4Emulator
-from connector.sandbox.ga4_data import GA4DataEmulator, WebLeadHit
+from connector_sandbox.ga4 import GA4Emulator
+from connector_sandbox.ga4_data import GA4DataEmulator, WebLeadHit
 from tests.ga4.conftest import NOW, change, settings_for
 
 

@@ -20,9 +20,9 @@ from google.analytics.data_v1beta.types import (
 from connector.errors import ConfigError
 from connector.ga4_data import GA4Data
 from connector.ledger.store import Ledger
-from connector.sandbox.faults import Fault
-from connector.sandbox.ga4 import GA4Emulator
-from connector.sandbox.ga4_data import GA4DataEmulator, WebLeadHit
+from connector_sandbox.faults import Fault
+from connector_sandbox.ga4 import GA4Emulator
+from connector_sandbox.ga4_data import GA4DataEmulator, WebLeadHit
 from tests.ga4.conftest import NOW, change, deliver, settings_for
 
 WEEK = DateRange(start_date="7daysAgo", end_date="today")

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from connector.cli import app
 from connector.ga4_data import Difference, GA4Data, reconcile, window
 from connector.ledger.store import Ledger
-from connector.sandbox.ga4 import GA4Emulator
-from connector.sandbox.ga4_data import GA4DataEmulator, WebLeadHit
-from connector.sandbox.tls import sandbox_ca
+from connector_sandbox.ga4 import GA4Emulator
+from connector_sandbox.ga4_data import GA4DataEmulator, WebLeadHit
+from connector_sandbox.tls import sandbox_ca
 from tests.conftest import MAPPING
 from tests.ga4.conftest import NOW, PROPERTY_ID, change, deliver, settings_for
 

@@ -19,7 +19,7 @@ from google.ads.datamanager_v1.services.ingestion_service.transports.rest import
 )
 from google.api_core import exceptions
 
-from connector.sandbox.datamanager import (
+from connector_sandbox.datamanager import (
     STATUS_PATH,
     DataManagerEmulator,
     already_exists_fault,
@@ -27,7 +27,7 @@ from connector.sandbox.datamanager import (
     slow_fault,
     unavailable_fault,
 )
-from connector.sandbox.tls import sandbox_ca as _test_ca
+from connector_sandbox.tls import sandbox_ca as _test_ca
 
 EMAIL_HASH = hashlib.sha256(b"jane.doe@example.com").hexdigest()
 PHONE_HASH = hashlib.sha256(b"+4962153399982").hexdigest()

@@ -10,14 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.sandbox.ga4 import (
+from connector_sandbox.ga4 import (
     GA4Emulator,
     rate_limited_fault,
     server_error_fault,
     slow_fault,
     validate_mp_body,
 )
-from connector.sandbox.tls import sandbox_ca as _test_ca
+from connector_sandbox.tls import sandbox_ca as _test_ca
 
 MEASUREMENT_ID = "G-TEST000001"
 SECRET = "s3cret"

@@ -24,7 +24,7 @@ from google.ads.googleads.v26.services.types.conversion_upload_service import (
 from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 
-from connector.sandbox.google_ads_api import (
+from connector_sandbox.google_ads_api import (
     DEVELOPER_TOKEN,
     EmulatedAction,
     EmulatedCustomer,

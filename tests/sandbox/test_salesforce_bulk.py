@@ -17,8 +17,8 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from connector.sandbox.salesforce import SalesforceEmulator
 from connector.source.auth import connect
+from connector_sandbox.salesforce import SalesforceEmulator
 
 LEAD, OTHER_LEAD = "00Q000000000001AAA", "00Q000000000002AAA"
 HISTORY_ROWS = 25

@@ -22,10 +22,10 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.format import format_soql
 
-from connector.sandbox import tls
-from connector.sandbox.dataset import SalesforceData, generate
-from connector.sandbox.faults import Fault
-from connector.sandbox.salesforce import SalesforceEmulator
+from connector_sandbox import tls
+from connector_sandbox.dataset import SalesforceData, generate
+from connector_sandbox.faults import Fault
+from connector_sandbox.salesforce import SalesforceEmulator
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 USERNAME = "demo@example.com"

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from connector.errors import SourceError
-from connector.sandbox.stack import Sandbox
 from connector.settings import SalesforceSettings
 from connector.source.auth import connect
+from connector_sandbox.stack import Sandbox
 from tests.conftest import MAPPING
 
 

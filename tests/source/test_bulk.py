@@ -9,10 +9,10 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from connector.errors import SourceError
-from connector.sandbox.salesforce import SalesforceEmulator
 from connector.source.auth import connect
 from connector.source.bulk import bulk_pages
 from connector.source.salesforce import parse_sf_datetime
+from connector_sandbox.salesforce import SalesforceEmulator
 
 LEAD, OTHER_LEAD = "00Q000000000001AAA", "00Q000000000002AAA"
 ROWS = 25

@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, select
 from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
 from connector.pipeline import SyncOptions, sync
-from connector.sandbox.dataset import sf_datetime
-from connector.sandbox.stack import Sandbox
+from connector_sandbox.dataset import sf_datetime
+from connector_sandbox.stack import Sandbox
 from tests.conftest import MAPPING
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.sandbox.dataset import sf_datetime, sf_id
-from connector.sandbox.salesforce import NEWEST_VERSION, _not_found, _sf_error
-from connector.sandbox.server import Request, Response
-from connector.sandbox.soql import (
+from connector_sandbox.dataset import sf_datetime, sf_id
+from connector_sandbox.salesforce import NEWEST_VERSION, _not_found, _sf_error
+from connector_sandbox.server import Request, Response
+from connector_sandbox.soql import (
     FieldPath,
     OrgStore,
     Query,

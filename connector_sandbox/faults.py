@@ -7,7 +7,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from connector.sandbox.server import Response
+from connector_sandbox.server import Response
 
 
 @dataclass

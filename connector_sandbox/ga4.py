@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connector.sandbox.faults import Fault, FaultQueue
-from connector.sandbox.server import EmulatorServer, Request, Response, ServedEmulator
+from connector_sandbox.faults import Fault, FaultQueue
+from connector_sandbox.server import EmulatorServer, Request, Response, ServedEmulator
 
 COLLECT_PATH = "/mp/collect"
 DEBUG_PATH = "/debug/mp/collect"

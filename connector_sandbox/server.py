@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from connector.sandbox.tls import sandbox_ca
+from connector_sandbox.tls import sandbox_ca
 
 
 class Request:

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from connector.sandbox.dataset import sf_date, sf_datetime, sf_id
+from connector_sandbox.dataset import sf_date, sf_datetime, sf_id
 
 Record = dict[str, Any]
 Predicate = Callable[[Record], bool]

@@ -25,10 +25,11 @@ from urllib.parse import parse_qs
 
 from pydantic import SecretStr
 
-from connector.sandbox.dataset import sf_datetime, sf_id
-from connector.sandbox.faults import FaultQueue
-from connector.sandbox.server import EmulatorServer, Request, Response, ServedEmulator
-from connector.sandbox.soql import (
+from connector.settings import SalesforceSettings
+from connector_sandbox.dataset import sf_datetime, sf_id
+from connector_sandbox.faults import FaultQueue
+from connector_sandbox.server import EmulatorServer, Request, Response, ServedEmulator
+from connector_sandbox.soql import (
     KEY_PREFIXES,
     Compiler,
     OrgStore,
@@ -39,7 +40,6 @@ from connector.sandbox.soql import (
     run_query,
     wire_value,
 )
-from connector.settings import SalesforceSettings
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 OLDEST_VERSION, NEWEST_VERSION = 31, 68  # v68.0 is Winter '27, current in late 2026
@@ -101,7 +101,7 @@ class SalesforceEmulator(ServedEmulator):
     """Salesforce REST over HTTPS on loopback, for simple_salesforce and the connector.
 
     `data` maps object names ("Lead", "LeadHistory", ...) to records in REST
-    shape (see `connector.sandbox.dataset`). Every data request counts against
+    shape (see `connector_sandbox.dataset`). Every data request counts against
     `api_limit` and reports usage in `Sforce-Limit-Info`; faults pushed onto
     `faults` are served before anything else.
     """
@@ -132,7 +132,7 @@ class SalesforceEmulator(ServedEmulator):
         self._cursor_serial = 0
         self._org_id, self._user_id = sf_id("00D", 4_242_424), sf_id("005", 4_242_424)
         # Imported here: salesforce_bulk is built on this module's SOQL engine.
-        from connector.sandbox.salesforce_bulk import BulkQueryJobs
+        from connector_sandbox.salesforce_bulk import BulkQueryJobs
 
         self.bulk_jobs = BulkQueryJobs(self._user_id)  # Bulk API 2.0 query jobs
         self._server = EmulatorServer(self._handle)
@@ -157,7 +157,7 @@ class SalesforceEmulator(ServedEmulator):
 
     def login_settings(self) -> SalesforceSettings:
         """Connector settings that log in to this emulator (password grant, test CA)."""
-        from connector.sandbox.tls import sandbox_ca
+        from connector_sandbox.tls import sandbox_ca
 
         return SalesforceSettings(
             login_url=self.url,

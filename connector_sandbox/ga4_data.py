@@ -39,9 +39,9 @@ from google.analytics.data_v1beta.types import (
 )
 from google.protobuf import json_format
 
-from connector.sandbox.faults import FaultQueue
-from connector.sandbox.ga4 import GA4Emulator
-from connector.sandbox.server import EmulatorServer, Request, Response, ServedEmulator
+from connector_sandbox.faults import FaultQueue
+from connector_sandbox.ga4 import GA4Emulator
+from connector_sandbox.server import EmulatorServer, Request, Response, ServedEmulator
 
 RUN_REPORT_PATH = re.compile(r"^/v1beta/properties/([^/:]+):runReport$")
 DEFAULT_LIMIT = 10_000

@@ -11,17 +11,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from connector.sandbox.datamanager import DataManagerEmulator
-from connector.sandbox.ga4 import GA4Emulator
-from connector.sandbox.google_ads_api import (
+from connector.settings import Settings
+from connector_sandbox.datamanager import DataManagerEmulator
+from connector_sandbox.ga4 import GA4Emulator
+from connector_sandbox.google_ads_api import (
     DEVELOPER_TOKEN,
     EmulatedAction,
     EmulatedCustomer,
     GoogleAdsApiEmulator,
 )
-from connector.sandbox.salesforce import SalesforceEmulator
-from connector.sandbox.tls import sandbox_ca, trust_test_ca_for_grpc
-from connector.settings import Settings
+from connector_sandbox.salesforce import SalesforceEmulator
+from connector_sandbox.tls import sandbox_ca, trust_test_ca_for_grpc
 
 OPERATING_ACCOUNT = "1234567890"
 ACCOUNT_TIME_ZONE = "Europe/Berlin"

@@ -68,8 +68,8 @@ from google.ads.googleads.v26.services.types.google_ads_service import (
 from google.protobuf import any_pb2, duration_pb2, field_mask_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
-from connector.sandbox import gaql
-from connector.sandbox.tls import sandbox_ca
+from connector_sandbox import gaql
+from connector_sandbox.tls import sandbox_ca
 
 VERSION = "v26"
 SERVICES = f"google.ads.googleads.{VERSION}.services."

@@ -65,8 +65,8 @@ from google.ads.datamanager_v1 import (
 )
 from google.protobuf import json_format
 
-from connector.sandbox.faults import Fault, FaultQueue
-from connector.sandbox.server import EmulatorServer, Request, Response, ServedEmulator
+from connector_sandbox.faults import Fault, FaultQueue
+from connector_sandbox.server import EmulatorServer, Request, Response, ServedEmulator
 
 INGEST_PATH = "/v1/events:ingest"
 STATUS_PATH = "/v1/requestStatus:retrieve"
