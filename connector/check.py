@@ -3,7 +3,7 @@
 Nothing is written or ingested: Salesforce is only described, GA4 answers on
 its debug endpoint and Data Manager validates with `validate_only`, each for
 one sample event per mapped event name or conversion action. The Google Ads
-account and its mapped conversion actions are read (destinations/google_ads_account.py).
+account and its mapped conversion actions are read (destinations/google_ads/account.py).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from connector.destinations.google_ads_account import account_checks
+from connector.core import GA4, GOOGLE_ADS, Delivery, StageChange, Status, utcnow
+from connector.destinations.google_ads.account import Expected, account_checks
 from connector.errors import ConnectorError
-from connector.ledger.store import DELIVERED, Delivery, utcnow
 from connector.mapping.rules import Mapping
-from connector.mapping.translate import GA4, GOOGLE_ADS, StageChange
 from connector.pipeline import build_destinations
 from connector.settings import Settings
 from connector.source.auth import connect
@@ -52,16 +51,25 @@ def online_checks(settings: Settings, mapping: Mapping) -> list[CheckResult]:
             destination.close()
         names = {s.id: s.target for s in samples}
         for outcome in outcomes:
-            ok = outcome.status == DELIVERED
+            ok = outcome.status == Status.DELIVERED
             detail = "accepted by validation" if ok else (outcome.reason or outcome.error or "")
             results.append(
                 CheckResult(f"{destination.name} {names[outcome.delivery_id]}", ok, detail)
             )
     results += [
         CheckResult(c.name, c.status != "fail", c.detail, warning=c.status == "warn")
-        for c in account_checks(settings.google_ads, mapping)
+        for c in account_checks(settings.google_ads, expected(mapping))
     ]
     return results
+
+
+def expected(mapping: Mapping) -> Expected:
+    """What the Google Ads account must be ready for, by the mapping."""
+    return Expected(
+        actions=mapping.google_ads_actions(),
+        identifiers=mapping.sends_identifiers(),
+        currency=mapping.default_currency,
+    )
 
 
 def _salesforce(settings: Settings, mapping: Mapping) -> list[CheckResult]:
@@ -121,11 +129,8 @@ def _mode_advice(sobject: str, mode: str, untracked: list[str]) -> CheckResult:
 
 
 def _samples(mapping: Mapping, destination: str) -> list[Delivery]:
-    rules = list(mapping.stages.values())
-    if mapping.opportunity:
-        rules += list(mapping.opportunity.stages.values())
     targets: dict[str, str] = {}
-    for rule in rules:
+    for rule in mapping.rules():
         if destination == GA4 and rule.ga4:
             targets.setdefault(rule.ga4.event, rule.stage)
         if destination == GOOGLE_ADS and rule.google_ads:

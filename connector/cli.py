@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,11 +22,14 @@ from rich.progress import SpinnerColumn, TaskID, TextColumn
 
 from connector import logs
 from connector.errors import ConnectorError
-from connector.mapping.rules import Mapping, load_mapping
-from connector.pipeline import Progress, SyncOptions, sync
-from connector.render import print_json, print_summary
-from connector.settings import Settings, load_settings
-from connector.summary import RunSummary
+from connector.summary_view import print_json, print_summary
+
+if TYPE_CHECKING:
+    # Each command imports what it needs when it runs: `connector --help` stays fast.
+    from connector.mapping.rules import Mapping
+    from connector.pipeline import Progress
+    from connector.settings import Settings
+    from connector.summary import RunSummary
 
 EXIT_PENDING = 4
 app = typer.Typer(
@@ -124,9 +127,9 @@ def report_command(
     """Attribution and funnel report for the leads first seen in a period, from the ledger."""
     # Imported here: the report's modules are only needed by this command.
     from connector.errors import ConfigError
-    from connector.ledger.store import Ledger
+    from connector.ledger import Ledger
     from connector.report import Period, build_report, load, print_table, to_csv, to_html
-    from connector.report.render import report_dict
+    from connector.report.tabular import report_dict
 
     fmt = "json" if as_json else fmt
     if fmt not in ("table", "json", "csv", "html"):
@@ -139,11 +142,11 @@ def report_command(
         raise typer.BadParameter(str(exc), param_hint="--since / --until") from None
     settings = _settings()
     try:
-        mapping = load_mapping(settings.mapping_path)
+        mapping = _mapping(settings)
         ledger = Ledger.open(settings.state_url, readonly=True)
         data = load(ledger, period)
         # Channels `connector channels` looked up in GA4: the third attribution signal.
-        ga4_channels = {lead: c.channel_group for lead, c in ledger.channels().items()}
+        ga4_channels = {lead: c.channel_group for lead, c in ledger.channels.get().items()}
     except ConnectorError as exc:
         _fail(exc, fmt == "json")
     report = build_report(
@@ -184,8 +187,8 @@ def reconcile_command(
     Exits 4 when any differ: events GA4 did not count, or counted beyond what was sent.
     """
     # Imported here: the Data API client is only needed by the GA4 commands.
-    from connector.ga4_data import GA4Data, event_names, print_reconciliation, reconcile, window
-    from connector.ledger.store import Ledger
+    from connector.analytics import GA4Data, event_names, print_reconciliation, reconcile, window
+    from connector.ledger import Ledger
 
     try:
         first, last = window(since, until)
@@ -193,7 +196,7 @@ def reconcile_command(
         raise typer.BadParameter(str(exc), param_hint="--since / --until") from None
     settings = _settings()
     try:
-        events = event_names(load_mapping(settings.mapping_path))
+        events = event_names(_mapping(settings))
         ledger = Ledger.open(settings.state_url, readonly=True)
         with GA4Data(settings.ga4) as client:
             result = reconcile(ledger, client, first, last, events=events)
@@ -219,8 +222,8 @@ def channels_command(
     """Look up each lead's channel in GA4 (its website generate_lead hit) and store it."""
     from collections import Counter
 
-    from connector.ga4_data import GA4Data, leads_to_look_up, lookup_channels
-    from connector.ledger.store import Ledger
+    from connector.analytics import GA4Data, leads_to_look_up, lookup_channels
+    from connector.ledger import Ledger
 
     settings = _settings()
     try:
@@ -257,7 +260,7 @@ def check_command(
     """Validate the configuration and the mapping (offline unless --online)."""
     settings = _settings()
     try:
-        mapping = load_mapping(settings.mapping_path)
+        mapping = _mapping(settings)
         settings.require_for_sync()
     except ConnectorError as exc:
         _fail(exc, as_json)
@@ -307,7 +310,15 @@ def _check_online(settings: Settings, mapping: Mapping, as_json: bool) -> None:
         raise typer.Exit(2)
 
 
+def _mapping(settings: Settings) -> Mapping:
+    from connector.mapping.rules import load_mapping
+
+    return load_mapping(settings.mapping_path)
+
+
 def _settings() -> Settings:
+    from connector.settings import load_settings
+
     try:
         settings = load_settings()
     except ConnectorError as exc:
@@ -318,8 +329,10 @@ def _settings() -> Settings:
 
 
 def _run(settings: Settings, dry_run: bool, payloads: Path | None) -> RunSummary:
+    from connector.pipeline import SyncOptions, sync
+
     try:
-        mapping = load_mapping(settings.mapping_path)
+        mapping = _mapping(settings)
         with _progress() as progress:
             options = SyncOptions(dry_run=dry_run, payloads_path=payloads, progress=progress)
             return sync(settings, mapping, options)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from connector.ledger.store import Ledger
+from connector.ledger import Ledger
 from connector.mapping.rules import load_mapping
 from connector.pipeline import Progress, SyncOptions, sync
 from connector.report import Period, build_report, load, to_html

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.ledger.store import DELIVERED, PENDING, REJECTED, SKIPPED, Outcome
+from connector.core import Outcome, Status
 
 
 @dataclass
@@ -17,13 +17,13 @@ class DestinationTally:
     rejected: Counter[str] = field(default_factory=Counter)
 
     def add(self, status: str, reason: str | None) -> None:
-        if status == DELIVERED:
+        if status == Status.DELIVERED:
             self.delivered += 1
-        elif status == PENDING:
+        elif status == Status.PENDING:
             self.pending += 1
-        elif status == SKIPPED:
+        elif status == Status.SKIPPED:
             self.skipped[reason or "unspecified"] += 1
-        elif status == REJECTED:
+        elif status == Status.REJECTED:
             self.rejected[reason or "unspecified"] += 1
 
     def add_outcomes(self, outcomes: list[Outcome]) -> None:

@@ -204,9 +204,9 @@ def test_salesforce_limit_stops_the_run_and_keeps_the_cursor(
 
 
 def _cursor(state_url: str) -> datetime:
-    from connector.ledger.store import Ledger
+    from connector.ledger import Ledger
 
-    value = Ledger.open(state_url).cursor(STREAM)
+    value = Ledger.open(state_url).cursors.get(STREAM)
     assert value is not None
     return value
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from connector.ledger import Ledger
 from connector.ledger.schema import deliveries, stage_changes
-from connector.ledger.store import Ledger
 from connector.mapping.rules import load_mapping
 from connector.pipeline import SyncOptions, sync
 from connector.summary import RunSummary
@@ -103,7 +103,7 @@ def google_ads_rows(state_url: str, lead: str) -> list[tuple[str, str, str | Non
         .where(sc.lead_id == lead, d.destination == "google_ads")
         .order_by(sc.changed_at)
     )
-    with Ledger.open(state_url).engine.connect() as conn:
+    with Ledger.open(state_url).db.engine.connect() as conn:
         return [(r.stage, r.status, r.reason) for r in conn.execute(query)]
 
 
@@ -121,7 +121,7 @@ def test_won_restated_reopened_and_a_retraction_with_nothing_to_retract(
     conversion = sandbox.datamanager.conversions[key]
     assert (conversion["conversion_value"], conversion["currency"]) == (5000.0, "EUR")
     assert conversion["event_timestamp"] == won_at
-    sent_first = {r["request_id"] for r in Ledger.open(state_url).requests("google_ads")}
+    sent_first = {r["request_id"] for r in Ledger.open(state_url).requests.all("google_ads")}
     assert sent_first
 
     # Run 2: the amount changes: an adjustment of the same transaction id, not a second one.
@@ -161,7 +161,7 @@ def test_won_restated_reopened_and_a_retraction_with_nothing_to_retract(
     # Google's verdict on the first run's requests is now in the ledger.
     finished = {
         r["request_id"]: r
-        for r in Ledger.open(state_url).requests("google_ads")
+        for r in Ledger.open(state_url).requests.all("google_ads")
         if r["processed"] is not None
     }
     assert set(finished) >= sent_first

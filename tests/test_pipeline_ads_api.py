@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import create_engine, select
 
-from connector.destinations.google_ads_legacy import conversion_date_time
+from connector.core import conversion_id
+from connector.destinations.google_ads.legacy import conversion_date_time
 from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
-from connector.mapping.translate import conversion_id
 from connector.pipeline import SyncOptions, sync
 from connector.summary import RunSummary
 from connector_sandbox.dataset import generate, sf_datetime
@@ -208,7 +208,7 @@ def google_rows(db: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
 
 
 def _adjusts(change: dict[str, Any]) -> bool:
-    return bool(change["attributes"].get("retracts") or change["attributes"].get("restatement"))
+    return bool(change["retracts"] or change["restatement"])
 
 
 def _utc(value: datetime) -> datetime:
@@ -228,7 +228,7 @@ def test_every_eligible_won_deal_arrives_once_with_value_currency_and_account_ti
     orders = Counter(order for _, order in scenario.after_first)
     for d, c in sent:
         assert d["status"] == "delivered", (d["status"], d["reason"], d["last_error"])
-        order = f"{c['lead_id']}:won:{c['attributes']['opportunity_id']}"
+        order = f"{c['lead_id']}:won:{c['opportunity_id']}"
         assert orders[order] == 1  # exactly once, whatever was resent
         stored = scenario.after_first[(WON_ACTION, order)]
         assert (stored.value, stored.currency) == (d["value"], d["currency"])
@@ -241,7 +241,7 @@ def test_every_delivered_row_is_one_conversion_and_nothing_else_arrived(
 ) -> None:
     actions = f"customers/{OPERATING_ACCOUNT}/conversionActions/"
     delivered = {
-        (actions + d["target"], conversion_id(c["lead_id"], c["stage"], c["attributes"]))
+        (actions + d["target"], conversion_id(c["lead_id"], c["stage"], c["opportunity_id"]))
         for d, c in google_rows(scenario.db)
         if d["status"] == "delivered" and not _adjusts(c)
     }
@@ -281,9 +281,7 @@ def test_a_reopened_won_deal_arrives_as_a_retraction(scenario: Scenario) -> None
     stored = scenario.box.google_ads_api.conversion(scenario.retracted_order)
     assert stored is not None and stored.retracted and stored.adjustments == ["RETRACTION"]
     retractions = [
-        d
-        for d, c in google_rows(scenario.db)
-        if c["attributes"].get("retracts") == scenario.retracted_order
+        d for d, c in google_rows(scenario.db) if c["retracts"] == scenario.retracted_order
     ]
     assert [d["status"] for d in retractions] == ["delivered"]
     assert retractions[0]["target"] == "700000004"

@@ -1,0 +1,1 @@
+"""Where stage changes go: each destination sends deliveries and says what became of them."""

@@ -19,10 +19,11 @@ from typing import Any
 
 import httpx
 
-from connector.destinations.retry import RetryableError, call_with_retries
+from connector.core import GA4, Delivery, Outcome, Status, utcnow
+from connector.destinations.base import Capabilities, Plan
 from connector.http import ssl_context
-from connector.ledger.store import DELIVERED, PENDING, REJECTED, SKIPPED, Delivery, Outcome, utcnow
-from connector.mapping.rules import Mapping
+from connector.ledger import Ledger
+from connector.retry import RetryableError, call_with_retries
 from connector.settings import GA4Settings
 
 MAX_EVENTS_PER_REQUEST = 25
@@ -116,11 +117,15 @@ def _param_problem(key: str, value: Any) -> str | None:
 
 
 class GA4Destination:
-    name = "ga4"
+    """GA4 lead events through the Measurement Protocol."""
 
-    def __init__(self, settings: GA4Settings, mapping: Mapping) -> None:
+    name = GA4
+    # Deliveries per call: the thread pool sends them per client, 25 events a request.
+    capabilities = Capabilities(batch_size=2000)
+
+    def __init__(self, settings: GA4Settings, *, too_old: str = "skip") -> None:
         self._settings = settings
-        self._mapping = mapping
+        self._too_old = too_old  # the mapping's ga4_too_old: skip, or send_now
         self._client = httpx.Client(
             base_url=settings.mp_base_url,
             verify=ssl_context(settings.ca_bundle),
@@ -130,6 +135,12 @@ class GA4Destination:
 
     def close(self) -> None:
         self._client.close()
+
+    def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
+        return Plan(list(wave), [])  # GA4 has no adjustments: every event stands alone
+
+    def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
+        return None  # /mp/collect gives no later verdict (connector reconcile does)
 
     def deliver(self, batch: Sequence[Delivery], *, validate_only: bool = False) -> list[Outcome]:
         outcomes, events = self._prepare(batch)
@@ -159,55 +170,59 @@ class GA4Destination:
                 events.append(event)
         return outcomes, events
 
-    def _event(self, d: Delivery, now: datetime) -> tuple[_Event | None, str | None, str]:
+    def _event(self, d: Delivery, now: datetime) -> tuple[_Event | None, str | None, Status]:
         change = d.change
         client_id = change.attributes.get("ga_client_id")
         if not client_id:
-            return None, "no_ga_client_id", SKIPPED
+            return None, "no_ga_client_id", Status.SKIPPED
         params = _params(d)
         body: dict[str, Any] = {"name": d.target, "params": params}
         age = now - change.changed_at
         if age > BACKDATE_SAFE:
-            if self._mapping.ga4_too_old == "skip":
-                return None, "too_old_for_ga4", SKIPPED
+            if self._too_old == "skip":
+                return None, "too_old_for_ga4", Status.SKIPPED
             params["original_time"] = change.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         elif age < -FUTURE_LIMIT:
-            return None, "timestamp_in_future", REJECTED
+            return None, "timestamp_in_future", Status.REJECTED
         else:
             body["timestamp_micros"] = int(change.changed_at.timestamp() * 1_000_000)
         if problem := event_problem(d.target, params):
-            return None, problem, REJECTED
-        return _Event(d, str(client_id), body), None, PENDING
+            return None, problem, Status.REJECTED
+        return _Event(d, str(client_id), body), None, Status.PENDING
 
     # sending --------------------------------------------------------------------
 
     def _send(self, request: list[_Event]) -> list[Outcome]:
         body = json.dumps(_body(request)).encode()
         if len(body) >= MAX_BODY_BYTES:
-            return [Outcome(e.delivery.id, REJECTED, reason="body_too_large") for e in request]
+            return [
+                Outcome(e.delivery.id, Status.REJECTED, reason="body_too_large") for e in request
+            ]
         try:
             response = call_with_retries(lambda: self._post("/mp/collect", body))
         except RetryableError as exc:
-            return [Outcome(e.delivery.id, PENDING, error=str(exc)) for e in request]
+            return [Outcome(e.delivery.id, Status.PENDING, error=str(exc)) for e in request]
         if response.is_success:
-            return [Outcome(e.delivery.id, DELIVERED) for e in request]
+            return [Outcome(e.delivery.id, Status.DELIVERED) for e in request]
         # Not retried: a 4xx from /mp/collect means the request itself is wrong.
         reason = f"http_{response.status_code}"
-        return [Outcome(e.delivery.id, REJECTED, reason=reason) for e in request]
+        return [Outcome(e.delivery.id, Status.REJECTED, reason=reason) for e in request]
 
     def _validate(self, request: list[_Event]) -> list[Outcome]:
         body = json.dumps(_body(request)).encode()
         try:
             response = call_with_retries(lambda: self._post("/debug/mp/collect", body))
         except RetryableError as exc:
-            return [Outcome(e.delivery.id, PENDING, error=str(exc)) for e in request]
+            return [Outcome(e.delivery.id, Status.PENDING, error=str(exc)) for e in request]
         messages = response.json().get("validationMessages", []) if response.content else []
         by_index = _messages_by_event(messages)
         outcomes = []
         for i, e in enumerate(request):
             problem = by_index.get(i) or by_index.get(-1)
             outcomes.append(
-                Outcome(e.delivery.id, REJECTED if problem else DELIVERED, reason=problem)
+                Outcome(
+                    e.delivery.id, Status.REJECTED if problem else Status.DELIVERED, reason=problem
+                )
             )
         return outcomes
 

@@ -1,0 +1,57 @@
+"""The ledger: what was pulled, where each change went, and where to resume.
+
+One small module per job, each answering questions about its rows:
+
+    database     the engine (SQLite, or PostgreSQL for several workers)
+    schema       the tables;  migrations: create or upgrade them
+    cursors      one bookmark per stream
+    runs         one row per sync run
+    changes      stage changes, stored once, with their delivery rows and the bookmark
+    states       the last status seen per CRM record (snapshot mode)
+    queue        the delivery queue: pending, settled, what a lead sent before
+    requests     upload requests and Google's verdict on them
+    channels     each lead's GA4 channel
+    reporting    the rows a report period reads
+"""
+
+from __future__ import annotations
+
+from connector.ledger.changes import Changes
+from connector.ledger.channels import ChannelCache, LeadChannel
+from connector.ledger.cursors import Cursors
+from connector.ledger.database import Database, open_database
+from connector.ledger.migrations import migrate
+from connector.ledger.queue import DeliveryQueue, SentBefore
+from connector.ledger.reporting import PeriodRows, ReportReads
+from connector.ledger.requests import PROCESSING, UploadRequests
+from connector.ledger.runs import Runs
+from connector.ledger.states import RecordStates
+
+__all__ = ["PROCESSING", "LeadChannel", "Ledger", "PeriodRows", "SentBefore"]
+
+
+class Ledger:
+    """The state store, one attribute per job."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.cursors = Cursors(db)
+        self.runs = Runs(db)
+        self.changes = Changes(db)
+        self.states = RecordStates(db)
+        self.queue = DeliveryQueue(db)
+        self.requests = UploadRequests(db)
+        self.channels = ChannelCache(db)
+        self.reporting = ReportReads(db)
+
+    @classmethod
+    def open(cls, url: str, *, readonly: bool = False) -> Ledger:
+        """Open (and, unless read-only, create or migrate) the store at `url`."""
+        db = open_database(url, readonly=readonly)
+        if not readonly:
+            migrate(db)
+        return cls(db)
+
+    @property
+    def readonly(self) -> bool:
+        return self.db.readonly

@@ -1,6 +1,6 @@
 """The state store's tables (SQLAlchemy Core; SQLite by default, PostgreSQL-compatible).
 
-SCHEMA_VERSION goes up with every change to these tables; `Ledger.open`
+SCHEMA_VERSION goes up with every change to these tables; `migrations.migrate`
 refuses a store written by a newer connector instead of guessing.
 """
 
@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -25,7 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2  # 2: deliveries.not_before, upload_requests, record_states
+# 2: deliveries.not_before, upload_requests, record_states
+# 3: stage_changes.opportunity_id / restatement / retracts (were keys of attributes)
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -86,6 +89,9 @@ stage_changes = Table(
     # click ids, GA client id, SHA-256 of email / phone, consent, UTM: never clear-text PII
     Column("attributes", JSON, nullable=False),
     Column("problems", JSON, nullable=False),
+    Column("opportunity_id", String(40)),  # opportunity stages: one conversion per deal
+    Column("restatement", Boolean, nullable=False, default=False),  # a won deal's new amount
+    Column("retracts", String(200)),  # the conversion id a reopened or lost won deal takes back
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     UniqueConstraint("lead_id", "stage", "changed_at", name="uq_stage_change"),

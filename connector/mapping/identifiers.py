@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import phonenumbers
-from google.ads.datamanager_util.format import Encoding, Formatter
 
-_FORMATTER = Formatter()
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 # A gclid is URL-safe base64-ish; Google documents no length, real ones are 20-200 chars.
 _CLICK_ID = re.compile(r"^[A-Za-z0-9_\-]{10,500}$")
@@ -38,7 +38,7 @@ def hash_email(raw: str | None) -> Hashed:
     if not _EMAIL.match(value):
         return Hashed(problem="invalid_email")
     try:
-        return Hashed(sha256=_FORMATTER.process_email_address(value, Encoding.HEX))
+        return Hashed(sha256=_formatter().process_email_address(value, _hex()))
     except ValueError:
         return Hashed(problem="invalid_email")
 
@@ -52,7 +52,7 @@ def hash_phone(raw: str | None, default_region: str) -> Hashed:
     e164 = to_e164(value, default_region)
     if e164 is None:
         return Hashed(problem="invalid_phone")
-    return Hashed(sha256=_FORMATTER.process_phone_number(e164, Encoding.HEX))
+    return Hashed(sha256=_formatter().process_phone_number(e164, _hex()))
 
 
 def to_e164(raw: str, default_region: str) -> str | None:
@@ -68,3 +68,18 @@ def to_e164(raw: str, default_region: str) -> str | None:
 def click_id_problem(value: str) -> str | None:
     """Why a gclid / gbraid / wbraid is unusable, or None when it is well formed."""
     return None if _CLICK_ID.match(value) else "malformed_click_id"
+
+
+@cache
+def _formatter() -> Any:
+    # Imported on first use: the formatter pulls in Google's encryption stack (about a
+    # second), which commands that hash nothing (--help, check, report) never need.
+    from google.ads.datamanager_util.format import Formatter
+
+    return Formatter()
+
+
+def _hex() -> Any:
+    from google.ads.datamanager_util.format import Encoding
+
+    return Encoding.HEX

@@ -156,6 +156,20 @@ class Mapping(_Strict):
             return self.opportunity.stages.get(crm_status) if self.opportunity else None
         return self.stages.get(crm_status)
 
+    def rules(self) -> list[StageRule]:
+        """Every stage rule: the lead statuses', then the opportunity stages'."""
+        extra = list(self.opportunity.stages.values()) if self.opportunity else []
+        return [*self.stages.values(), *extra]
+
+    def google_ads_actions(self) -> frozenset[str]:
+        """The conversion actions the mapping sends to (ids or names)."""
+        return frozenset(r.google_ads.conversion_action for r in self.rules() if r.google_ads)
+
+    def sends_identifiers(self) -> bool:
+        """Whether hashed email or phone go out (enhanced conversions for leads)."""
+        fields = self.source.fields
+        return bool(fields.email or fields.phone)
+
     def lead_fields(self) -> dict[str, str]:
         """Key -> Lead field API name to read: the roles, plus fields that value rules name."""
         return {**self.source.fields.selected(), **_value_fields(self.stages.values())}

@@ -8,17 +8,22 @@ short code (`unknown_stage`, `no_click_id`, ...) recorded per row.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
+from connector.core import (
+    GA4,
+    GOOGLE_ADS,
+    UNMAPPED,
+    CrmChange,
+    Mapped,
+    StageChange,
+    Target,
+    conversion_id,
+)
+from connector.destinations.google_ads.eligibility import blocked
 from connector.mapping.identifiers import click_id_problem, hash_email, hash_phone
 from connector.mapping.rules import Mapping, StageRule, Value
-from connector.source.salesforce import CrmChange
-
-GA4 = "ga4"
-GOOGLE_ADS = "google_ads"
-DESTINATIONS = (GA4, GOOGLE_ADS)
 
 # ISO 4217 codes in active use; the list is short on purpose: an exotic code
 # is far more often a CRM typo than a real currency.
@@ -75,66 +80,6 @@ ISO_4217 = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where one stage change goes and what it says there."""
-
-    destination: str
-    name: str  # GA4 event name, or Google Ads conversion action id
-    value: float | None
-    currency: str | None
-    skip_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class StageChange:
-    """A normalised lead stage change, safe to store (no clear-text PII)."""
-
-    lead_id: str
-    crm_status: str
-    stage: str
-    changed_at: datetime
-    source_record_id: str
-    lead_created_at: datetime | None
-    attributes: dict[str, Any]  # click ids, GA client id, hashed ids, consent, UTM fields
-    problems: dict[str, str] = field(default_factory=dict)
-    crm_record: tuple[str, str] | None = None  # (object, id) whose status this is
-
-    @property
-    def transaction_id(self) -> str:
-        # A retraction names the conversion it takes back (its opportunity's "won").
-        retracts = self.attributes.get("retracts")
-        return str(retracts or conversion_id(self.lead_id, self.stage, self.attributes))
-
-    @property
-    def retraction(self) -> bool:
-        return bool(self.attributes.get("retracts"))
-
-    @property
-    def restatement(self) -> bool:
-        return bool(self.attributes.get("restatement"))
-
-
-UNMAPPED = "unmapped"
-
-
-def conversion_id(lead_id: str, stage: str, attributes: dict[str, Any]) -> str:
-    """The conversion this change is: deterministic, so a resend is a duplicate Google dedups.
-
-    Per lead and stage, and per opportunity for opportunity stages: a lead whose
-    contact wins a second deal has two won conversions, not one restated.
-    """
-    opportunity = attributes.get("opportunity_id")
-    base = f"{lead_id}:{stage}"
-    return f"{base}:{opportunity}" if opportunity else base
-
-
-@dataclass(frozen=True)
-class Mapped:
-    change: StageChange
-    targets: list[Target]
-
-
 def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
     """Normalise one CRM change; a status the mapping doesn't know is kept, sent nowhere."""
     rule = mapping.rule_for(crm.new_status, opportunity=crm.opportunity_id is not None)
@@ -155,10 +100,12 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
         attributes=attributes,
         problems=problems,
         crm_record=crm.record,
+        opportunity_id=crm.opportunity_id,
+        restatement=crm.restatement and crm.opportunity_id is not None,
     )
     targets = _targets(rule, crm, change, mapping) if rule else []
     if retraction := _retraction(rule, crm, change, mapping):
-        attributes["retracts"] = f"{crm.lead_id}:won:{crm.opportunity_id}"
+        change = replace(change, retracts=conversion_id(crm.lead_id, "won", crm.opportunity_id))
         targets = [t for t in targets if t.destination != GOOGLE_ADS] + [retraction]
     if "lead" in problems:  # no lead to credit, or it was deleted in the CRM
         targets = [replace(t, skip_reason=problems["lead"]) for t in targets]
@@ -191,9 +138,6 @@ def _attributes(
     attrs["consent_ad_user_data"] = consent.read(lead.get("consent_ad_user_data"))
     attrs["consent_ad_personalization"] = consent.read(lead.get("consent_ad_personalization"))
     attrs["currency"] = _text(lead.get("currency"))
-    if crm.opportunity_id:
-        attrs["opportunity_id"] = crm.opportunity_id
-        attrs["restatement"] = crm.restatement
     return attrs, problems
 
 
@@ -207,7 +151,7 @@ def _targets(
         targets.append(Target(GA4, rule.ga4.event, value, currency, reason))
     if rule.google_ads is not None:
         value, currency, problem = _value(rule.google_ads.value, crm, change, mapping)
-        reason = problem or _google_ads_block(change)
+        reason = problem or blocked(change)
         targets.append(
             Target(GOOGLE_ADS, rule.google_ads.conversion_action, value, currency, reason)
         )
@@ -226,7 +170,7 @@ def _retraction(
     if rule is not None and rule.stage == "won":
         return None  # one won stage to another: nothing to take back
     action = was.google_ads.conversion_action
-    return Target(GOOGLE_ADS, action, None, None, _google_ads_block(change))
+    return Target(GOOGLE_ADS, action, None, None, blocked(change))
 
 
 def _value(
@@ -250,19 +194,6 @@ def _value(
 
 def _ga4_block(change: StageChange) -> str | None:
     return None if change.attributes.get("ga_client_id") else "no_ga_client_id"
-
-
-def _google_ads_block(change: StageChange) -> str | None:
-    attrs = change.attributes
-    if attrs.get("consent_ad_user_data") is False:
-        return "no_consent"
-    has_click = any(attrs.get(k) for k in ("gclid", "gbraid", "wbraid"))
-    if has_click or attrs.get("email_sha256") or attrs.get("phone_sha256"):
-        return None
-    bad_click = next(
-        (change.problems[k] for k in ("gclid", "gbraid", "wbraid") if k in change.problems), None
-    )
-    return bad_click or "no_identifier"
 
 
 def _text(value: object) -> str | None:

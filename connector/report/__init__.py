@@ -2,7 +2,10 @@
 
     load.load(ledger, period)        the ledger's leads, deliveries and runs for a period
     metrics.build_report(data, ...)  every figure, as pure functions of that data
-    render.*                         terminal table, JSON, CSV, self-contained HTML
+    terminal.print_table             rich tables
+    tabular.*                        report_dict, JSON, CSV
+    html.to_html                     one self-contained page (charts in html_charts)
+    measurability                    the run summary's share of attributable leads
 
 Attribution precedence and channel rules are documented in `attribution`.
 """
@@ -17,9 +20,12 @@ from connector.report.attribution import (
     attribute,
     utm_channel,
 )
+from connector.report.html import to_html
 from connector.report.load import LedgerData, Period, load
+from connector.report.measurability import summary_measurability
 from connector.report.metrics import Report, build_report, pipeline_velocity
-from connector.report.render import print_table, to_csv, to_html, to_json
+from connector.report.tabular import report_dict, to_csv, to_json
+from connector.report.terminal import print_table
 
 __all__ = [
     "DEFAULT_PRECEDENCE",
@@ -34,6 +40,8 @@ __all__ = [
     "load",
     "pipeline_velocity",
     "print_table",
+    "report_dict",
+    "summary_measurability",
     "to_csv",
     "to_html",
     "to_json",

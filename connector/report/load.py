@@ -1,4 +1,4 @@
-"""Read what the report needs from the ledger: one query per table, into plain dataclasses.
+"""What the report reads from the ledger, as plain dataclasses.
 
 The period is a cohort: the leads first seen between `since` and `until`
 (first seen = the earlier of the lead's creation and its first recorded
@@ -17,11 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, case, func, inspect, select
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
-from connector.ledger.schema import deliveries, runs, stage_changes, upload_requests
-from connector.ledger.store import Ledger
+from connector.ledger import Ledger
 
 DEFAULT_DAYS = 90
 
@@ -107,21 +103,19 @@ class LedgerData:
 
 def load(ledger: Ledger, period: Period) -> LedgerData:
     """Everything the report reads for `period`; an absent or empty store reads as no data."""
-    if not _has_tables(ledger.engine):
+    rows = ledger.reporting.period(period.start, period.end)
+    if rows is None:
         return LedgerData(period, store_found=False)
-    with ledger.engine.connect() as conn:
-        changes = conn.execute(_changes_query(period)).all()
-        sent = conn.execute(_deliveries_query(period)).all()
-        ran = conn.execute(_runs_query(period)).all()
-        # A read-only look at a store from before upload_requests has none to show.
-        has_requests = inspect(conn).has_table(upload_requests.name)
-        uploads = conn.execute(_requests_query(period)).all() if has_requests else []
     return LedgerData(
         period=period,
-        leads=group_leads(row._mapping for row in changes),
-        deliveries=[DeliveryRow(r.destination, r.status, r.reason, r.stage) for r in sent],
-        runs=[RunRow(r.started_at, r.status, r.summary) for r in ran],
-        requests=[RequestRow(r.destination, r.status, r.processed, r.matched) for r in uploads],
+        leads=group_leads(row._mapping for row in rows.changes),
+        deliveries=[
+            DeliveryRow(r.destination, r.status, r.reason, r.stage) for r in rows.deliveries
+        ],
+        runs=[RunRow(r.started_at, r.status, r.summary) for r in rows.runs],
+        requests=[
+            RequestRow(r.destination, r.status, r.processed, r.matched) for r in rows.requests
+        ],
     )
 
 
@@ -167,53 +161,3 @@ def _lead(rows: Sequence[Any]) -> Lead:
 def _deal(won: dict[str, Any], lead: dict[str, Any]) -> Deal:
     currency = won.get("currency") or lead.get("currency") or None
     return Deal(parse_amount(won.get("amount")), currency)
-
-
-def _changes_query(period: Period) -> Any:
-    sc = stage_changes.c
-    # min(lead created, changed) per row; a missing creation date compares as NULL -> changed.
-    earliest = case((sc.lead_created_at < sc.changed_at, sc.lead_created_at), else_=sc.changed_at)
-    first_seen = func.min(earliest)
-    cohort = (
-        select(sc.lead_id)
-        .group_by(sc.lead_id)
-        .having(first_seen >= period.start, first_seen < period.end)
-    )
-    columns = (sc.lead_id, sc.stage, sc.changed_at, sc.lead_created_at, sc.attributes, sc.problems)
-    return (
-        select(*columns)
-        .where(sc.lead_id.in_(cohort), sc.changed_at < period.end)
-        .order_by(sc.lead_id, sc.changed_at, sc.id)
-    )
-
-
-def _deliveries_query(period: Period) -> Any:
-    d, sc = deliveries.c, stage_changes.c
-    return (
-        select(d.destination, d.status, d.reason, sc.stage)
-        .join_from(deliveries, stage_changes, d.change_id == sc.id)
-        .where(sc.changed_at >= period.start, sc.changed_at < period.end)
-    )
-
-
-def _runs_query(period: Period) -> Any:
-    r = runs.c
-    return (
-        select(r.started_at, r.status, r.summary)
-        .where(r.started_at >= period.start, r.started_at < period.end)
-        .order_by(r.started_at)
-    )
-
-
-def _requests_query(period: Period) -> Any:
-    r = upload_requests.c
-    return select(r.destination, r.status, r.processed, r.matched).where(
-        r.sent_at >= period.start, r.sent_at < period.end
-    )
-
-
-def _has_tables(engine: Engine) -> bool:
-    try:
-        return inspect(engine).has_table(stage_changes.name)
-    except (OperationalError, ProgrammingError):
-        return False  # a read-only look at a store that was never written

@@ -27,7 +27,7 @@ from simple_salesforce.bulk2 import SFBulk2Handler, SFBulk2Type
 from simple_salesforce.exceptions import SalesforceError, SalesforceOperationError
 
 from connector.errors import SourceError
-from connector.source.salesforce import _source_error
+from connector.source.errors import source_error
 
 Record = dict[str, Any]
 _CELLS: dict[str, Any] = {"": None, "true": True, "false": False}  # all else: text
@@ -62,7 +62,7 @@ def bulk_pages(
         for text in pages:
             yield _records(str(text))
     except SalesforceError as exc:
-        raise _source_error(exc) from None
+        raise source_error(exc) from None
     except SalesforceOperationError:
         # Its message embeds the job's info; say only what happened.
         raise SourceError(

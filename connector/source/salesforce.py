@@ -5,10 +5,12 @@ Two ways to see a change, chosen per object in the mapping (`mode`):
 - snapshot: records whose `SystemModstamp` moved, diffed against the last status
   the state store saw for them; the change time is the modstamp.
 
-One SOQL query per object per run (plus its pages): the lead's click ids, UTM
-fields, consent and contact data ride along as parent fields. Rows arrive in
-time order, which is what lets the cursor move safely page by page. A first run
-with more rows than `bulk_threshold` streams them through Bulk API 2.0 instead.
+Each stream (`connector.source.streams`) is read with its cursor
+(`connector.source.cursor`): one SOQL query per stream per run (plus its pages);
+the lead's click ids, UTM fields, consent and contact data ride along as parent
+fields. Rows arrive in time order, which is what lets the cursor move safely
+page by page. A first run with more rows than `bulk_threshold` streams them
+through Bulk API 2.0 instead, in no order: the cursor moves once the job is read.
 """
 
 from __future__ import annotations
@@ -16,59 +18,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
     SalesforceGeneralError,
-    SalesforceMalformedRequest,
-    SalesforceRefusedRequest,
-)
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
 )
 
-from connector.errors import SourceError
-from connector.mapping.rules import Mapping
+from connector.core import CrmChange, RecordState
+from connector.mapping.rules import Mapping, OpportunitySpec
+from connector.retry import call_with_retries
 from connector.source import soql as q
+from connector.source.bulk import bulk_pages
+from connector.source.cursor import Cursor
+from connector.source.errors import TransientSalesforceError, source_error
 
 LOOKUP_CHUNK = 2000  # ids per IN (...) list: about 42k characters, under SOQL's 100k
-
-
-@dataclass(frozen=True)
-class CrmChange:
-    """One status change exactly as the CRM reports it (may hold PII: never stored as is)."""
-
-    record_id: str
-    lead_id: str
-    old_status: str | None
-    new_status: str
-    changed_at: datetime
-    lead_created_at: datetime | None
-    lead: dict[str, Any]  # values by mapping role: "email", "gclid", ...
-    opportunity_id: str | None = None
-    restatement: bool = False  # a won deal's amount changed after it was won
-    has_source_lead: bool = True
-    deleted: bool = False  # the lead or opportunity is in the recycle bin
-    record: tuple[str, str] | None = None  # (object, id) whose status this is
-
-
-@dataclass(frozen=True)
-class RecordState:
-    """The last status (and won amount) the state store saw for one CRM record."""
-
-    status: str
-    amount: float | None = None
 
 
 # (object, record ids) -> their last seen states: how snapshot mode finds changes.
 StateLookup = Callable[[str, list[str]], dict[str, RecordState]]
 Pages = Iterator[list[dict[str, Any]]]
+T = TypeVar("T")
 
 
 def parse_sf_datetime(value: str) -> datetime:
@@ -77,12 +51,33 @@ def parse_sf_datetime(value: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
 
 
-class SalesforceSource:
-    """Stage changes of leads and of the opportunities they convert into.
+@dataclass
+class PullStats:
+    """What one stream's pull cost and why it ended, filled in as its pages are read."""
 
-    Each page is fetched (and retried) on its own, so a 503 on page 7 of 40
-    retries that page instead of restarting the stream. `position` is how far
-    the stream has safely been read: the cursor may move to it.
+    calls: int = 0  # Salesforce API calls: query pages, lookups, COUNT()s, bulk pages
+    stopped: str | None = None  # why pulling stopped early, if it did
+    api_usage: tuple[int, int] | None = None  # the org's daily API calls (used, total)
+
+
+class Pull:
+    """One stream's read: iterate it (once) for the changes. Its cursor advances and its
+    stats fill in as the pages are read."""
+
+    def __init__(self, cursor: Cursor, read: Callable[[Pull], Iterator[CrmChange]]) -> None:
+        self.cursor = cursor
+        self.stats = PullStats()
+        self._changes = read(self)  # a generator: nothing is read before iteration
+
+    def __iter__(self) -> Iterator[CrmChange]:
+        return self._changes
+
+
+class SalesforceSource:
+    """Stage changes of leads and of the opportunities they convert into, one pull per stream.
+
+    Each page is fetched (and retried, by `connector.retry`) on its own, so a 503 on
+    page 7 of 40 retries that page instead of restarting the stream.
     """
 
     def __init__(
@@ -95,6 +90,7 @@ class SalesforceSource:
         max_api_share: float = 1.0,
         bulk_threshold: int | None = None,
         states: StateLookup | None = None,
+        sleep: Callable[[float], None] | None = None,  # tests skip the backoff waits
     ) -> None:
         self._client = client
         self._reconnect = reconnect
@@ -103,21 +99,35 @@ class SalesforceSource:
         self._max_api_share = max_api_share
         self._bulk_threshold = bulk_threshold
         self._states = states or (lambda _object, _ids: {})
-        self.calls = 0
-        self.position: datetime | None = None
-        self.stopped: str | None = None  # why pulling stopped early, if it did
-        self._ordered = True
-        self._newest: datetime | None = None
+        self._sleep = sleep
 
-    # streams ----------------------------------------------------------------------
+    def pull(self, cursor: Cursor) -> Pull:
+        """The changes of `cursor`'s stream since its bookmark (less the overlap window)."""
+        return Pull(cursor, self._read)
 
-    def lead_changes(self, since: datetime, *, backfill: bool = False) -> Iterator[CrmChange]:
-        if self._mapping.source.mode == "snapshot":
-            yield from self._lead_snapshots(since)
-            return
-        for page in self._stream(q.lead_history_soql(self._mapping, since), backfill):
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        usage = getattr(self._client, "api_usage", {}).get("api-usage")
+        return (int(usage.used), int(usage.total)) if usage else None
+
+    def _read(self, pull: Pull) -> Iterator[CrmChange]:
+        readers = {
+            ("Lead", "history"): self._lead_history,
+            ("Lead", "snapshot"): self._lead_snapshots,
+            ("Opportunity", "history"): self._opportunity_history,
+            ("Opportunity", "snapshot"): self._opportunity_snapshots,
+        }
+        stream = pull.cursor.stream
+        yield from readers[stream.sobject, stream.mode](pull)
+        pull.cursor.finish()
+
+    # history mode -----------------------------------------------------------------
+
+    def _lead_history(self, pull: Pull) -> Iterator[CrmChange]:
+        query = q.lead_history_query(self._mapping, pull.cursor.since)
+        for page in self._stream(pull, query, bulk=pull.cursor.backfill):
             for record in page:
-                at = self._advance(record["CreatedDate"])
+                at = self._advance(pull, record["CreatedDate"])
                 yield self._lead_change(
                     str(record["LeadId"]),
                     record.get("Lead") or {},
@@ -125,20 +135,13 @@ class SalesforceSource:
                     at,
                     str(record["Id"]),
                 )
-        self._finish()
 
-    def opportunity_changes(
-        self, since: datetime, *, backfill: bool = False
-    ) -> Iterator[CrmChange]:
+    def _opportunity_history(self, pull: Pull) -> Iterator[CrmChange]:
         """Opportunity stage (and won-amount) changes, under the lead they came from."""
-        spec = self._mapping.opportunity
-        if spec is None:
-            return
-        if spec.mode == "snapshot":
-            yield from self._opportunity_snapshots(since)
-            return
-        for page in self._stream(q.opportunity_history_soql(self._mapping, since), backfill):
-            leads = self._leads_for({str(r["OpportunityId"]) for r in page})
+        spec = self._opportunity()
+        query = q.opportunity_history_query(self._mapping, pull.cursor.since)
+        for page in self._stream(pull, query, bulk=pull.cursor.backfill):
+            leads = self._leads_for(pull, {str(r["OpportunityId"]) for r in page})
             # A deal won and given its amount in one save has two rows of the same time: the
             # stage row carries the amount already, the amount row is no restatement.
             staged = {
@@ -147,43 +150,37 @@ class SalesforceSource:
                 if r["Field"] != spec.amount_field
             }
             for record in page:
-                self._advance(record["CreatedDate"])
+                self._advance(pull, record["CreatedDate"])
                 if record["Field"] == spec.amount_field and (
                     (record["OpportunityId"], record["CreatedDate"]) in staged
                 ):
                     continue
                 if change := self._opportunity_history_change(record, leads):
                     yield change
-        self._finish()
-
-    @property
-    def api_usage(self) -> tuple[int, int] | None:
-        usage = getattr(self._client, "api_usage", {}).get("api-usage")
-        return (int(usage.used), int(usage.total)) if usage else None
 
     # snapshot mode --------------------------------------------------------------
 
-    def _lead_snapshots(self, since: datetime) -> Iterator[CrmChange]:
+    def _lead_snapshots(self, pull: Pull) -> Iterator[CrmChange]:
         status_field = self._mapping.source.status_field
-        for page in self._stream(q.lead_snapshot_soql(self._mapping, since), backfill=False):
+        query = q.lead_snapshot_query(self._mapping, pull.cursor.since)
+        for page in self._stream(pull, query, bulk=False):
             seen = self._states("Lead", [str(r["Id"]) for r in page])
             for record in page:
-                at = self._advance(record["SystemModstamp"])
+                at = self._advance(pull, record["SystemModstamp"])
                 status, last = str(record.get(status_field) or ""), seen.get(str(record["Id"]))
                 if status and (last is None or last.status != status):
                     old = last.status if last else None
                     lead_id = str(record["Id"])
                     yield self._lead_change(lead_id, record, (old, status), at, lead_id)
-        self._finish()
 
-    def _opportunity_snapshots(self, since: datetime) -> Iterator[CrmChange]:
-        spec = self._mapping.opportunity
-        assert spec is not None
-        for page in self._stream(q.opportunity_snapshot_soql(self._mapping, since), False):
+    def _opportunity_snapshots(self, pull: Pull) -> Iterator[CrmChange]:
+        spec = self._opportunity()
+        query = q.opportunity_snapshot_query(self._mapping, pull.cursor.since)
+        for page in self._stream(pull, query, bulk=False):
             ids = [str(r["Id"]) for r in page]
-            seen, leads = self._states("Opportunity", ids), self._leads_for(set(ids))
+            seen, leads = self._states("Opportunity", ids), self._leads_for(pull, set(ids))
             for record in page:
-                at = self._advance(record["SystemModstamp"])
+                at = self._advance(pull, record["SystemModstamp"])
                 stage, last = str(record.get(spec.stage_field) or ""), seen.get(str(record["Id"]))
                 restated = bool(
                     last
@@ -198,7 +195,6 @@ class SalesforceSource:
                     yield self._opportunity_change(
                         record, leads.get(opp_id), (old, stage), at, (opp_id, opp_id), restated
                     )
-        self._finish()
 
     # building changes -----------------------------------------------------------
 
@@ -228,8 +224,7 @@ class SalesforceSource:
     def _opportunity_history_change(
         self, record: dict[str, Any], leads: dict[str, dict[str, Any]]
     ) -> CrmChange | None:
-        spec = self._mapping.opportunity
-        assert spec is not None
+        spec = self._opportunity()
         opportunity = dict(record.get("Opportunity") or {})
         stage = str(opportunity.get(spec.stage_field) or "")
         restatement = record["Field"] == spec.amount_field
@@ -256,8 +251,7 @@ class SalesforceSource:
         ids: tuple[str, str],  # the opportunity's, and the history row's (or again its own)
         restatement: bool,
     ) -> CrmChange:
-        spec = self._mapping.opportunity
-        assert spec is not None
+        spec = self._opportunity()
         opp_id, record_id = ids
         base = self._lead_change(
             str(lead["Id"]) if lead else opp_id, lead or {}, statuses, at, record_id
@@ -281,14 +275,20 @@ class SalesforceSource:
     def _roles(self, lead: dict[str, Any]) -> dict[str, Any]:
         return {key: lead.get(name) for key, name in self._mapping.lead_fields().items()}
 
+    def _opportunity(self) -> OpportunitySpec:
+        spec = self._mapping.opportunity
+        if spec is None:
+            raise ValueError("an opportunity stream needs `opportunity` in the mapping")
+        return spec
+
     # the lead behind an opportunity ----------------------------------------------
 
-    def _leads_for(self, opportunity_ids: set[str]) -> dict[str, dict[str, Any]]:
+    def _leads_for(self, pull: Pull, opportunity_ids: set[str]) -> dict[str, dict[str, Any]]:
         """Lead records by opportunity: the lead converted into it, or into its primary contact."""
         found = {
             str(r["ConvertedOpportunityId"]): r
             for chunk in _chunked(sorted(opportunity_ids))
-            for r in self._records(q.converted_leads_soql(self._mapping, chunk))
+            for r in self._records(pull, q.converted_leads_soql(self._mapping, chunk))
         }
         orphans = sorted(opportunity_ids - found.keys())
         if not orphans:
@@ -296,108 +296,103 @@ class SalesforceSource:
         contacts = {
             str(r["OpportunityId"]): str(r["ContactId"])
             for chunk in _chunked(orphans)
-            for r in self._records(q.primary_contacts_soql(chunk))
+            for r in self._records(pull, q.primary_contacts_soql(chunk))
             if r.get("ContactId")
         }
         by_contact = {
             str(r["ConvertedContactId"]): r
             for chunk in _chunked(sorted(set(contacts.values())))
-            for r in self._records(q.leads_by_contact_soql(self._mapping, chunk))
+            for r in self._records(pull, q.leads_by_contact_soql(self._mapping, chunk))
         }
         found.update({o: by_contact[c] for o, c in contacts.items() if c in by_contact})
         return found
 
-    def _records(self, soql: str) -> Iterator[dict[str, Any]]:
-        for page in self._pages(soql, include_deleted=False, budgeted=False):
+    def _records(self, pull: Pull, soql: str) -> Iterator[dict[str, Any]]:
+        for page in self._pages(pull, soql, include_deleted=False, budgeted=False):
             yield from page
 
     # reading pages --------------------------------------------------------------
 
-    def _stream(self, soql: str, backfill: bool) -> Pages:
+    def _stream(self, pull: Pull, query: q.Query, *, bulk: bool) -> Pages:
         """The pages of one stream: REST pages, or a Bulk API 2.0 job for a large backfill."""
-        self._ordered, self._newest, self.position = True, None, None
-        if backfill and self._bulk_threshold is not None:
-            total = self._fetch(
-                lambda: self._client.query(q.count_soql(soql), include_deleted=True)
-            )
+        if bulk and self._bulk_threshold is not None:
+            total = self._fetch(pull, lambda: self._client.query(query.count, include_deleted=True))
             if int(total.get("totalSize", 0)) > self._bulk_threshold:
-                yield from self._bulk(soql)
+                yield from self._bulk(pull, query)
                 return
-        yield from self._pages(soql, include_deleted=True, budgeted=True)
+        yield from self._pages(pull, query.soql, include_deleted=True, budgeted=True)
 
-    def _bulk(self, soql: str) -> Pages:
-        from connector.source.bulk import bulk_pages
-
-        # Bulk results come in no promised order: the position moves only at the end.
-        self._ordered = False
-        unordered = soql.split(" ORDER BY ")[0]
-        for page in bulk_pages(
-            self._client, q.history_object(soql), unordered, include_deleted=True
-        ):
-            self.calls += 1
+    def _bulk(self, pull: Pull, query: q.Query) -> Pages:
+        pull.cursor.unordered()  # bulk results come in no promised order
+        for page in bulk_pages(self._client, query.sobject, query.unordered, include_deleted=True):
+            pull.stats.calls += 1
+            pull.stats.api_usage = self.api_usage
             yield page
 
-    def _pages(self, soql: str, *, include_deleted: bool, budgeted: bool) -> Pages:
+    def _pages(self, pull: Pull, soql: str, *, include_deleted: bool, budgeted: bool) -> Pages:
+        def request(url: str | None) -> dict[str, Any]:  # the client as it is at each try
+            if url is None:
+                page = self._client.query(soql, include_deleted=include_deleted)
+            else:
+                page = self._client.query_more(
+                    url, identifier_is_url=True, include_deleted=include_deleted
+                )
+            return cast(dict[str, Any], page)
+
         next_url: str | None = None
         while True:
-            if budgeted and self._over_budget():
+            if budgeted and self._over_budget(pull):
                 return
-            if next_url is None:
-                page = self._fetch(
-                    lambda: self._client.query(soql, include_deleted=include_deleted)
-                )
-            else:
-                page = self._fetch(
-                    lambda url=next_url: self._client.query_more(
-                        url, identifier_is_url=True, include_deleted=include_deleted
-                    )
-                )
+            page = self._fetch(pull, partial(request, next_url))
             yield page["records"]
             next_url = page.get("nextRecordsUrl")
             if page.get("done", True) or not next_url:
                 return
 
-    def _over_budget(self) -> bool:
-        usage = self.api_usage
+    def _over_budget(self, pull: Pull) -> bool:
+        usage = pull.stats.api_usage = self.api_usage
         if usage is None or usage[1] <= 0 or usage[0] / usage[1] < self._max_api_share:
             return False
-        self.stopped = (
+        pull.stats.stopped = (
             f"stopped pulling at {usage[0]}/{usage[1]} daily Salesforce API calls "
             f"(max_api_share {self._max_api_share:g}); the cursor was kept, the next run goes on"
         )
         return True
 
-    def _advance(self, stamp: str) -> datetime:
+    def _advance(self, pull: Pull, stamp: str) -> datetime:
         at = parse_sf_datetime(stamp)
-        self._newest = max(self._newest, at) if self._newest else at
-        if self._ordered:
-            self.position = at
+        pull.cursor.advance(at)
         return at
 
-    def _finish(self) -> None:
-        if self._newest is not None and (self.position is None or self._newest > self.position):
-            self.position = self._newest
-
-    def _fetch(self, call: Any) -> dict[str, Any]:
-        self.calls += 1
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, SalesforceGeneralError)),
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(max=30),
-            reraise=True,
-        )
+    def _fetch(self, pull: Pull, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        pull.stats.calls += 1
         try:
             try:
-                result: dict[str, Any] = retrying(call)
+                return self._retried(call)
             except SalesforceExpiredSession:
                 if self._reconnect is None:
                     raise
                 # Sessions expire mid-run on long backfills: log in again once, same page.
                 self._client = self._reconnect()
-                result = retrying(call)
+                return self._retried(call)
         except SalesforceError as exc:
-            raise _source_error(exc) from None
-        return result
+            raise source_error(exc) from None
+        finally:
+            pull.stats.api_usage = self.api_usage
+
+    def _retried(self, call: Callable[[], T]) -> T:
+        """`call`, with 5xx failures retried by the one retry policy (`connector.retry`)."""
+
+        def attempt() -> T:
+            try:
+                return call()
+            except SalesforceGeneralError as exc:
+                raise TransientSalesforceError(exc) from exc
+
+        try:
+            return call_with_retries(attempt, attempts=self._attempts, sleep=self._sleep)
+        except TransientSalesforceError as exc:
+            raise exc.error from None
 
 
 def _number(value: object) -> float | None:
@@ -410,35 +405,3 @@ def _number(value: object) -> float | None:
 def _chunked(ids: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(ids), LOOKUP_CHUNK):
         yield ids[start : start + LOOKUP_CHUNK]
-
-
-def _source_error(exc: SalesforceError) -> SourceError:
-    # str(exc) of simple-salesforce errors includes the URL and body; say only the class of it.
-    if isinstance(exc, SalesforceRefusedRequest):
-        return SourceError(
-            "Salesforce refused the request (403): the org's daily API limit is used up "
-            "(REQUEST_LIMIT_EXCEEDED) or the user lacks access; the cursor was kept, rerun later",
-            retryable=False,
-        )
-    if isinstance(exc, SalesforceExpiredSession):
-        return SourceError(
-            "Salesforce session expired or invalid (401 INVALID_SESSION_ID): log in again",
-            retryable=True,
-        )
-    if isinstance(exc, SalesforceMalformedRequest):
-        return SourceError(
-            f"Salesforce rejected the query (400): {_first_error_code(exc)}; check the field "
-            "names in the mapping against the org",
-            retryable=False,
-        )
-    return SourceError(
-        f"Salesforce failed ({exc.status}) after retries; the cursor was kept, rerun later",
-        retryable=True,
-    )
-
-
-def _first_error_code(exc: SalesforceError) -> str:
-    content = exc.content
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        return f"{content[0].get('errorCode')}: {content[0].get('message')}"
-    return "no detail"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from connector.mapping.rules import Mapping
@@ -34,45 +35,74 @@ def lead_select(mapping: Mapping) -> list[str]:
     return list(dict.fromkeys([*LEAD_SYSTEM_FIELDS, *mapping.lead_fields().values()]))
 
 
-def lead_history_soql(mapping: Mapping, since: datetime) -> str:
+@dataclass(frozen=True)
+class Query:
+    """A stream's query in its parts: the object and the filter are known, never parsed back."""
+
+    fields: str
+    sobject: str  # the FROM object (Bulk API 2.0 jobs are addressed by it)
+    where: str
+    order_by: str
+
+    @property
+    def soql(self) -> str:
+        return f"{self.unordered} ORDER BY {self.order_by}"
+
+    @property
+    def unordered(self) -> str:
+        """Without ORDER BY: for a Bulk API 2.0 job, whose results come in no promised order."""
+        return f"SELECT {self.fields} FROM {self.sobject} WHERE {self.where}"
+
+    @property
+    def count(self) -> str:
+        """The same rows as a COUNT(): how big a backfill is, before choosing how to read it."""
+        return f"SELECT COUNT() FROM {self.sobject} WHERE {self.where}"
+
+
+def lead_history_query(mapping: Mapping, since: datetime) -> Query:
     spec = mapping.source
     parent = ", ".join(f"Lead.{name}" for name in lead_select(mapping))
-    return (
-        f"SELECT Id, LeadId, OldValue, NewValue, CreatedDate, {parent} "
-        f"FROM {spec.history_object} "
-        f"WHERE Field = '{spec.status_field}' AND CreatedDate >= {soql_datetime(since)} "
-        "ORDER BY CreatedDate ASC, Id ASC"
+    return Query(
+        f"Id, LeadId, OldValue, NewValue, CreatedDate, {parent}",
+        spec.history_object,
+        f"Field = '{spec.status_field}' AND CreatedDate >= {soql_datetime(since)}",
+        "CreatedDate ASC, Id ASC",
     )
 
 
-def lead_snapshot_soql(mapping: Mapping, since: datetime) -> str:
+def lead_snapshot_query(mapping: Mapping, since: datetime) -> Query:
     spec = mapping.source
     fields = ", ".join(
         dict.fromkeys(["Id", spec.status_field, "SystemModstamp", *lead_select(mapping)])
     )
-    return (
-        f"SELECT {fields} FROM {spec.object} "
-        f"WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC, Id ASC"
+    return Query(
+        fields,
+        spec.object,
+        f"SystemModstamp >= {soql_datetime(since)}",
+        "SystemModstamp ASC, Id ASC",
     )
 
 
-def opportunity_history_soql(mapping: Mapping, since: datetime) -> str:
+def opportunity_history_query(mapping: Mapping, since: datetime) -> Query:
     spec = mapping.opportunity
     assert spec is not None
     parent = ", ".join(f"Opportunity.{name}" for name in _opportunity_select(mapping))
-    return (
-        f"SELECT Id, OpportunityId, Field, OldValue, NewValue, CreatedDate, {parent} "
-        f"FROM {spec.history_object} "
-        f"WHERE Field IN ('{spec.stage_field}', '{spec.amount_field}') "
-        f"AND CreatedDate >= {soql_datetime(since)} ORDER BY CreatedDate ASC, Id ASC"
+    return Query(
+        f"Id, OpportunityId, Field, OldValue, NewValue, CreatedDate, {parent}",
+        spec.history_object,
+        f"Field IN ('{spec.stage_field}', '{spec.amount_field}') "
+        f"AND CreatedDate >= {soql_datetime(since)}",
+        "CreatedDate ASC, Id ASC",
     )
 
 
-def opportunity_snapshot_soql(mapping: Mapping, since: datetime) -> str:
+def opportunity_snapshot_query(mapping: Mapping, since: datetime) -> Query:
     fields = ", ".join(dict.fromkeys(["Id", "SystemModstamp", *_opportunity_select(mapping)]))
-    return (
-        f"SELECT {fields} FROM Opportunity "
-        f"WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC, Id ASC"
+    return Query(
+        fields,
+        "Opportunity",
+        f"SystemModstamp >= {soql_datetime(since)}",
+        "SystemModstamp ASC, Id ASC",
     )
 
 
@@ -91,19 +121,6 @@ def primary_contacts_soql(opportunity_ids: list[str]) -> str:
 def leads_by_contact_soql(mapping: Mapping, contact_ids: list[str]) -> str:
     fields = ", ".join(dict.fromkeys(["Id", "ConvertedContactId", *lead_select(mapping)]))
     return f"SELECT {fields} FROM Lead WHERE ConvertedContactId IN ({id_list(contact_ids)})"
-
-
-def count_soql(soql: str) -> str:
-    """The same query as a COUNT(): how big a backfill is, before choosing how to read it."""
-    match = re.fullmatch(r"SELECT .+? (FROM .+?)( ORDER BY .*)?", soql)
-    assert match is not None, soql
-    return f"SELECT COUNT() {match[1]}"
-
-
-def history_object(soql: str) -> str:
-    match = re.search(r" FROM (\w+)", soql)
-    assert match is not None, soql
-    return match[1]
 
 
 def _opportunity_select(mapping: Mapping) -> list[str]:

@@ -6,8 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connector.ledger.store import Delivery
-from connector.mapping.translate import StageChange
+from connector.core import Delivery, StageChange
 
 EMAIL_HASH = hashlib.sha256(b"jane.doe@example.com").hexdigest()
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -19,6 +18,7 @@ def won(
     target: str,
     value: float | None = 1000.0,
     at: datetime | None = None,
+    restatement: bool = False,
     **attributes: Any,
 ) -> Delivery:
     """Lead `n`'s deal won two days ago (or `at`), with a click id, hashed email and consent."""
@@ -38,6 +38,7 @@ def won(
         source_record_id=f"006{n:012d}",
         lead_created_at=changed_at - timedelta(days=10),
         attributes={k: v for k, v in attrs.items() if v is not None},
+        restatement=restatement,
     )
     return Delivery(n, "google_ads", target, value, "EUR" if value is not None else None, 0, change)
 
@@ -57,6 +58,7 @@ def retracted(n: int, *, target: str, delivery_id: int | None = None) -> Deliver
         changed_at=NOW - timedelta(minutes=30),
         source_record_id=f"006{n:012d}",
         lead_created_at=NOW - timedelta(days=20),
-        attributes={"retracts": f"00Q{n:012d}:won", "gclid": f"Cj0KCQiA-lead{n:04d}-abcdEFGH"},
+        attributes={"gclid": f"Cj0KCQiA-lead{n:04d}-abcdEFGH"},
+        retracts=f"00Q{n:012d}:won",
     )
     return Delivery(delivery_id or 200 + n, "google_ads", target, None, None, 0, change)

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
+from connector.core import Delivery, StageChange, Status, utcnow
 from connector.destinations.ga4 import GA4Destination, event_problem
-from connector.ledger.store import DELIVERED, REJECTED, SKIPPED, Delivery, utcnow
 from connector.mapping.rules import load_mapping
-from connector.mapping.translate import StageChange
 from connector.settings import GA4Settings
 from connector_sandbox.ga4 import GA4Emulator
 from connector_sandbox.tls import sandbox_ca
@@ -35,7 +34,7 @@ def destination(emulator: GA4Emulator) -> Iterator[GA4Destination]:
         mp_base_url=emulator.url,
         ca_bundle=Path(sandbox_ca().bundle_path),
     )
-    ga4 = GA4Destination(settings, load_mapping(MAPPING))
+    ga4 = GA4Destination(settings, too_old=load_mapping(MAPPING).ga4_too_old)
     yield ga4
     ga4.close()
 
@@ -60,7 +59,7 @@ def test_four_changes_of_one_lead_go_in_one_request_in_time_order(
 ) -> None:
     batch = [delivery(i, hours_ago=10 - i) for i in range(4)][::-1]
     outcomes = destination.deliver(batch)
-    assert {o.status for o in outcomes} == {DELIVERED}
+    assert {o.status for o in outcomes} == {Status.DELIVERED}
     assert emulator.requests == 1
     (body,) = emulator.received_bodies
     times = [e["timestamp_micros"] for e in json.loads(body)["events"]]
@@ -71,7 +70,7 @@ def test_a_change_older_than_72_hours_is_skipped_and_never_sent(
     destination: GA4Destination, emulator: GA4Emulator
 ) -> None:
     (outcome,) = destination.deliver([delivery(1, hours_ago=73)])
-    assert (outcome.status, outcome.reason) == (SKIPPED, "too_old_for_ga4")
+    assert (outcome.status, outcome.reason) == (Status.SKIPPED, "too_old_for_ga4")
     assert emulator.requests == 0
 
 
@@ -79,7 +78,7 @@ def test_a_pii_looking_param_is_refused_locally(
     destination: GA4Destination, emulator: GA4Emulator
 ) -> None:
     (outcome,) = destination.deliver([delivery(1, lead_source="jane.doe@example.com")])
-    assert (outcome.status, outcome.reason) == (REJECTED, "pii_in_param: lead_source")
+    assert (outcome.status, outcome.reason) == (Status.REJECTED, "pii_in_param: lead_source")
     assert emulator.received_bodies == []
 
 
@@ -113,5 +112,5 @@ def test_dry_run_uses_the_debug_endpoint_and_records_nothing(
     destination: GA4Destination, emulator: GA4Emulator
 ) -> None:
     outcomes = destination.deliver([delivery(1)], validate_only=True)
-    assert outcomes[0].status == DELIVERED
+    assert outcomes[0].status == Status.DELIVERED
     assert emulator.debug_requests == 1 and emulator.requests == 0 and emulator.accepted == []

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from connector.core import Mapped, Outcome, StageChange, Status, Target
 from connector.errors import ConfigError
-from connector.ledger.store import DELIVERED, PENDING, SKIPPED, Ledger, Outcome
-from connector.mapping.translate import Mapped, StageChange, Target
+from connector.ledger import Ledger
 
 T0 = datetime(2026, 11, 20, 14, 3, 11, tzinfo=UTC)
 
@@ -34,56 +34,59 @@ def mapped(lead: str, stage: str = "mql", at: datetime = T0, skip: str | None = 
 
 def test_changes_are_stored_once_and_cursor_moves_with_them(state_url: str) -> None:
     ledger = Ledger.open(state_url)
-    run = ledger.start_run()
-    first = ledger.record(run, [mapped("A"), mapped("B")], "s", T0)
-    again = ledger.record(run, [mapped("A"), mapped("C")], "s", T0 + timedelta(seconds=1))
+    run = ledger.runs.start()
+    first = ledger.changes.record(run, [mapped("A"), mapped("B")], "s", T0)
+    again = ledger.changes.record(run, [mapped("A"), mapped("C")], "s", T0 + timedelta(seconds=1))
     assert len(first) == 2 and [m.change.lead_id for m in again] == ["C"]
-    assert ledger.cursor("s") == T0 + timedelta(seconds=1)
-    assert {d.change.lead_id for d in ledger.pending("google_ads")} == {"A", "B", "C"}
+    assert ledger.cursors.get("s") == T0 + timedelta(seconds=1)
+    assert {d.change.lead_id for d in ledger.queue.pending("google_ads")} == {"A", "B", "C"}
 
 
 def test_cursor_never_moves_backwards(state_url: str) -> None:
     ledger = Ledger.open(state_url)
-    run = ledger.start_run()
-    ledger.record(run, [mapped("A")], "s", T0)
-    ledger.record(run, [], "s", T0 - timedelta(hours=1))
-    assert ledger.cursor("s") == T0
+    run = ledger.runs.start()
+    ledger.changes.record(run, [mapped("A")], "s", T0)
+    ledger.changes.record(run, [], "s", T0 - timedelta(hours=1))
+    assert ledger.cursors.get("s") == T0
 
 
 def test_skipped_targets_get_a_reason_and_settled_rows_leave_pending(state_url: str) -> None:
     ledger = Ledger.open(state_url)
-    run = ledger.start_run()
-    ledger.record(run, [mapped("A", skip="too_old_for_ga4")], "s", T0)
-    assert ledger.pending("ga4") == []
-    (pending,) = ledger.pending("google_ads")
+    run = ledger.runs.start()
+    ledger.changes.record(run, [mapped("A", skip="too_old_for_ga4")], "s", T0)
+    assert ledger.queue.pending("ga4") == []
+    (pending,) = ledger.queue.pending("google_ads")
     assert pending.change.changed_at == T0  # timezone survives the round trip
-    ledger.settle([Outcome(pending.id, DELIVERED, request_id="req-1")])
-    assert ledger.pending("google_ads") == []
-    assert ledger.counts() == {"google_ads": {DELIVERED: 1}, "ga4": {SKIPPED: 1}}
-    ledger.finish_run(run, "ok", {"new": 1})
+    ledger.queue.settle([Outcome(pending.id, Status.DELIVERED, request_id="req-1")])
+    assert ledger.queue.pending("google_ads") == []
+    assert ledger.queue.counts() == {
+        "google_ads": {Status.DELIVERED: 1},
+        "ga4": {Status.SKIPPED: 1},
+    }
+    ledger.runs.finish(run, "ok", {"new": 1})
 
 
 def test_transient_failure_keeps_row_pending_and_counts_attempts(state_url: str) -> None:
     ledger = Ledger.open(state_url)
-    ledger.record(ledger.start_run(), [mapped("A")], "s", T0)
-    (pending,) = ledger.pending("google_ads")
-    ledger.settle([Outcome(pending.id, PENDING, error="503")])
-    (again,) = ledger.pending("google_ads")
+    ledger.changes.record(ledger.runs.start(), [mapped("A")], "s", T0)
+    (pending,) = ledger.queue.pending("google_ads")
+    ledger.queue.settle([Outcome(pending.id, Status.PENDING, error="503")])
+    (again,) = ledger.queue.pending("google_ads")
     assert again.attempts == 1
 
 
 def test_known_finds_recorded_keys(state_url: str) -> None:
     ledger = Ledger.open(state_url)
-    ledger.record(ledger.start_run(), [mapped("A")], "s", T0)
+    ledger.changes.record(ledger.runs.start(), [mapped("A")], "s", T0)
     keys = {("A", "mql", T0), ("B", "mql", T0)}
-    assert ledger.known(keys) == {("A", "mql", T0)}
+    assert ledger.changes.known(keys) == {("A", "mql", T0)}
 
 
 def test_readonly_open_of_a_missing_sqlite_store_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     ledger = Ledger.open(f"sqlite:///{path}", readonly=True)
-    assert ledger.cursor("s") is None
-    assert ledger.known({("A", "mql", T0)}) == set()
+    assert ledger.cursors.get("s") is None
+    assert ledger.changes.known({("A", "mql", T0)}) == set()
     assert not path.exists()
 
 
@@ -93,23 +96,32 @@ def test_unusable_state_url_names_the_setting() -> None:
 
 
 def test_a_version_1_store_is_upgraded_in_place(state_url: str) -> None:
-    from sqlalchemy import inspect, text
+    from sqlalchemy import inspect, text, update
+
+    from connector.ledger.schema import SCHEMA_VERSION, stage_changes
 
     ledger = Ledger.open(state_url)
-    run_id = ledger.start_run()
-    ledger.record(run_id, [mapped("00Q1")], "s", T0)
-    with ledger.engine.begin() as conn:  # back to what a version-1 connector wrote
+    run_id = ledger.runs.start()
+    ledger.changes.record(run_id, [mapped("00Q1")], "s", T0)
+    with ledger.db.engine.begin() as conn:  # back to what a version-1 connector wrote
+        for column in ("opportunity_id", "restatement", "retracts"):
+            conn.execute(text(f"ALTER TABLE stage_changes DROP COLUMN {column}"))
+        flags = {"opportunity_id": "006A", "restatement": True, "gclid": "Cj0KCQiA-abc"}
+        conn.execute(update(stage_changes).values(attributes=flags))
         conn.execute(text("DROP INDEX ix_deliveries_request"))
         conn.execute(text("ALTER TABLE deliveries DROP COLUMN not_before"))
         conn.execute(text("DROP TABLE upload_requests"))
         conn.execute(text("DROP TABLE record_states"))
         conn.execute(text("UPDATE schema_version SET version = 1"))
-    ledger.engine.dispose()
+    ledger.db.engine.dispose()
     upgraded = Ledger.open(state_url)
-    with upgraded.engine.connect() as conn:
+    with upgraded.db.engine.connect() as conn:
         found = inspect(conn)
         assert "not_before" in {c["name"] for c in found.get_columns("deliveries")}
         assert "ix_deliveries_request" in {i["name"] for i in found.get_indexes("deliveries")}
         assert found.has_table("upload_requests") and found.has_table("record_states")
-        assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 2
-    assert len(upgraded.pending("google_ads")) == 1  # the old rows are still there
+        assert conn.execute(text("SELECT version FROM schema_version")).scalar() == SCHEMA_VERSION
+    (pending,) = upgraded.queue.pending("google_ads")  # the old rows are still there
+    # Flags that rode in attributes (schema 2) are typed fields now.
+    assert (pending.change.opportunity_id, pending.change.restatement) == ("006A", True)
+    assert pending.change.attributes == {"gclid": "Cj0KCQiA-abc"}

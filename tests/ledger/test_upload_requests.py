@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from connector.ledger.store import (
-    DELIVERED,
-    PENDING,
-    PROCESSING,
-    REJECTED,
-    Delivery,
-    Ledger,
-    Outcome,
-)
-from connector.mapping.translate import Mapped, StageChange, Target
+from connector.core import Delivery, Mapped, Outcome, StageChange, Status, Target
+from connector.destinations.google_ads.adjustments import conversion_history
+from connector.ledger import PROCESSING, Ledger
 
 T0 = datetime(2026, 11, 20, 14, 3, 11, tzinfo=UTC)
 WON = "700000004"
 
 
-def change(lead: str, stage: str, at: datetime, **attrs: object) -> Mapped:
+def change(
+    lead: str, stage: str, at: datetime, *, restatement: bool = False, retracts: str | None = None
+) -> Mapped:
     sc = StageChange(
         lead_id=lead,
         crm_status=stage.upper(),
@@ -27,42 +22,49 @@ def change(lead: str, stage: str, at: datetime, **attrs: object) -> Mapped:
         changed_at=at,
         source_record_id=f"006{lead}{stage}",
         lead_created_at=T0 - timedelta(days=30),
-        attributes={"gclid": "Cj0KCQiA-abcdEFGH_1234567890", **attrs},
+        attributes={"gclid": "Cj0KCQiA-abcdEFGH_1234567890"},
         problems={},
+        restatement=restatement,
+        retracts=retracts,
     )
-    value = None if attrs.get("retracts") else 1000.0
+    value = None if retracts else 1000.0
     return Mapped(sc, [Target("google_ads", WON, value, "EUR" if value else None)])
 
 
-def won(lead: str, at: datetime = T0, **attrs: object) -> Mapped:
-    return change(lead, "won", at, **attrs)
+def won(lead: str, at: datetime = T0, *, restatement: bool = False) -> Mapped:
+    return change(lead, "won", at, restatement=restatement)
 
 
 def retraction(lead: str, at: datetime = T0 + timedelta(days=2)) -> Mapped:
     return change(lead, "opportunity", at, retracts=f"{lead}:won")
 
 
+def adjusted(ledger: Ledger, batch: list[Delivery]) -> dict[int, Status | None]:
+    """For each delivery, the status of the conversion it adjusts."""
+    return {i: h.adjusted for i, h in conversion_history(ledger, batch).items()}
+
+
 def pending_by_lead(ledger: Ledger) -> dict[tuple[str, str], Delivery]:
-    rows = ledger.pending("google_ads")
+    rows = ledger.queue.pending("google_ads")
     return {(d.change.lead_id, d.change.stage): d for d in rows if not d.change.restatement}
 
 
 def test_requests_are_stored_checked_oldest_first_and_finished(state_url: str) -> None:
     ledger = Ledger.open(state_url)
-    ledger.save_requests("google_ads", {"r2": 3}, sent_at=T0 + timedelta(minutes=1))
-    ledger.save_requests("google_ads", {"r1": 2}, sent_at=T0)
-    ledger.save_requests("ga4", {"other": 1})
-    ledger.save_requests("google_ads", {})
+    ledger.requests.save("google_ads", {"r2": 3}, sent_at=T0 + timedelta(minutes=1))
+    ledger.requests.save("google_ads", {"r1": 2}, sent_at=T0)
+    ledger.requests.save("ga4", {"other": 1})
+    ledger.requests.save("google_ads", {})
 
-    assert ledger.processing_requests("google_ads", limit=10) == ["r1", "r2"]
-    assert ledger.processing_requests("google_ads", limit=1) == ["r1"]
+    assert ledger.requests.processing("google_ads", limit=10) == ["r1", "r2"]
+    assert ledger.requests.processing("google_ads", limit=1) == ["r1"]
 
-    ledger.update_request("r1", PROCESSING)
+    ledger.requests.update("r1", PROCESSING)
     detail = {"destinations": [{"action": WON, "errors": {"CLICK_NOT_FOUND": 1}}]}
-    ledger.update_request("r2", "PARTIAL_SUCCESS", processed=3, matched=2, detail=detail)
+    ledger.requests.update("r2", "PARTIAL_SUCCESS", processed=3, matched=2, detail=detail)
 
-    assert ledger.processing_requests("google_ads", limit=10) == ["r1"]
-    first, second = ledger.requests("google_ads")
+    assert ledger.requests.processing("google_ads", limit=10) == ["r1"]
+    first, second = ledger.requests.all("google_ads")
     assert (first["status"], first["processed"], first["events"]) == (PROCESSING, None, 2)
     assert first["checked_at"] is not None and first["sent_at"] == T0
     assert (second["status"], second["processed"], second["matched"]) == ("PARTIAL_SUCCESS", 3, 2)
@@ -71,13 +73,16 @@ def test_requests_are_stored_checked_oldest_first_and_finished(state_url: str) -
 
 def test_request_deliveries_by_target(state_url: str) -> None:
     ledger = Ledger.open(state_url)
-    ledger.record(ledger.start_run(), [won("A"), won("B")], "s", T0)
-    a, b = ledger.pending("google_ads")
-    ledger.settle(
-        [Outcome(a.id, DELIVERED, request_id="r1"), Outcome(b.id, DELIVERED, request_id="r2")]
+    ledger.changes.record(ledger.runs.start(), [won("A"), won("B")], "s", T0)
+    a, b = ledger.queue.pending("google_ads")
+    ledger.queue.settle(
+        [
+            Outcome(a.id, Status.DELIVERED, request_id="r1"),
+            Outcome(b.id, Status.DELIVERED, request_id="r2"),
+        ]
     )
-    assert ledger.request_deliveries("r1") == {WON: [a.id]}
-    assert ledger.request_deliveries("nope") == {}
+    assert ledger.queue.of_request("r1") == {WON: [a.id]}
+    assert ledger.queue.of_request("nope") == {}
 
 
 def test_adjusted_status_follows_the_won_conversion(state_url: str) -> None:
@@ -93,27 +98,27 @@ def test_adjusted_status_follows_the_won_conversion(state_url: str) -> None:
         retraction("C"),
         retraction("D"),  # never won at all
     ]
-    ledger.record(ledger.start_run(), batch, "s", T0)
+    ledger.changes.record(ledger.runs.start(), batch, "s", T0)
     rows = pending_by_lead(ledger)
-    ledger.settle(
+    ledger.queue.settle(
         [
-            Outcome(rows["A", "won"].id, DELIVERED),
-            Outcome(rows["C", "won"].id, REJECTED, reason="click_not_found"),
+            Outcome(rows["A", "won"].id, Status.DELIVERED),
+            Outcome(rows["C", "won"].id, Status.REJECTED, reason="click_not_found"),
         ]
     )
-    adjustments = [d for d in ledger.pending("google_ads") if d.change.stage != "won"]
-    restatement = next(d for d in ledger.pending("google_ads") if d.change.restatement)
+    adjustments = [d for d in ledger.queue.pending("google_ads") if d.change.stage != "won"]
+    restatement = next(d for d in ledger.queue.pending("google_ads") if d.change.restatement)
 
-    found = ledger.adjusted_status([*adjustments, restatement])
+    found = adjusted(ledger, [*adjustments, restatement])
 
     by_lead = {d.change.lead_id: found[d.id] for d in adjustments}
-    assert by_lead == {"A": DELIVERED, "B": PENDING, "C": None, "D": None}
-    assert found[restatement.id] == DELIVERED  # the original, not the restatement itself
-    assert ledger.adjusted_status([]) == {}
+    assert by_lead == {"A": Status.DELIVERED, "B": Status.PENDING, "C": None, "D": None}
+    assert found[restatement.id] == Status.DELIVERED  # the original, not the restatement itself
+    assert adjusted(ledger, []) == {}
 
 
 def test_a_restatement_alone_has_nothing_to_adjust(state_url: str) -> None:
     ledger = Ledger.open(state_url)
-    ledger.record(ledger.start_run(), [won("A", restatement=True)], "s", T0)
-    (restatement,) = ledger.pending("google_ads")
-    assert ledger.adjusted_status([restatement]) == {restatement.id: None}
+    ledger.changes.record(ledger.runs.start(), [won("A", restatement=True)], "s", T0)
+    (restatement,) = ledger.queue.pending("google_ads")
+    assert adjusted(ledger, [restatement]) == {restatement.id: None}

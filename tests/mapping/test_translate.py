@@ -2,9 +2,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from connector.core import GA4, GOOGLE_ADS, CrmChange
 from connector.mapping.rules import load_mapping
-from connector.mapping.translate import GA4, GOOGLE_ADS, translate
-from connector.source.salesforce import CrmChange
+from connector.mapping.translate import translate
 
 MAPPING = load_mapping(Path(__file__).resolve().parents[2] / "mappings" / "salesforce.yaml")
 WHEN = datetime(2026, 11, 20, 14, 3, 11, tzinfo=UTC)

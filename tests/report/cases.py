@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from connector.core import Mapped, StageChange, Target
 from connector.report.load import (
     Deal,
     DeliveryRow,
@@ -14,8 +15,11 @@ from connector.report.load import (
     RequestRow,
     RunRow,
 )
+from connector.report.metrics import Report, build_report
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+PAID = {"gclid": "Cj0KCQiA-abcdEFGH_1234567890"}
+MARCH = Period(date(2026, 3, 1), date(2026, 3, 31))
 FUNNEL_ORDER = ("lead", "mql", "sql", "opportunity", "won")
 
 
@@ -62,6 +66,33 @@ def worked_funnel(attrs: dict[str, Any] | None = None, prefix: str = "L") -> lis
             )
         )
     return leads
+
+
+def change(
+    lead: str,
+    stage: str,
+    at: datetime,
+    attrs: dict[str, Any],
+    created: datetime | None = None,
+    problems: dict[str, str] | None = None,
+) -> Mapped:
+    """A change as the pipeline records it, bound for Google Ads."""
+    sc = StageChange(
+        lead_id=lead,
+        crm_status=stage.upper(),
+        stage=stage,
+        changed_at=at,
+        source_record_id=f"017{lead}{stage}",
+        lead_created_at=created,
+        attributes=attrs,
+        problems=problems or {},
+    )
+    return Mapped(sc, [Target("google_ads", "700000001", None, None)])
+
+
+def worked_report() -> Report:
+    """The worked funnel, all of it paid search, in March, in euros."""
+    return build_report(LedgerData(MARCH, worked_funnel(PAID)), currency="EUR")
 
 
 CHANNEL_ATTRS: dict[str, dict[str, Any]] = {

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.report import build_report, to_html
+from connector.report.html import to_html
+from connector.report.metrics import build_report
 from tests.report.cases import sample_data
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,42 +5,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from connector.cli import app
-from connector.ledger.store import DELIVERED, REJECTED, Ledger, Outcome
-from connector.mapping.translate import Mapped, StageChange, Target
+from connector.core import Outcome, Status
+from connector.ledger import Ledger
 from connector.report import Period, build_report, load
 from tests.conftest import MAPPING
+from tests.report.cases import change
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 MARCH = Period(date(2026, 3, 1), date(2026, 3, 31))
 PAID = {"gclid": "Cj0KCQiA-abcdEFGH_1234567890", "currency": "EUR"}
 EMAIL = {"utm_source": "newsletter", "utm_medium": "email"}
-
-
-def change(
-    lead: str,
-    stage: str,
-    at: datetime,
-    attrs: dict[str, Any],
-    created: datetime | None = None,
-    problems: dict[str, str] | None = None,
-) -> Mapped:
-    sc = StageChange(
-        lead_id=lead,
-        crm_status=stage.upper(),
-        stage=stage,
-        changed_at=at,
-        source_record_id=f"017{lead}{stage}",
-        lead_created_at=created,
-        attributes=attrs,
-        problems=problems or {},
-    )
-    return Mapped(sc, [Target("google_ads", "700000001", None, None)])
 
 
 def fill(ledger: Ledger) -> None:
@@ -57,20 +36,20 @@ def fill(ledger: Ledger) -> None:
         change("D", "unmapped", T0 + day, {}),
         change("E", "mql", T0 + 30 * day, PAID),
     ]
-    run = ledger.start_run()
-    ledger.record(run, batch, "salesforce.LeadHistory", T0 + 40 * day)
-    pending = ledger.pending("google_ads")
+    run = ledger.runs.start()
+    ledger.changes.record(run, batch, "salesforce.LeadHistory", T0 + 40 * day)
+    pending = ledger.queue.pending("google_ads")
     outcomes = [
-        Outcome(pending[0].id, DELIVERED),
-        Outcome(pending[1].id, REJECTED, "CLICK_NOT_FOUND"),
+        Outcome(pending[0].id, Status.DELIVERED),
+        Outcome(pending[1].id, Status.REJECTED, "CLICK_NOT_FOUND"),
     ]
-    ledger.settle(outcomes)
-    ledger.finish_run(run, "ok", {})
+    ledger.queue.settle(outcomes)
+    ledger.runs.finish(run, "ok", {})
     # Google's counts come from the upload requests sent in the period, once it finished them.
-    ledger.save_requests("google_ads", {"r-march": 2, "r-busy": 1}, sent_at=T0 + day)
-    ledger.save_requests("google_ads", {"r-april": 1}, sent_at=T0 + 30 * day)
+    ledger.requests.save("google_ads", {"r-march": 2, "r-busy": 1}, sent_at=T0 + day)
+    ledger.requests.save("google_ads", {"r-april": 1}, sent_at=T0 + 30 * day)
     for request_id in ("r-march", "r-april"):
-        ledger.update_request(request_id, "PARTIAL_SUCCESS", processed=2, matched=1)
+        ledger.requests.update(request_id, "PARTIAL_SUCCESS", processed=2, matched=1)
 
 
 def test_report_from_the_ledger(state_url: str) -> None:

@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select
 
+from connector.ledger import Ledger
 from connector.ledger.schema import deliveries, stage_changes
-from connector.ledger.store import Ledger
 from connector.mapping.rules import load_mapping
 from connector.pipeline import SyncOptions, sync
 from connector.summary import RunSummary
 from connector_sandbox.dataset import sf_datetime
 from connector_sandbox.stack import Sandbox
 from tests.conftest import MAPPING
+from tests.source.cases import snapshot_mapping
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LEAD, OPP = "00Q000000000001AAA", "006000000000001AAA"
@@ -43,17 +44,6 @@ def lead(lead_id: str, status: str = "Open", **extra: Any) -> dict[str, Any]:
         "Consent_Ad_User_Data__c": "Granted",
         **extra,
     }
-
-
-def snapshot_mapping(tmp_path: Path) -> Path:
-    text = MAPPING.read_text(encoding="utf-8")
-    for history in ("LeadHistory", "OpportunityFieldHistory"):
-        text = text.replace(
-            f"history_object: {history}", f"mode: snapshot\n  history_object: {history}"
-        )
-    path = tmp_path / "snapshot.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -233,7 +223,7 @@ def test_the_api_budget_stops_pulling_and_the_next_run_goes_on(
     first = run(sandbox, url, MAPPING, salesforce={"max_api_share": 0.9})
     assert first.stopped and "cursor was kept" in first.stopped and first.status == "partial"
     assert 0 < first.pulled < 3
-    cursor = Ledger.open(url).cursor("salesforce.LeadHistory")
+    cursor = Ledger.open(url).cursors.get("salesforce.LeadHistory")
     assert cursor is not None and cursor < NOW - timedelta(hours=5)
     sandbox.salesforce.set_api_usage(0)  # a new day
     second = run(sandbox, url, MAPPING, salesforce={"max_api_share": 0.9})

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from simple_salesforce.api import Salesforce
 from sqlalchemy import create_engine, select
 
+from connector.errors import SourceError
 from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
 from connector.pipeline import SyncOptions, sync
+from connector.settings import SalesforceSettings
+from connector.source.auth import connect
+from connector.source.cursor import Cursor
+from connector.source.salesforce import SalesforceSource
+from connector.source.streams import LEAD_HISTORY, OPPORTUNITY_HISTORY, Stream
 from connector_sandbox.dataset import sf_datetime
+from connector_sandbox.faults import Fault
 from connector_sandbox.stack import Sandbox
 from tests.conftest import MAPPING
 
@@ -160,9 +169,9 @@ def test_a_large_first_run_streams_through_bulk_api_with_the_same_result(
     won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won:{OPP}")]
     assert won["conversion_value"] == 30000.0
     # The bookmark moved to the newest change only once the whole job was read.
-    from connector.ledger.store import Ledger
+    from connector.ledger import Ledger
 
-    cursor = Ledger.open(sqlite_url).cursor("salesforce.LeadHistory")
+    cursor = Ledger.open(sqlite_url).cursors.get("salesforce.LeadHistory")
     assert cursor == NOW - timedelta(hours=60)
 
 
@@ -186,3 +195,73 @@ def test_a_deal_won_and_priced_in_one_save_is_one_won_conversion(sqlite_url: str
     with engine.connect() as conn:
         stages = [r.stage for r in conn.execute(select(stage_changes.c.stage))]
     assert stages.count("won") == 1
+
+
+# One stream's pull, read straight from the source ----------------------------------------
+
+
+def login(box: Sandbox) -> SalesforceSettings:
+    return box.settings("sqlite://", MAPPING).salesforce
+
+
+def source(box: Sandbox, **options: Any) -> SalesforceSource:
+    return SalesforceSource(connect(login(box)), load_mapping(MAPPING), **options)
+
+
+def backfill(stream: Stream = LEAD_HISTORY) -> Cursor:
+    return Cursor.resume(stream, None, SalesforceSettings(), NOW)
+
+
+def test_a_pull_reports_its_calls_and_api_usage_and_moves_only_its_cursor(
+    sandbox: Sandbox,
+) -> None:
+    reader = source(sandbox, bulk_threshold=100)
+    leads, opportunities = backfill(), backfill(OPPORTUNITY_HISTORY)
+    pull = reader.pull(leads)
+    assert pull.stats.calls == 0 and leads.position is None  # nothing read before iteration
+    assert [c.new_status for c in pull] == ["MQL", "SQL", "Closed - Converted"]
+    # A backfill's COUNT() chose REST, then one page: what the emulator counted too.
+    assert pull.stats.calls == 2 == sandbox.salesforce.query_calls["LeadHistory"]
+    assert pull.stats.api_usage == (sandbox.salesforce.api_usage, sandbox.salesforce.api_limit)
+    assert pull.stats.stopped is None
+    assert leads.bookmark == NOW - timedelta(hours=60) and opportunities.position is None
+    second = reader.pull(opportunities)
+    assert len(list(second)) == 4 and second.stats.calls > 2  # its page, COUNT(), lookups
+    assert pull.stats.calls == 2  # each pull keeps its own counts
+    assert opportunities.bookmark == NOW - timedelta(hours=10)
+
+
+def test_a_failing_page_is_retried_by_the_retry_policy(sandbox: Sandbox) -> None:
+    sleeps: list[float] = []
+    sandbox.salesforce.faults.push(Fault(status=503, path_contains="/query"), times=2)
+    pull = source(sandbox, sleep=sleeps.append).pull(backfill())
+    assert len(list(pull)) == 3
+    assert len(sleeps) == 2 and pull.stats.calls == 1  # a call is a page, however many tries
+
+
+def test_a_page_failing_on_every_try_is_a_retryable_source_error(sandbox: Sandbox) -> None:
+    sleeps: list[float] = []
+    sandbox.salesforce.faults.push(Fault(status=503, path_contains="/query"), times=3)
+    leads = backfill()
+    with pytest.raises(SourceError) as failed:
+        list(source(sandbox, attempts=3, sleep=sleeps.append).pull(leads))
+    assert failed.value.retryable and "(503) after retries" in str(failed.value)
+    assert len(sleeps) == 2 and leads.position is None
+    assert "/query" not in str(failed.value)  # no URL or body echoed
+
+
+def test_an_expired_session_logs_in_again_once_for_the_same_page(sandbox: Sandbox) -> None:
+    logins: list[Salesforce] = []
+
+    def reconnect() -> Salesforce:
+        logins.append(connect(login(sandbox)))
+        return logins[-1]
+
+    reader = source(sandbox, reconnect=reconnect)
+    sandbox.salesforce.expire_sessions()
+    assert len(list(reader.pull(backfill()))) == 3 and len(logins) == 1
+    without = source(sandbox)
+    sandbox.salesforce.expire_sessions()
+    with pytest.raises(SourceError, match="INVALID_SESSION_ID") as expired:
+        list(without.pull(backfill()))
+    assert expired.value.retryable

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from connector.mapping.rules import load_mapping
 from connector.source.soql import (
     converted_leads_soql,
-    count_soql,
-    lead_history_soql,
-    lead_snapshot_soql,
+    lead_history_query,
+    lead_snapshot_query,
+    opportunity_history_query,
     primary_contacts_soql,
 )
 from tests.conftest import MAPPING
@@ -19,13 +19,13 @@ OPP = "006000000000001AAA"
 
 
 def test_history_query_has_parent_fields_and_an_unquoted_datetime() -> None:
-    soql = lead_history_soql(load_mapping(MAPPING), NOW)
+    soql = lead_history_query(load_mapping(MAPPING), NOW).soql
     assert "Lead.GCLID__c" in soql and "Lead.MasterRecordId" in soql
     assert "FROM LeadHistory" in soql and "CreatedDate >= 2026-11-20T14:03:11Z" in soql
 
 
 def test_snapshot_query_reads_records_by_modstamp() -> None:
-    soql = lead_snapshot_soql(load_mapping(MAPPING), NOW)
+    soql = lead_snapshot_query(load_mapping(MAPPING), NOW).soql
     assert soql.startswith("SELECT Id, Status, SystemModstamp, CreatedDate, IsDeleted")
     assert "FROM Lead WHERE SystemModstamp >= 2026-11-20T14:03:11Z" in soql
 
@@ -38,7 +38,16 @@ def test_only_validated_ids_reach_an_in_list() -> None:
 
 
 def test_count_keeps_the_filter_and_drops_the_order() -> None:
-    soql = lead_history_soql(load_mapping(MAPPING), NOW)
-    count = count_soql(soql)
+    query = lead_history_query(load_mapping(MAPPING), NOW)
+    count = query.count
     assert count.startswith("SELECT COUNT() FROM LeadHistory WHERE Field = 'Status'")
     assert "ORDER BY" not in count
+    assert query.soql.endswith(" ORDER BY CreatedDate ASC, Id ASC")
+
+
+def test_a_query_knows_its_object_and_its_unordered_form() -> None:
+    # The object Bulk API 2.0 jobs are addressed by, without parsing it out of the text.
+    query = opportunity_history_query(load_mapping(MAPPING), NOW)
+    assert query.sobject == "OpportunityFieldHistory"
+    assert query.soql.startswith(query.unordered + " ORDER BY ")
+    assert "ORDER BY" not in query.unordered and " FROM OpportunityFieldHistory " in query.unordered

@@ -1,0 +1,49 @@
+"""What the pipeline knows of a destination: its capabilities and its five calls.
+
+A destination is recognised by what it declares, never by its class: the pipeline
+hands it batches of `capabilities.batch_size`, asks it to plan each wave (an
+adjustment may have to wait for the conversion it adjusts), stores the request
+ids it reports when it has request-status checks, and asks it to check them on
+the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from connector.core import Delivery, Outcome
+from connector.ledger import Ledger
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    batch_size: int  # deliveries per deliver() call
+    request_status: bool = False  # accepted requests are checked with Google on the next run
+    validate_only: bool = True  # a dry run can ask the API to validate without ingesting
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A wave of deliveries split into what may go now and what was settled without sending."""
+
+    ready: list[Delivery]
+    settled: list[Outcome]
+
+
+class Destination(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan: ...
+
+    def deliver(
+        self, batch: Sequence[Delivery], *, validate_only: bool = False
+    ) -> list[Outcome]: ...
+
+    def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]: ...
+
+    def check_requests(self, ledger: Ledger) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,85 @@
+"""Restatements and retractions: which conversion each adjusts, and whether it may go yet.
+
+Shared by both upload paths: an adjustment goes only once the conversion it
+adjusts was delivered; it waits while that conversion is still pending, and is
+skipped (`nothing_to_retract` / `nothing_to_restate`) when none ever will be.
+A conversion retracted on the legacy path cannot be restored, so a deal won
+again after N delivered retractions is a new conversion there (`retracted_before`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from connector.core import GOOGLE_ADS, Delivery, Outcome, Status
+from connector.destinations.base import Plan
+from connector.ledger import Ledger, SentBefore
+
+CONVERSION, RESTATEMENT, RETRACTION = "conversion", "RESTATEMENT", "RETRACTION"
+NOTHING_TO_RETRACT, NOTHING_TO_RESTATE = "nothing_to_retract", "nothing_to_restate"
+
+
+@dataclass(frozen=True)
+class ConversionHistory:
+    """The ledger's view of one conversion, as of a delivery's change time."""
+
+    # The conversion's own delivery status, for an adjustment of it: DELIVERED if one
+    # went, PENDING if one still may, None if none ever will.
+    adjusted: Status | None
+    retractions: int  # delivered retractions of it: each win after one is a new life
+
+
+def kind_of(d: Delivery) -> str:
+    if d.change.retraction:
+        return RETRACTION
+    return RESTATEMENT if d.change.restatement else CONVERSION
+
+
+def conversion_history(ledger: Ledger, batch: Sequence[Delivery]) -> dict[int, ConversionHistory]:
+    """What the ledger knows of the conversion each delivery is, or adjusts."""
+    earlier = ledger.queue.sent_before({d.change.lead_id for d in batch})
+    return {d.id: _history(d, earlier[d.change.lead_id]) for d in batch}
+
+
+def plan(ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
+    """The wave less the adjustments Google could not apply yet (or ever: skipped), each
+    conversion with how often it was retracted before (a new life each)."""
+    deals = [d for d in wave if d.destination == GOOGLE_ADS and d.change.is_deal]
+    history = conversion_history(ledger, deals)
+    adjustments = [d for d in deals if kind_of(d) != CONVERSION]
+    settled = [
+        Outcome(
+            d.id,
+            Status.SKIPPED,
+            reason=NOTHING_TO_RETRACT if d.change.retraction else NOTHING_TO_RESTATE,
+        )
+        for d in adjustments
+        if history[d.id].adjusted is None
+    ]
+    held = {d.id for d in adjustments if history[d.id].adjusted != Status.DELIVERED}
+    ready = [
+        replace(d, retracted_before=history[d.id].retractions) if d.id in history else d
+        for d in wave
+        if d.id not in held
+    ]
+    return Plan(ready, settled)
+
+
+def _history(d: Delivery, rows: Sequence[SentBefore]) -> ConversionHistory:
+    """Among a lead's earlier deliveries to the same target: the conversion `d` is (or
+    adjusts) and the retractions of it that went."""
+    conversion = d.change.transaction_id
+    earlier = [
+        row
+        for row in rows
+        if row.id != d.id
+        and (row.destination, row.target) == (d.destination, d.target)
+        and row.changed_at < d.change.changed_at
+    ]
+    statuses = {row.status for row in earlier if row.conversion_id == conversion}
+    retractions = sum(
+        1 for row in earlier if row.status == Status.DELIVERED and row.retracts == conversion
+    )
+    adjusted = next((s for s in (Status.DELIVERED, Status.PENDING) if s in statuses), None)
+    return ConversionHistory(adjusted, retractions)

@@ -1,0 +1,383 @@
+"""Google Ads offline conversions through the legacy Google Ads API upload path.
+
+For developer tokens still allowlisted for `ConversionUploadService`
+(setting `google_ads.upload_api = ads_api`). Same mapping, checks, hashing
+and ledger as the Data Manager path; only the wire format differs:
+- an ordinary delivery is a click conversion (`UploadClickConversions`);
+- a restated won amount is a RESTATEMENT and a reopened or lost won deal a
+  RETRACTION of the won conversion (`UploadConversionAdjustments`, by order id),
+  sent after the batch's click conversions, as an adjustment needs its conversion.
+
+Uploads run with `partial_failure=True`: good rows are accepted even when
+others fail. A row counts as delivered only when no error points at its index
+(`field_path_elements[0].index`); echoed identifiers prove nothing, as failed
+rows come back as empty results (API-NOTES §1). `order_id` is the
+deterministic transaction id, so a resend is answered "already exists" and
+counted as delivered, never as a second conversion. Times are written in the
+account's time zone with an explicit offset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from google.ads.googleads.errors import GoogleAdsException
+from google.ads.googleads.v26.common.types.consent import Consent
+from google.ads.googleads.v26.common.types.offline_user_data import UserIdentifier
+from google.ads.googleads.v26.errors.types.errors import GoogleAdsFailure
+from google.ads.googleads.v26.services.types.conversion_adjustment_upload_service import (
+    ConversionAdjustment,
+    RestatementValue,
+    UploadConversionAdjustmentsRequest,
+)
+from google.ads.googleads.v26.services.types.conversion_upload_service import (
+    ClickConversion,
+    UploadClickConversionsRequest,
+)
+from google.api_core import exceptions as gexc
+from google.protobuf import json_format
+
+from connector.core import GOOGLE_ADS, Delivery, Outcome, Status, utcnow
+from connector.destinations.base import Capabilities, Plan
+from connector.destinations.google_ads import adjustments
+from connector.destinations.google_ads.account import account_zone
+from connector.destinations.google_ads.actions import ActionIds, sendable
+from connector.destinations.google_ads.adjustments import CONVERSION, RESTATEMENT, kind_of
+from connector.destinations.google_ads.ads_api import ads_client, call_ads_api, describe, error_code
+from connector.destinations.google_ads.eligibility import (
+    click_id,
+    consent_flags,
+    hashed_identifiers,
+)
+from connector.destinations.google_ads.errors import outcome
+from connector.ledger import Ledger
+from connector.retry import RetryableError
+from connector.settings import GoogleAdsSettings
+
+CONVERSION_NOT_DELIVERED = "conversion_not_delivered"
+_IDENTIFIER_FIELD = {"email": "hashed_email", "phone": "hashed_phone_number"}
+_CONSENT = {True: "GRANTED", False: "DENIED"}
+_FAILURE_TYPE = "GoogleAdsFailure"
+# A row with several errors takes the most final treatment.
+_SEVERITY = {Status.REJECTED: 3, Status.PENDING: 1, Status.DELIVERED: 0}
+
+
+@dataclass(frozen=True)
+class _Row:
+    delivery: Delivery
+    action: str  # conversion action resource name
+    kind: str  # CONVERSION, RESTATEMENT or RETRACTION
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Google's identity of the conversion: action and order id."""
+        return self.action, order_id(self.delivery)
+
+
+def order_id(d: Delivery) -> str:
+    """The transaction id; a deal won again after a retraction is a new conversion here.
+
+    A retracted conversion cannot be restored through this API, so each new life of
+    it (and its restatements and retraction) gets the transaction id plus a count.
+    """
+    base = d.change.transaction_id
+    return f"{base}:{d.retracted_before}" if d.retracted_before else base
+
+
+def conversion_date_time(at: datetime, zone: tzinfo = UTC) -> str:
+    """`yyyy-mm-dd hh:mm:ss+hh:mm` in `zone`: with the offset written out, the instant is exact."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # the ledger stores UTC
+    local = at.astimezone(zone)
+    offset = local.utcoffset() or timedelta(0)
+    minutes = abs(int(offset.total_seconds())) // 60
+    sign = "-" if offset < timedelta(0) else "+"
+    return local.strftime("%Y-%m-%d %H:%M:%S") + f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+class GoogleAdsApiDestination:
+    """Google Ads offline conversions through the legacy Google Ads API (allowlisted projects)."""
+
+    name = GOOGLE_ADS
+
+    def __init__(
+        self,
+        settings: GoogleAdsSettings,
+        *,
+        client: Any = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client = client if client is not None else ads_client(settings)
+        self._sleep = sleep
+        self._services: dict[str, Any] = {}
+        self._action_ids = ActionIds(
+            settings, lambda: self._service("GoogleAdsService"), sleep=self._sleep
+        )
+        self._zone: tzinfo | None = None
+        self._adjusted: dict[tuple[str, str], datetime] = {}  # last adjustment time per order
+        self.capabilities = Capabilities(batch_size=settings.batch_size)
+
+    def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
+        return adjustments.plan(ledger, wave)
+
+    def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
+        return None  # this API answers per row at once: there is no later verdict
+
+    def close(self) -> None:
+        for service in self._services.values():
+            service.transport.close()
+        self._services.clear()
+
+    def deliver(self, batch: Sequence[Delivery], *, validate_only: bool = False) -> list[Outcome]:
+        outcomes, rows = self._prepare(batch)
+        conversions = [r for r in rows if r.kind == CONVERSION]
+        for chunk in self._chunks(conversions):
+            outcomes.extend(self._upload(chunk, validate_only))
+        held, adjustments = _after_conversions(rows, outcomes, validate_only)
+        outcomes.extend(held)
+        for chunk in self._chunks(adjustments):
+            outcomes.extend(self._upload_adjustments(chunk, validate_only))
+        return outcomes
+
+    def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
+        _, rows = self._prepare(batch)
+        conversions = [r for r in rows if r.kind == CONVERSION]
+        adjustments = [r for r in rows if r.kind != CONVERSION]
+        requests = [
+            UploadClickConversionsRequest.pb(self._request(chunk, validate_only=True))
+            for chunk in self._chunks(conversions)
+        ] + [
+            UploadConversionAdjustmentsRequest.pb(self._adjustments(chunk, validate_only=True))
+            for chunk in self._chunks(adjustments)
+        ]
+        return [json_format.MessageToDict(request) for request in requests]
+
+    # -- preparing rows
+
+    def _prepare(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[_Row]]:
+        """Local checks and conversion action resource names; rows that cannot go get outcomes."""
+        outcomes, valid = sendable(batch, self._action_ids, utcnow())
+        customer = self._settings.operating_account_id
+        rows = [
+            _Row(d, f"customers/{customer}/conversionActions/{action_id}", kind_of(d))
+            for d, action_id in valid
+        ]
+        return outcomes, rows
+
+    def _account_zone(self) -> tzinfo:
+        """The account's time zone, read once per run (UTC if unreadable, logged)."""
+        if self._zone is None:
+            service = self._service("GoogleAdsService")
+            customer = self._settings.operating_account_id
+            self._zone = account_zone(service, customer, sleep=self._sleep)
+        return self._zone
+
+    def _service(self, name: str) -> Any:
+        if name not in self._services:
+            self._services[name] = self._client.get_service(name)
+        return self._services[name]
+
+    def _chunks(self, rows: list[_Row]) -> Iterator[list[_Row]]:
+        size = self._settings.batch_size
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
+
+    def _options(self) -> dict[str, Any]:
+        # Retries are ours (call_ads_api): the GAPIC layer must not add its own.
+        return {"retry": None, "timeout": self._settings.timeout_seconds}
+
+    def _call(self, rows: list[_Row], call: Callable[[], Any]) -> list[Outcome]:
+        """One upload; its per-row errors mapped back to the rows by index."""
+        try:
+            response = call_ads_api(call, sleep=self._sleep)
+        except (RetryableError, GoogleAdsException, gexc.GoogleAPICallError) as exc:
+            # Nothing in this request was accepted (auth, quota, allowlist): keep it pending.
+            return [Outcome(r.delivery.id, Status.PENDING, error=describe(exc)) for r in rows]
+        by_row, unplaced = _row_errors(response.partial_failure_error, len(rows))
+        request_id = f"job:{response.job_id}" if response.job_id else None
+        now = utcnow()
+        return [
+            _outcome(row.delivery.id, by_row.get(index, []), unplaced, request_id, now)
+            for index, row in enumerate(rows)
+        ]
+
+    # -- click conversions
+
+    def _upload(self, rows: list[_Row], validate_only: bool) -> list[Outcome]:
+        request = self._request(rows, validate_only=validate_only)
+        service = self._service("ConversionUploadService")
+        return self._call(
+            rows, lambda: service.upload_click_conversions(request=request, **self._options())
+        )
+
+    def _request(self, rows: list[_Row], *, validate_only: bool) -> Any:
+        zone = self._account_zone()
+        return UploadClickConversionsRequest(
+            customer_id=self._settings.operating_account_id,
+            conversions=[_conversion(row, zone) for row in rows],
+            partial_failure=True,
+            validate_only=validate_only,
+        )
+
+    # -- adjustments
+
+    def _upload_adjustments(self, rows: list[_Row], validate_only: bool) -> list[Outcome]:
+        request = self._adjustments(rows, validate_only=validate_only)
+        service = self._service("ConversionAdjustmentUploadService")
+        return self._call(
+            rows, lambda: service.upload_conversion_adjustments(request=request, **self._options())
+        )
+
+    def _adjustments(self, rows: list[_Row], *, validate_only: bool) -> Any:
+        zone = self._account_zone()
+        times = self._adjustment_times(rows)
+        return UploadConversionAdjustmentsRequest(
+            customer_id=self._settings.operating_account_id,
+            conversion_adjustments=[
+                _adjustment(row, conversion_date_time(at, zone))
+                for row, at in zip(rows, times, strict=True)
+            ],
+            partial_failure=True,
+            validate_only=validate_only,
+        )
+
+    def _adjustment_times(self, rows: list[_Row]) -> list[datetime]:
+        """Now, to the second; each adjustment of an order strictly after the one before it.
+
+        Google keeps the restatement with the latest adjustment time and refuses one
+        that is not newer, so several adjustments of one order in a batch (in change
+        order) end a second apart at now, and never at or before an earlier one.
+        """
+        now = utcnow().replace(microsecond=0)
+        left = Counter(row.key for row in rows)
+        times = []
+        for row in rows:
+            left[row.key] -= 1
+            at = now - timedelta(seconds=left[row.key])
+            last = self._adjusted.get(row.key)
+            if last is not None and at <= last:
+                at = last + timedelta(seconds=1)
+            self._adjusted[row.key] = at
+            times.append(at)
+        return times
+
+
+def _after_conversions(
+    rows: list[_Row], outcomes: list[Outcome], validate_only: bool
+) -> tuple[list[Outcome], list[_Row]]:
+    """Adjustments that may go now, and outcomes for those whose conversion is in this batch
+    but was not accepted: an adjustment of a missing conversion would fail for good."""
+    status = {o.delivery_id: o for o in outcomes}
+    converted = {r.key: status[r.delivery.id] for r in rows if r.kind == CONVERSION}
+    held: list[Outcome] = []
+    ready: list[_Row] = []
+    for row in rows:
+        conversion = converted.get(row.key)
+        if row.kind == CONVERSION:
+            continue
+        if conversion is None or (conversion.status == Status.DELIVERED and not validate_only):
+            ready.append(row)
+        else:
+            held.append(_held(row.delivery.id, conversion))
+    return held, ready
+
+
+def _held(delivery_id: int, conversion: Outcome) -> Outcome:
+    if conversion.status == Status.DELIVERED:
+        # validate_only: the conversion was only checked, so Google has none to adjust yet.
+        return Outcome(delivery_id, Status.DELIVERED)
+    if conversion.status == Status.PENDING:
+        error = f"waits for its conversion: {conversion.error or 'pending'}"
+        return Outcome(delivery_id, Status.PENDING, error=error, not_before=conversion.not_before)
+    return Outcome(
+        delivery_id, Status.REJECTED, reason=CONVERSION_NOT_DELIVERED, error=conversion.reason
+    )
+
+
+def _conversion(row: _Row, zone: tzinfo) -> Any:
+    d = row.delivery
+    attrs = d.change.attributes
+    conversion = ClickConversion(
+        conversion_action=row.action,
+        conversion_date_time=conversion_date_time(d.change.changed_at, zone),
+        order_id=order_id(d),
+        user_identifiers=[
+            UserIdentifier(**{_IDENTIFIER_FIELD[kind]: digest})
+            for kind, digest in hashed_identifiers(attrs).items()
+        ],
+    )
+    if click := click_id(attrs):
+        setattr(conversion, click[0], click[1])
+    # This API takes ad_user_data only; ad_personalization is rejected here.
+    ad_user_data = consent_flags(attrs).get("ad_user_data")
+    if ad_user_data is not None:
+        conversion.consent = Consent(ad_user_data=_CONSENT[ad_user_data])
+    if d.value is not None and d.currency:
+        conversion.conversion_value = d.value
+        conversion.currency_code = d.currency
+    return conversion
+
+
+def _adjustment(row: _Row, at: str) -> Any:
+    d = row.delivery
+    adjustment = ConversionAdjustment(
+        conversion_action=row.action,
+        order_id=order_id(d),  # never with a gclid pair: Google takes one or the other
+        adjustment_date_time=at,
+        adjustment_type=row.kind,
+    )
+    if row.kind == RESTATEMENT and d.value is not None:
+        adjustment.restatement_value = RestatementValue(
+            adjusted_value=d.value, currency_code=d.currency or ""
+        )
+    return adjustment
+
+
+def _row_errors(status: Any, rows: int) -> tuple[dict[int, list[Any]], list[Any]]:
+    """Partial-failure errors by row index, and errors that name no row."""
+    by_row: dict[int, list[Any]] = {}
+    unplaced: list[Any] = []
+    details = status.details if status is not None else []
+    for detail in details:
+        if not detail.type_url.endswith(_FAILURE_TYPE):
+            continue
+        for error in GoogleAdsFailure.deserialize(detail.value).errors:
+            elements = error.location.field_path_elements
+            index = elements[0].index if elements and "index" in elements[0] else None
+            if index is not None and 0 <= index < rows:
+                by_row.setdefault(index, []).append(error)
+            else:
+                unplaced.append(error)
+    return by_row, unplaced
+
+
+def _outcome(
+    delivery_id: int,
+    errors: list[Any],
+    unplaced: list[Any],
+    request_id: str | None,
+    now: datetime,
+) -> Outcome:
+    if not errors and unplaced:
+        # Some error names no row, so this one may have failed: resending is safe (order id).
+        return Outcome(delivery_id, Status.PENDING, error=_error_text(unplaced))
+    if not errors:
+        return Outcome(delivery_id, Status.DELIVERED, request_id=request_id)
+    outcomes = [_classify(delivery_id, error, request_id, now) for error in errors]
+    return max(outcomes, key=lambda o: _SEVERITY[o.status])
+
+
+def _classify(delivery_id: int, error: Any, request_id: str | None, now: datetime) -> Outcome:
+    code = error_code(error)[1]
+    text = _error_text([error])
+    return outcome(delivery_id, code, now=now, error=text, rejected_as=code, request_id=request_id)
+
+
+def _error_text(errors: list[Any]) -> str:
+    """Google's codes and messages (no row data: messages never echo identifiers)."""
+    return "; ".join(f"{'.'.join(error_code(e))}: {e.message}" for e in errors)[:500]

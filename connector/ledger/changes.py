@@ -1,0 +1,123 @@
+"""Stage changes, stored once each (unique lead + stage + time), with their delivery rows.
+
+An overlapping pull is therefore harmless, and the stream's bookmark moves in
+the same transaction as the changes it covers: a crash never leaves it ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from connector.core import Mapped, StageChange, Status, Target, utcnow
+from connector.errors import ConfigError
+from connector.ledger import cursors, states
+from connector.ledger.database import Database, chunked
+from connector.ledger.schema import deliveries, stage_changes
+
+Key = tuple[str, str, datetime]  # (lead id, stage, time): what makes a change unique
+
+
+class Changes:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(
+        self, run_id: int, batch: Sequence[Mapped], stream: str, cursor_value: datetime
+    ) -> list[Mapped]:
+        """Store new changes with their delivery rows and move the cursor, atomically.
+
+        Returns the changes that were new (the rest were already recorded).
+        """
+        now = utcnow()
+        new = []
+        with self._db.engine.begin() as conn:
+            for mapped in batch:
+                change_id = _insert_change(conn, run_id, mapped.change, now)
+                if change_id is None:
+                    continue
+                new.append(mapped)
+                rows = [_delivery_row(change_id, t, now) for t in mapped.targets]
+                if rows:
+                    conn.execute(insert(deliveries), rows)
+            states.remember(conn, [m.change for m in new])
+            cursors.move(conn, stream, cursor_value, now)
+        return new
+
+    def known(self, keys: Iterable[Key]) -> set[Key]:
+        """Which (lead id, stage, time) keys are already recorded (for dry runs)."""
+        wanted = set(keys)
+        if not wanted or not self._db.exists():
+            return set()
+        sc = stage_changes.c
+        found: set[Key] = set()
+        with self._db.engine.connect() as conn:
+            for chunk in chunked(sorted({k[0] for k in wanted})):
+                query = select(sc.lead_id, sc.stage, sc.changed_at).where(sc.lead_id.in_(chunk))
+                found.update((r[0], r[1], r[2]) for r in conn.execute(query))
+        return found & wanted
+
+
+def stage_change(row: Mapping[str, Any] | RowMapping) -> StageChange:
+    """A stage change from a row holding the stage_changes columns."""
+    return StageChange(
+        lead_id=row["lead_id"],
+        crm_status=row["crm_status"],
+        stage=row["stage"],
+        changed_at=row["changed_at"],
+        source_record_id=row["source_record_id"],
+        lead_created_at=row["lead_created_at"],
+        attributes=row["attributes"],
+        problems=row["problems"],
+        opportunity_id=row["opportunity_id"],
+        restatement=bool(row["restatement"]),
+        retracts=row["retracts"],
+    )
+
+
+def _insert_change(conn: Connection, run_id: int, change: StageChange, now: datetime) -> int | None:
+    values = {
+        "lead_id": change.lead_id,
+        "stage": change.stage,
+        "changed_at": change.changed_at,
+        "crm_status": change.crm_status,
+        "source_record_id": change.source_record_id,
+        "lead_created_at": change.lead_created_at,
+        "attributes": change.attributes,
+        "problems": change.problems,
+        "opportunity_id": change.opportunity_id,
+        "restatement": change.restatement,
+        "retracts": change.retracts,
+        "run_id": run_id,
+        "recorded_at": now,
+    }
+    stmt = _insert_ignoring_duplicates(conn, values).returning(stage_changes.c.id)
+    found = conn.execute(stmt).scalar()
+    return int(found) if found is not None else None
+
+
+def _insert_ignoring_duplicates(conn: Connection, values: dict[str, Any]) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(stage_changes).values(values).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(stage_changes).values(values).on_conflict_do_nothing()
+    raise ConfigError(f"state store dialect {dialect!r} is not supported: use SQLite or PostgreSQL")
+
+
+def _delivery_row(change_id: int, target: Target, now: datetime) -> dict[str, Any]:
+    return {
+        "change_id": change_id,
+        "destination": target.destination,
+        "target": target.name,
+        "value": target.value,
+        "currency": target.currency,
+        "status": str(Status.SKIPPED if target.skip_reason else Status.PENDING),
+        "reason": target.skip_reason,
+        "attempts": 0,
+        "updated_at": now,
+    }

@@ -1,0 +1,77 @@
+"""The connection to the state store: SQLite by default, PostgreSQL for several workers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from connector.errors import ConfigError
+from connector.ledger.schema import schema_version
+
+CHUNK = 500  # ids per IN (...) list: far under every backend's parameter limit
+
+
+class Database:
+    """An engine, and whether this run may write to it (a dry run may not)."""
+
+    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
+        self.engine = engine
+        self.readonly = readonly
+
+    def exists(self) -> bool:
+        """Whether the store was ever written (a read-only look may find nothing)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(schema_version.c.version)).scalar()
+        except (OperationalError, ProgrammingError):
+            return False
+        return True
+
+    def has_table(self, conn: Connection, name: str) -> bool:
+        """A read-only look at a store from an older connector may lack newer tables."""
+        return bool(inspect(conn).has_table(name))
+
+
+def open_database(url: str, *, readonly: bool = False) -> Database:
+    return Database(_engine(url, readonly), readonly=readonly)
+
+
+def chunked(values: list[Any]) -> list[list[Any]]:
+    return [values[start : start + CHUNK] for start in range(0, len(values), CHUNK)]
+
+
+def _engine(url: str, readonly: bool) -> Engine:
+    if url.startswith("sqlite:///"):
+        return _sqlite_engine(Path(url.removeprefix("sqlite:///")), readonly)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except Exception as exc:  # bad URL or missing driver: say which setting to fix
+        raise ConfigError(
+            f"CONNECTOR_STATE_URL is not usable ({type(exc).__name__}): expected "
+            "sqlite:///path/to.db or postgresql+psycopg://user@host/db"
+        ) from None
+
+
+def _sqlite_engine(path: Path, readonly: bool) -> Engine:
+    if readonly:
+        # mode=ro: a dry run must leave the file byte-for-byte as it was (or absent).
+        engine = create_engine("sqlite://", creator=lambda: _sqlite_ro_connect(path))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        if not readonly:
+            dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+    return engine
+
+
+def _sqlite_ro_connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)

@@ -1,0 +1,88 @@
+"""Create the state store's tables, or bring an older store up to SCHEMA_VERSION.
+
+A store written by a newer connector is refused instead of guessed at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, inspect, select, text, update
+
+from connector.errors import ConfigError
+from connector.ledger.database import Database
+from connector.ledger.schema import (
+    SCHEMA_VERSION,
+    deliveries,
+    metadata,
+    schema_version,
+    stage_changes,
+)
+
+# Keys that earlier stores kept inside stage_changes.attributes, now columns of their own.
+_MOVED_FLAGS = ("opportunity_id", "restatement", "retracts")
+
+
+def migrate(db: Database) -> None:
+    with db.engine.begin() as conn:
+        metadata.create_all(conn)
+        version = conn.execute(select(schema_version.c.version)).scalar()
+        if version is None:
+            conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+        elif version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the state store has schema version {version}, newer than this connector "
+                f"({SCHEMA_VERSION}): upgrade the connector"
+            )
+        elif version < SCHEMA_VERSION:
+            _upgrade(conn, version)
+
+
+def _upgrade(conn: Connection, version: int) -> None:
+    """New tables came with create_all; new columns and indexes of old tables come here."""
+    if version < 2:
+        _add_column(conn, "deliveries", "not_before", "TIMESTAMP")
+    if version < 3:
+        _add_column(conn, "stage_changes", "opportunity_id", "VARCHAR(40)")
+        _add_column(conn, "stage_changes", "restatement", "BOOLEAN")
+        _add_column(conn, "stage_changes", "retracts", "VARCHAR(200)")
+        _move_flags(conn)
+    for table in (deliveries, stage_changes):
+        for index in table.indexes:  # create_all leaves an existing table's indexes alone
+            index.create(conn, checkfirst=True)
+    conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
+
+
+def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
+    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+
+def _move_flags(conn: Connection) -> None:
+    """Control flags that rode in `attributes` (schema 2) become typed columns."""
+    sc = stage_changes.c
+    rows: list[dict[str, Any]] = []
+    for row in conn.execute(select(sc.id, sc.attributes)):
+        attrs = dict(row.attributes or {})
+        flags = {key: attrs.pop(key, None) for key in _MOVED_FLAGS}
+        rows.append(
+            {
+                "row_id": row.id,
+                "attributes": attrs,
+                "opportunity_id": flags["opportunity_id"],
+                "restatement": bool(flags["restatement"]),
+                "retracts": flags["retracts"],
+            }
+        )
+    if rows:
+        stmt = (
+            update(stage_changes)
+            .where(sc.id == bindparam("row_id"))
+            .values(
+                attributes=bindparam("attributes"),
+                opportunity_id=bindparam("opportunity_id"),
+                restatement=bindparam("restatement"),
+                retracts=bindparam("retracts"),
+            )
+        )
+        conn.execute(stmt, rows)

@@ -1,0 +1,201 @@
+"""The HTML report's charts, as inline SVG: bars, a trend line, a funnel, stacked bars.
+
+Every text is escaped; a chart's size is fixed in its viewBox and scales with the page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from html import escape
+
+from connector.report.attribution import UNATTRIBUTED
+from connector.report.formatting import STAGE_LABELS, money, pct
+from connector.report.metrics import FUNNEL, DeliveryHealth, Funnel, Report, Share, rate
+
+_BLUE, _GREY, _GREEN, _AMBER, _RED = "#2563eb", "#e5e7eb", "#16a34a", "#d97706", "#dc2626"
+_DELIVERY_COLORS = (
+    ("delivered", _GREEN),
+    ("pending", _AMBER),
+    ("not attributable or rejected", _RED),
+    ("skipped", "#94a3b8"),
+)
+
+
+def _svg(width: int, height: int, label: str, body: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}">{body}</svg>'
+    )
+
+
+def _text(
+    x: float, y: float, text: str, *, anchor: str = "start", size: int = 13, **style: str
+) -> str:
+    extra = "".join(f' {k.replace("_", "-")}="{escape(v)}"' for k, v in style.items())
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{extra}>'
+        f"{escape(text)}</text>"
+    )
+
+
+def _rect(x: float, y: float, w: float, h: float, fill: str, rx: int = 3) -> str:
+    size = f'width="{max(w, 0):.1f}" height="{h:.1f}"'
+    return f'<rect x="{x:.1f}" y="{y:.1f}" {size} rx="{rx}" fill="{fill}"/>'
+
+
+def _bar_row(y: float, label: str, share: float | None, note: str, *, x0: int, width: int) -> str:
+    filled = width * (share or 0.0)
+    return (
+        _text(x0 - 10, y + 17, label, anchor="end", size=14)
+        + _rect(x0, y, width, 26, _GREY)
+        + _rect(x0, y, filled, 26, _BLUE)
+        + _text(x0 + width + 10, y + 18, pct(share), size=15, font_weight="700")
+        + _text(x0 + width + 58, y + 18, note, size=13, fill="#64748b")
+    )
+
+
+def measurability_chart(report: Report) -> str:
+    m, cur = report.measurability, report.currency
+    rows = [
+        (STAGE_LABELS[s], share.value, f"{share.part:,.0f} of {share.whole:,.0f}")
+        for s, share in m.by_stage.items()
+    ]
+    revenue_note = f"{money(m.revenue.part, cur)} of {money(m.revenue.whole, cur)}"
+    rows.append(("Won revenue", m.revenue.value, revenue_note))
+    body = "".join(
+        _bar_row(10 + i * 40, label, share, note, x0=110, width=330)
+        for i, (label, share, note) in enumerate(rows)
+    )
+    legend = _legend(10 + len(rows) * 40 + 6, [("attributable", _BLUE), ("unattributed", _GREY)])
+    return _svg(680, 10 + len(rows) * 40 + 30, "Measurability per stage", body + legend)
+
+
+def _legend(y: float, items: Sequence[tuple[str, str]], x: float = 110) -> str:
+    out = []
+    for label, color in items:
+        out.append(_rect(x, y, 12, 12, color, rx=2) + _text(x + 18, y + 11, label, size=12))
+        x += 30 + 8 * len(label)
+    return "".join(out)
+
+
+def trend_chart(report: Report) -> str:
+    points = report.trend
+    width, height, left, top, plot_h = 1120, 250, 56, 18, 180
+    step = (width - left - 20) / max(len(points), 1)
+    xs = [left + step * (i + 0.5) for i in range(len(points))]
+    body = [_gridlines(left, top, width - 20, plot_h)]
+    ys = [None if p.leads.value is None else top + plot_h * (1 - p.leads.value) for p in points]
+    body.extend(_polyline(segment) for segment in _segments(list(zip(xs, ys, strict=True))))
+    every = max(1, math.ceil(len(points) / 16))
+    for i, (x, y, p) in enumerate(zip(xs, ys, points, strict=True)):
+        if y is not None:
+            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{_BLUE}"/>')
+        if i % every == 0:
+            body.append(_point_labels(x, y, p.period, p.leads, top + plot_h))
+    return _svg(width, height, "Measurability trend", "".join(body))
+
+
+def _gridlines(left: int, top: int, right: int, plot_h: int) -> str:
+    out = []
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        y = top + plot_h * (1 - tick)
+        out.append(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e2e8f0"/>')
+        out.append(_text(left - 8, y + 4, pct(tick), anchor="end", size=12, fill="#64748b"))
+    return "".join(out)
+
+
+def _segments(points: list[tuple[float, float | None]]) -> Iterator[list[tuple[float, float]]]:
+    """Runs of consecutive known values: an empty period breaks the line, not zeroes it."""
+    run: list[tuple[float, float]] = []
+    for x, y in points:
+        if y is None:
+            if run:
+                yield run
+            run = []
+        else:
+            run.append((x, y))
+    if run:
+        yield run
+
+
+def _polyline(points: list[tuple[float, float]]) -> str:
+    coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    return f'<polyline points="{coords}" fill="none" stroke="{_BLUE}" stroke-width="2.5"/>'
+
+
+def _point_labels(x: float, y: float | None, period: str, share: Share, base: float) -> str:
+    out = _text(x, base + 20, period, anchor="middle", size=12, fill="#475569")
+    out += _text(
+        x,
+        base + 36,
+        f"{share.whole:,.0f} lead{'' if share.whole == 1 else 's'}",
+        anchor="middle",
+        size=11,
+        fill="#94a3b8",
+    )
+    if y is not None:
+        out += _text(x, y - 10, pct(share.value), anchor="middle", size=12, font_weight="600")
+    return out
+
+
+def funnel_chart(report: Report) -> str:
+    channels = list(report.channels.items())
+    row_h, name_w, cell_w = 34, 190, 182
+    height = 30 + row_h * len(channels) + 8
+    body = [
+        _text(name_w + i * cell_w + 4, 16, STAGE_LABELS[s], size=13, font_weight="600")
+        for i, s in enumerate(FUNNEL)
+    ]
+    for r, (name, f) in enumerate(channels):
+        body.append(_funnel_row(30 + r * row_h, name, f, name_w, cell_w))
+    return _svg(name_w + cell_w * len(FUNNEL), height, "Funnel per channel", "".join(body))
+
+
+def _funnel_row(y: float, name: str, f: Funnel, name_w: int, cell_w: int) -> str:
+    counts = (f.leads, f.mql, f.sql, f.opportunities, f.won)
+    lead_to_mql = rate(f.mql, f.leads)
+    steps = (None, lead_to_mql, f.mql_to_sql, f.sql_to_opportunity, f.opportunity_to_won)
+    color = _GREY if name == UNATTRIBUTED else _BLUE
+    out = [_text(name_w - 12, y + 17, name, anchor="end", size=14)]
+    for i, (count, step) in enumerate(zip(counts, steps, strict=True)):
+        x = name_w + i * cell_w
+        share = count / f.leads if f.leads else 0.0
+        out.append(_rect(x + 4, y + 4, (cell_w - 70) * share + 2, 18, color))
+        out.append(_text(x + 8 + (cell_w - 70) * share, y + 18, f"{count:,}", size=13))
+        if step is not None and i:
+            out.append(_text(x - 4, y + 18, f"→{pct(step)}", anchor="end", size=11, fill="#64748b"))
+    return "".join(out)
+
+
+def revenue_chart(report: Report) -> str:
+    cur = report.currency
+    ranked = sorted(report.channels.items(), key=lambda kv: -kv[1].won_revenue)
+    ranked = [(name, f) for name, f in ranked if f.won_revenue > 0] or ranked[:1]
+    total = report.funnel.won_revenue or 1.0
+    top = max((f.won_revenue for _, f in ranked), default=0.0) or 1.0
+    body = []
+    for i, (name, f) in enumerate(ranked):
+        y, w = 8 + i * 36, 560 * f.won_revenue / top
+        color = _GREY if name == UNATTRIBUTED else _GREEN
+        body.append(_text(180, y + 18, name, anchor="end", size=14))
+        body.append(_rect(190, y, w, 24, color))
+        note = f"{money(f.won_revenue, cur)} · {pct(f.won_revenue / total)} · {f.won} won"
+        body.append(_text(198 + w, y + 17, note, size=13))
+    return _svg(1100, 16 + 36 * len(ranked), "Won revenue per channel", "".join(body))
+
+
+def delivery_bar(name: str, h: DeliveryHealth) -> str:
+    """One destination's rows by status, as a stacked bar."""
+    skipped, rejected = sum(h.skipped.values()), sum(h.rejected.values())
+    counts = (h.delivered, h.pending, h.not_attributable + rejected, skipped)
+    bar, x = [], 0.0
+    for count, (_, color) in zip(counts, _DELIVERY_COLORS, strict=True):
+        w = 200 * count / (h.total or 1)
+        bar.append(_rect(x, 2, w, 14, color, rx=0))
+        x += w
+    return _svg(200, 18, f"{name} delivery status", "".join(bar))
+
+
+def delivery_legend() -> str:
+    return _svg(700, 20, "legend", _legend(4, _DELIVERY_COLORS, x=0))

@@ -1,0 +1,99 @@
+"""One stream's cursor: where a pull reads from, and how far its bookmark may move.
+
+One object per stream, as dlt's `Incremental`, that knows:
+
+- its stream, and the stored bookmark it resumes from (`initial`; None before
+  the first run, which makes the pull a backfill);
+- where a backfill starts (`start`: the `start_date` setting, else
+  `backfill_days` before the run);
+- the overlap window (`overlap`): a run reads again from the bookmark less this,
+  because Salesforce can show a row written in the second of the last read only
+  after that read (API-NOTES §5). The ledger stores a change once, so a row read
+  twice is recorded once;
+- the run start it is capped at (`end`), as the Singer SDK caps a bookmark at the
+  sync's start: a row stamped later may still be committing;
+- whether rows arrive in replication-key order (REST pages: the position follows
+  each row) or in no order (a Bulk API 2.0 job: the position moves only once the
+  whole read is done), and the position reached so far.
+
+`bookmark` is the value the stored bookmark may move to with the rows read so
+far; the ledger moves it in the transaction that stores those rows, never back.
+Rows out of order in an ordered read are refused (the Singer SDK's rule): a
+bookmark past a row not yet read would skip it for good.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+
+from connector.errors import SourceError
+from connector.settings import SalesforceSettings
+from connector.source.streams import Stream
+
+
+@dataclass
+class Cursor:
+    stream: Stream
+    initial: datetime | None  # the stored bookmark; None: no run recorded this stream yet
+    start: datetime  # where a backfill reads from
+    overlap: timedelta
+    end: datetime  # the run's start: the bookmark never passes it
+    ordered: bool = field(default=True, init=False)
+    position: datetime | None = field(default=None, init=False)  # read up to here, safely
+    newest: datetime | None = field(default=None, init=False)  # the newest row read
+
+    @classmethod
+    def resume(
+        cls,
+        stream: Stream,
+        bookmark: datetime | None,
+        settings: SalesforceSettings,
+        run_start: datetime,
+    ) -> Cursor:
+        """The cursor of `stream` from its stored bookmark, per the Salesforce settings."""
+        if settings.start_date is not None:
+            start = datetime.combine(settings.start_date, time(), tzinfo=UTC)
+        else:
+            start = run_start - timedelta(days=settings.backfill_days)
+        return cls(stream, bookmark, start, timedelta(seconds=settings.overlap_seconds), run_start)
+
+    @property
+    def backfill(self) -> bool:
+        """No bookmark yet: the first run reads from the backfill start."""
+        return self.initial is None
+
+    @property
+    def since(self) -> datetime:
+        """Where to read from: the bookmark less the overlap window, or the backfill start."""
+        return self.start if self.initial is None else self.initial - self.overlap
+
+    @property
+    def bookmark(self) -> datetime:
+        """The value the bookmark may move to with the rows read so far (`since` before any),
+        never past the run start: what is later is read again next time."""
+        return min(self.position or self.since, self.end)
+
+    def unordered(self) -> None:
+        """Rows come in no promised order (a Bulk API 2.0 job): the position moves at `finish`."""
+        if self.newest is not None:
+            raise ValueError("a read turns unordered before its first row, not after")
+        self.ordered = False
+
+    def advance(self, at: datetime) -> None:
+        """A row with replication-key value `at` was read (in an ordered read: every row
+        before it too)."""
+        if self.ordered and self.position is not None and at < self.position:
+            raise SourceError(
+                f"{self.stream.name}: rows arrived out of {self.stream.replication_key} order "
+                f"({at.isoformat()} after {self.position.isoformat()}); the cursor was kept",
+                retryable=False,
+            )
+        self.newest = at if self.newest is None else max(self.newest, at)
+        if self.ordered:
+            self.position = at
+
+    def finish(self) -> None:
+        """The read is done: every row it returned is covered, the newest one included."""
+        if self.newest is not None and (self.position is None or self.newest > self.position):
+            self.position = self.newest

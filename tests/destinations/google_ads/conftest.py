@@ -1,0 +1,50 @@
+"""The Data Manager emulator and a destination on it, shared by the Google Ads tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from connector.destinations.google_ads.datamanager import DataManagerDestination
+from connector.settings import GoogleAdsSettings
+from connector_sandbox.datamanager import DataManagerEmulator
+from connector_sandbox.tls import sandbox_ca
+
+ACCOUNT = "1234567890"
+
+
+@pytest.fixture(scope="module")
+def _shared() -> Iterator[DataManagerEmulator]:
+    with DataManagerEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(_shared: DataManagerEmulator) -> DataManagerEmulator:
+    _shared.reset()
+    return _shared
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def destination(
+    emulator: DataManagerEmulator, sleeps: list[float]
+) -> Iterator[DataManagerDestination]:
+    dest = make_destination(emulator, sleeps)
+    yield dest
+    dest.close()
+
+
+def make_destination(emulator: DataManagerEmulator, sleeps: list[float]) -> DataManagerDestination:
+    settings = GoogleAdsSettings(
+        operating_account_id=ACCOUNT,
+        datamanager_endpoint=emulator.url,
+        datamanager_ca_bundle=sandbox_ca().bundle_path,
+        anonymous_credentials=True,
+    )
+    return DataManagerDestination(settings, sleep=sleeps.append)

@@ -1,0 +1,36 @@
+"""The run summary's measurability: the last 90 days' leads, read from a real ledger."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from connector.core import utcnow
+from connector.ledger import Ledger
+from connector.report.measurability import summary_measurability
+from tests.report.cases import PAID, change
+
+PRECEDENCE = ("click_id", "utm", "ga4", "lead_source")
+
+
+def test_share_of_recent_leads(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    now, day = utcnow(), timedelta(days=1)
+    batch = [
+        change("A", "mql", now - 2 * day, PAID),
+        change("B", "mql", now - 3 * day, {}),
+        change("C", "mql", now - 200 * day, PAID),  # first seen before the 90 days
+    ]
+    run = ledger.runs.start()
+    ledger.changes.record(run, batch, "salesforce.LeadHistory", now)
+    found = summary_measurability(ledger, currency="EUR", precedence=PRECEDENCE)
+    assert (found["leads"], found["attributable"], found["rate"]) == (2, 1, 0.5)
+    since, until = found["period"].split("..")
+    assert until == now.date().isoformat()
+    assert since == (now.date() - timedelta(days=89)).isoformat()
+
+
+def test_absent_store_has_no_rate(tmp_path: Path) -> None:
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'absent.db'}", readonly=True)
+    found = summary_measurability(ledger, currency="EUR", precedence=PRECEDENCE)
+    assert (found["leads"], found["attributable"], found["rate"]) == (0, 0, None)
