@@ -109,7 +109,7 @@ def test_the_core_records_import_nothing_of_ours(module: str) -> None:
 
 def test_only_the_cli_and_demo_sit_above_the_pipeline() -> None:
     importers = {m for m, targets in graph().items() if "connector.pipeline" in targets}
-    assert importers <= {"connector.cli", "connector.demo", "connector.check"}
+    assert importers <= {"connector.cli.app", "connector.demo", "connector.check"}
 
 
 def test_the_product_imports_the_emulators_only_in_the_demo() -> None:

@@ -1,0 +1,122 @@
+"""The `connector` command: the Typer app and what every subcommand shares.
+
+Exit codes: 0 done (rows the data made unusable are recorded, not failures);
+1 unexpected error; 2 configuration or mapping error; 3 Salesforce could not
+be read; 4 some deliveries are still pending after retries (a later run
+sends them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import Progress as RichProgress
+from rich.progress import SpinnerColumn, TaskID, TextColumn
+
+from connector import logs
+from connector.errors import ConnectorError
+from connector.summary_view import print_json, print_summary
+
+if TYPE_CHECKING:
+    # Each command imports what it needs when it runs: `connector --help` stays fast.
+    from connector.mapping.rules import Mapping
+    from connector.pipeline import Progress
+    from connector.settings import Settings
+    from connector.summary import RunSummary
+
+EXIT_PENDING = 4
+app = typer.Typer(
+    help="Sync Salesforce lead stage changes to Google Ads and GA4, exactly once.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+log = logging.getLogger("connector")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def load_mapping_of(settings: Settings) -> Mapping:
+    from connector.mapping.rules import load_mapping
+
+    return load_mapping(settings.mapping_path)
+
+
+def load_settings_or_exit() -> Settings:
+    from connector.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except ConnectorError as exc:
+        logs.setup("auto", "INFO", [])  # the settings themselves are what failed
+        fail(exc)
+    setup_logging(settings)
+    return settings
+
+
+def run_sync(settings: Settings, dry_run: bool, payloads: Path | None) -> RunSummary:
+    from connector.pipeline import SyncOptions, sync
+
+    try:
+        mapping = load_mapping_of(settings)
+        with progress_display() as progress:
+            options = SyncOptions(dry_run=dry_run, payloads_path=payloads, progress=progress)
+            return sync(settings, mapping, options)
+    except ConnectorError as exc:
+        fail(exc)
+
+
+def finish(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        print_json(summary.as_dict())
+    else:
+        print_summary(summary, Console())
+    raise typer.Exit(EXIT_PENDING if summary.status == "partial" else 0)
+
+
+def fail(exc: ConnectorError, as_json: bool = False) -> NoReturn:
+    if as_json:
+        print_json({"status": "failed", "error": str(exc)})
+    log.error("%s", exc)
+    raise typer.Exit(exc.exit_code)
+
+
+def setup_logging(settings: Settings) -> None:
+    logs.setup(settings.log_format, settings.log_level, settings.secrets())
+
+
+@contextmanager
+def progress_display() -> Iterator[Progress | None]:
+    """Row counts per phase on stderr, only when stderr is a terminal."""
+    if not err.is_terminal:
+        yield None
+        return
+    bar = RichProgress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+    )
+    tasks: dict[str, TaskID] = {}
+    totals: dict[str, int] = {}
+
+    def advance(phase: str, done: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase)
+        totals[phase] = totals.get(phase, 0) + done
+        bar.update(tasks[phase], description=f"{phase}: {totals[phase]}")
+
+    with bar:
+        yield advance
+
+
+def safe_url(url: str) -> str:
+    # A PostgreSQL URL may carry a password: show the shape, not the secret.
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url

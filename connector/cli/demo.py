@@ -1,0 +1,65 @@
+"""`connector demo`: the whole job against local emulators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from connector import logs
+from connector.cli.app import (
+    EXIT_PENDING,
+    JsonOption,
+    app,
+    fail,
+    progress_display,
+)
+from connector.errors import ConnectorError
+from connector.summary_view import print_json, print_summary
+
+
+@app.command("demo")
+def demo_command(
+    leads: Annotated[int, typer.Option(min=10, max=200_000, help="Leads to generate.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed of the generated dataset.")] = 7,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep the demo's SQLite state here (default: a fresh temp dir)."),
+    ] = None,
+    upload_api: Annotated[
+        str,
+        typer.Option(
+            help="Google Ads upload path: datamanager, or ads_api (the legacy Google Ads API "
+            "path, with restatements and retractions as conversion adjustments)."
+        ),
+    ] = "datamanager",
+    as_json: JsonOption = False,
+) -> None:
+    """Run a full sync against local emulators with a generated dataset: no credentials."""
+    from connector.demo import run_demo
+
+    if upload_api not in ("datamanager", "ads_api"):
+        raise typer.BadParameter("use datamanager or ads_api", param_hint="--upload-api")
+    logs.setup("auto", "INFO", [])
+    try:
+        with progress_display() as progress:
+            result = run_demo(
+                leads=leads,
+                seed=seed,
+                state_dir=state_dir,
+                progress=progress,
+                upload_api="ads_api" if upload_api == "ads_api" else "datamanager",
+            )
+    except ConnectorError as exc:
+        fail(exc)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        out = Console()
+        print_summary(result.first, out, title="Demo sync")
+        print_summary(result.second, out, title="Second sync right after")
+        out.print(f"State store: {result.state_url}")
+        out.print(f"Attribution report: {result.report_file}")
+    raise typer.Exit(EXIT_PENDING if result.first.status == "partial" else 0)
