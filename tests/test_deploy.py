@@ -6,6 +6,7 @@ an absolute path or URL, and agree with the image (user, state directory) and wi
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -397,8 +398,6 @@ def test_env_example_needs_no_developer_token_and_keeps_state_absolute() -> None
 
 
 def test_env_example_loads_as_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in [n for n in os.environ if n.startswith("CONNECTOR_")]:
         monkeypatch.delenv(name)
     settings = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
