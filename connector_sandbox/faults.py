@@ -56,6 +56,8 @@ class FaultQueue:
             elif self._random is not None:
                 rate, choices, rng = self._random
                 fault = rng.choice(choices) if rng.random() < rate else None
+                if fault is not None and fault.path_contains not in path:
+                    fault = None
             if fault is None:
                 return None
         if fault.delay_seconds:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from connector import stopping
 from connector.core import GA4, Delivery, Outcome, Status, utcnow
 from connector.destinations.base import Capabilities, Plan, Settle
 from connector.http import ssl_context
@@ -217,6 +218,8 @@ class GA4Destination:
     # sending --------------------------------------------------------------------
 
     def _send(self, request: list[_Event]) -> list[Outcome]:
+        if stopping.requested():
+            return []  # told to stop: not sent, no outcome; the caller puts these back
         body = json.dumps(_body(request)).encode()
         if len(body) >= MAX_BODY_BYTES:
             return [

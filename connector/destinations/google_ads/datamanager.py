@@ -26,6 +26,7 @@ Error classes (API-NOTES §1) as this API reports them:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -56,6 +57,7 @@ _TRANSIENT = GOOGLE_REST_TRANSIENT
 _CONSENT = {True: dm.ConsentStatus.CONSENT_GRANTED, False: dm.ConsentStatus.CONSENT_DENIED}
 _DM_IDENTIFIER = {"email": "email_address", "phone": "phone_number"}
 T = TypeVar("T")
+_REQUEST_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")
 
 
 class DataManagerDestination:
@@ -227,12 +229,12 @@ def _destination_problem(exc: gexc.GoogleAPICallError, settings: GoogleAdsSettin
     """What is wrong with the destination as a whole, and what to fix (API-NOTES §1)."""
     code = f"{exc.code} {exc.reason or ''}".strip()
     account = settings.operating_account_id
-    if isinstance(exc, gexc.Unauthenticated):
+    if isinstance(exc, gexc.Unauthenticated | gexc.Unauthorized):
         fix = (
             "check CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE (a service account or OAuth client "
             "with the https://www.googleapis.com/auth/datamanager scope)"
         )
-    elif isinstance(exc, gexc.PermissionDenied):
+    elif isinstance(exc, gexc.PermissionDenied | gexc.Forbidden):
         fix = (
             f"give the credentials access to Google Ads account {account}, enable the Data "
             "Manager API in their Cloud project, and accept the customer data terms"
@@ -261,7 +263,8 @@ def _violation(exc: gexc.GoogleAPICallError) -> str:
         if isinstance(detail, dict) and detail.get("fieldViolations"):
             first = detail["fieldViolations"][0]
             return f"{first.get('field', '')}: {first.get('description', '')}"
-    return str(exc.message)
+    # The REST client puts the method and URL in front: keep Google's words only.
+    return _REQUEST_PREFIX.sub("", str(exc.message))
 
 
 def _retry_after(exc: Exception) -> float:
