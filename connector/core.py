@@ -20,13 +20,21 @@ def utcnow() -> datetime:
 
 
 class Status(StrEnum):
-    """Where a delivery stands. pending -> delivered | skipped | rejected (pending again
-    after a transient failure)."""
+    """Where a delivery stands.
+
+    pending -> in_flight (claimed by one worker, committed before anything is sent)
+            -> delivered | rejected | skipped | pending again (transient) | dead
+    dead: its attempts ran out; unknown: it may or may not have arrived (GA4 after a
+    crash or a timeout, when resending is switched off). `connector retry` re-queues both.
+    """
 
     PENDING = "pending"
+    IN_FLIGHT = "in_flight"
     DELIVERED = "delivered"
     SKIPPED = "skipped"
     REJECTED = "rejected"
+    DEAD = "dead"
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,9 @@ class Delivery:
     # How often Google was told to retract this conversion before (delivered retractions):
     # a conversion retracted on the legacy path is dead, so a deal won again needs a new id.
     retracted_before: int = 0
+    # The worker that had it in flight when it stopped (crashed, killed), if one did: what
+    # arrived is unknown, so a resend may duplicate it where the API has no dedup (GA4).
+    in_flight_of: str | None = None
 
 
 @dataclass
@@ -146,3 +157,5 @@ class Outcome:
     error: str | None = None
     request_id: str | None = None
     not_before: datetime | None = None  # pending, but not to be retried before this time
+    # The request may have been written although no answer came (a timeout after sending).
+    maybe_sent: bool = False

@@ -3,7 +3,13 @@
     ConnectorError
     ├── ConfigError        a setting or the mapping is wrong: fix it, rerun (exit 2)
     ├── SourceError        Salesforce refused or failed: the run stops, cursor unmoved (exit 3)
-    └── DestinationError   an upload failed as a whole (retryable or not)
+    ├── StateStoreError    the state store failed: the run stops, nothing half-written (exit 3)
+    ├── StoreBusy          another run holds the state store (exit 6)
+    └── DestinationError   a destination refused the credentials, permission or account:
+                           it stops for this run, its rows wait (exit 5)
+
+Whether an error is worth another try is a property of the error (`retryable`),
+not of its kind: `retry.RetryableError` marks transient failures of any remote call.
 
 Per-row problems (a bad gclid, an unknown stage) are not exceptions: they are
 recorded in the ledger as a row's reason and the run goes on. Messages never
@@ -36,14 +42,25 @@ class SourceError(ConnectorError):
 
 
 class DestinationError(ConnectorError):
-    """A whole request to a destination failed."""
+    """A destination refused the whole request for a reason only a fix can cure; the message
+    names the destination and the fix."""
 
-    exit_code = 4
+    exit_code = 5
 
-    def __init__(
-        self, message: str, *, retryable: bool, status: int | None = None, code: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
         super().__init__(message)
-        self.retryable = retryable
         self.status = status
         self.code = code
+
+
+class StateStoreError(ConnectorError):
+    """The state store could not be opened, read or written; the message names
+    CONNECTOR_STATE_URL (never its password) and the cause."""
+
+    exit_code = 3
+
+
+class StoreBusy(ConnectorError):
+    """Another run holds the state store (SQLite takes one run at a time)."""
+
+    exit_code = 6

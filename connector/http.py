@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 from urllib.request import getproxies
 
 import requests
@@ -24,8 +25,22 @@ def pin_ca(session: requests.Session, ca_bundle: Path | None) -> requests.Sessio
     return session
 
 
-def pinned_session(ca_bundle: Path | None) -> requests.Session:
-    return pin_ca(requests.Session(), ca_bundle)
+class TimeoutSession(requests.Session):
+    """A session whose every request has a timeout: simple-salesforce sets none itself, so a
+    hung query would otherwise be waited on forever."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def pinned_session(ca_bundle: Path | None, timeout: float | None = None) -> requests.Session:
+    session = TimeoutSession(timeout) if timeout is not None else requests.Session()
+    return pin_ca(session, ca_bundle)
 
 
 def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:

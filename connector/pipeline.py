@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
+import os
+import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from connector.core import Delivery, Mapped, Outcome, Status, utcnow
+from connector import retry, stopping
+from connector.core import Delivery, Mapped, utcnow
+from connector.delivery import Claims, DeliveryLoop
 from connector.destinations.base import Destination
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, StateStoreError
 from connector.ledger import Ledger
+from connector.ledger.database import state_errors
+from connector.ledger.locks import RunLock, run_lock, stream_lock
 from connector.mapping.rules import Mapping
 from connector.mapping.translate import translate
 from connector.settings import Settings
@@ -34,7 +39,6 @@ from connector.summary import RunSummary
 
 STREAM, OPPORTUNITY_STREAM = LEAD_HISTORY.name, OPPORTUNITY_HISTORY.name
 RECORD_CHUNK = 1000
-DELIVER_CHUNK = 2000
 log = logging.getLogger("connector.sync")
 
 
@@ -55,6 +59,7 @@ class SyncOptions:
     dry_run: bool = False
     payloads_path: Path | None = None
     progress: Progress | None = None
+    wait: float = 0.0  # seconds to wait for another run to release the store (SQLite)
 
 
 def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination]:
@@ -77,13 +82,27 @@ def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination
 
 def sync(settings: Settings, mapping: Mapping, options: SyncOptions) -> RunSummary:
     settings.require_for_sync()
-    ledger = Ledger.open(settings.state_url, readonly=options.dry_run)
-    pulls = cursors(mapping, ledger, settings, utcnow())
+    with state_errors(settings.state_url):
+        ledger = Ledger.open(settings.state_url, readonly=options.dry_run)
+        if options.dry_run:
+            return _sync(settings, mapping, ledger, options, RunLock(exclusive=False))
+        with run_lock(ledger.db, wait=options.wait) as lock:
+            return _sync(settings, mapping, ledger, options, lock)
+
+
+def _sync(
+    settings: Settings, mapping: Mapping, ledger: Ledger, options: SyncOptions, lock: RunLock
+) -> RunSummary:
+    pulls = cursors(mapping, ledger, settings, utcnow())  # read under the lock: they are ours
     summary = RunSummary(dry_run=options.dry_run, since=pulls[0].since.isoformat())
     destinations = build_destinations(settings, mapping)
     try:
         run = _DryRun if options.dry_run else _Run
-        run(settings, mapping, ledger, destinations, options, summary).execute(pulls)
+        with retry.budget(settings.retry_budget) as retries:
+            try:
+                run(settings, mapping, ledger, destinations, options, summary, lock).execute(pulls)
+            finally:
+                summary.retries = retries.used
     finally:
         for destination in destinations:
             destination.close()
@@ -99,6 +118,7 @@ class _Run:
         destinations: list[Destination],
         options: SyncOptions,
         summary: RunSummary,
+        lock: RunLock,
     ) -> None:
         self.settings = settings
         self.mapping = mapping
@@ -106,12 +126,14 @@ class _Run:
         self.destinations = destinations
         self.options = options
         self.summary = summary
+        self.lock = lock
         self._salesforce: SalesforceSource | None = None
 
     def execute(self, pulls: list[Cursor]) -> None:
         from connector.report.measurability import summary_measurability
 
         run_id = self.ledger.runs.start()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:run-{run_id}"
         try:
             # Google's verdict on earlier uploads first: it may put deliveries back to pending.
             self.summary.request_status = self._check_requests()
@@ -119,17 +141,30 @@ class _Run:
                 self._pull(run_id, cursor)
             for destination in self.destinations:
                 self._deliver(destination)
+        except StateStoreError as exc:
+            # The store is what failed: say so, and do not lean on it again for the summary.
+            self.summary.error = str(exc)
+            _close_quietly(self.ledger, run_id, self.summary)
+            raise
         except ConnectorError as exc:
             self.summary.error = str(exc)
+            self._finish(run_id, pulls, summary_measurability)
             raise
-        finally:
-            self.summary.cursor = _iso(self.ledger.cursors.get(pulls[0].stream.name))
-            self.summary.measurability = summary_measurability(
-                self.ledger,
-                currency=self.mapping.default_currency,
-                precedence=self.mapping.attribution_precedence,
-            )
-            self.ledger.runs.finish(run_id, self.summary.status, self.summary.as_dict())
+        except BaseException:
+            self.summary.error = "interrupted"
+            _close_quietly(self.ledger, run_id, self.summary)
+            raise
+        else:
+            self._finish(run_id, pulls, summary_measurability)
+
+    def _finish(self, run_id: int, pulls: list[Cursor], measurability: Any) -> None:
+        self.summary.cursor = _iso(self.ledger.cursors.get(pulls[0].stream.name))
+        self.summary.measurability = measurability(
+            self.ledger,
+            currency=self.mapping.default_currency,
+            precedence=self.mapping.attribution_precedence,
+        )
+        self.ledger.runs.finish(run_id, self.summary.status, self.summary.as_dict())
 
     def _check_requests(self) -> dict[str, dict[str, Any]]:
         checked = {}
@@ -169,8 +204,22 @@ class _Run:
     def _pull(self, run_id: int, cursor: Cursor) -> None:
         if self.summary.stopped:
             return  # the API budget is spent: later streams wait for the next run
+        with stream_lock(self.ledger.db, cursor.stream.name) as mine:
+            if not mine:
+                log.info(
+                    "another worker is pulling %s: this run delivers only",
+                    cursor.stream.name,
+                    extra={"stream": cursor.stream.name},
+                )
+                return
+            self._pull_stream(run_id, cursor)
+
+    def _pull_stream(self, run_id: int, cursor: Cursor) -> None:
         name = cursor.stream.name
         for chunk in _chunks(self.changes(cursor), RECORD_CHUNK):
+            if stopping.requested():
+                self.summary.stopped = self.summary.stopped or stopping.REASON
+                return  # the bookmark moved only with what was recorded
             # The bookmark moves with the rows it covers, in the transaction that stores them.
             new = self.ledger.changes.record(run_id, chunk, name, cursor.bookmark)
             self.summary.new += len(new)
@@ -192,22 +241,14 @@ class _Run:
             self.summary.row_problems.update(v for k, v in change.problems.items() if k != "stage")
 
     def _deliver(self, destination: Destination) -> None:
-        tally = self.summary.tally(destination.name)
-        size = destination.capabilities.batch_size
-        # In waves holding one delivery per conversion, in time order: an adjustment
-        # (a retraction, a restatement, a deal won again) goes after what it adjusts.
-        for wave in waves(self.ledger.queue.pending(destination.name)):
-            plan = destination.plan(self.ledger, wave)
-            self.ledger.queue.settle(plan.settled)
-            tally.add_outcomes(plan.settled)
-            for start in range(0, len(plan.ready), size):
-                chunk = plan.ready[start : start + size]
-                outcomes = destination.deliver(chunk)
-                self.ledger.queue.settle(outcomes)
-                if destination.capabilities.request_status:
-                    self.ledger.requests.save(destination.name, accepted_requests(outcomes))
-                tally.add_outcomes(outcomes)
-                self._progress(f"sent to {destination.name}", len(chunk))
+        claims = Claims(
+            worker=self.worker,
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            max_attempts=self.settings.max_attempts,
+            exclusive=self.lock.exclusive,
+            resend_in_flight=self.settings.ga4.resend_in_flight,
+        )
+        DeliveryLoop(self.ledger, destination, claims, self.summary, self.options.progress).run()
 
     def _progress(self, phase: str, done: int) -> None:
         if self.options.progress:
@@ -241,22 +282,12 @@ class _DryRun(_Run):
             self.summary.payloads_file = str(self.options.payloads_path)
 
 
-def waves(pending: Sequence[Delivery]) -> list[list[Delivery]]:
-    """Split so that no wave holds two deliveries of one conversion (target + transaction)."""
-    found: list[list[Delivery]] = []
-    seen: Counter[tuple[str, str]] = Counter()
-    for d in pending:  # in time order
-        key = (d.target, d.change.transaction_id)
-        if seen[key] == len(found):
-            found.append([])
-        found[seen[key]].append(d)
-        seen[key] += 1
-    return found
-
-
-def accepted_requests(outcomes: Sequence[Outcome]) -> Counter[str]:
-    """Request id -> deliveries in it, of the requests a destination got accepted."""
-    return Counter(o.request_id for o in outcomes if o.status == Status.DELIVERED and o.request_id)
+def _close_quietly(ledger: Ledger, run_id: int, summary: RunSummary) -> None:
+    """Close the run record as failed if the store still takes it; never fail over it."""
+    try:
+        ledger.runs.finish(run_id, summary.status, summary.as_dict())
+    except Exception:  # the store is already known to be failing
+        log.debug("could not close run %s in the state store", run_id, exc_info=True)
 
 
 def _would_deliver(

@@ -9,7 +9,9 @@ boundary (`google_api.GOOGLE_TRANSIENT` for Google's clients).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from tenacity import (
@@ -40,6 +42,43 @@ class RetryableError(ConnectorError):
         self.retry_after = retry_after
 
 
+class RetryBudget:
+    """Retries left for this run over every API, shared by all threads: an outage must not
+    turn one run into hours of backoff. Counted for the run summary."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+
+_budget: RetryBudget | None = None  # the current run's; None: unlimited (tests, tools)
+
+
+@contextmanager
+def budget(limit: int) -> Iterator[RetryBudget]:
+    """Retries of everything called inside count against `limit`."""
+    global _budget
+    previous, _budget = _budget, RetryBudget(limit)
+    try:
+        yield _budget
+    finally:
+        _budget = previous
+
+
+def _may_retry(exc: BaseException) -> bool:
+    if not isinstance(exc, RetryableError):
+        return False
+    return _budget is None or _budget.take()
+
+
 def _wait(base: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -59,7 +98,7 @@ def call_with_retries(
 ) -> T:
     """Run `call`, retrying RetryableError with exponential backoff; reraise the last one."""
     retrying = Retrying(
-        retry=retry_if_exception(lambda e: isinstance(e, RetryableError)),
+        retry=retry_if_exception(_may_retry),
         stop=stop_after_attempt(attempts) | stop_after_delay(deadline),
         wait=_wait(wait_exponential_jitter(multiplier=0.5, max=max_wait, jitter=0.5)),
         before_sleep=lambda s: log.warning(

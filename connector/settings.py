@@ -95,6 +95,9 @@ class GA4Settings(BaseModel):
     anonymous_credentials: bool = False
     max_concurrency: int = Field(default=8, ge=1, le=64)
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # GA4 has no dedup: events in flight when a run stopped (or whose request timed out after
+    # sending) are sent again and reported as "may be duplicated"; false marks them unknown.
+    resend_in_flight: bool = True
 
     @field_validator("measurement_id")
     @classmethod
@@ -123,6 +126,13 @@ class Settings(BaseSettings):
     salesforce: SalesforceSettings = SalesforceSettings()
     google_ads: GoogleAdsSettings = GoogleAdsSettings()
     ga4: GA4Settings = GA4Settings()
+    # A claimed delivery is this worker's for this long; after that (its worker died) it is
+    # due again. Longer than one page of requests takes, retries included.
+    lease_seconds: int = Field(default=900, ge=1, le=86_400)
+    # A row still failing transiently after this many attempts becomes a dead letter.
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    # Transient failures retried per run, over every API: past it a failure is not retried.
+    retry_budget: int = Field(default=500, ge=0)
 
     def secrets(self) -> list[str]:
         """Every secret value set, so logs and errors can be scrubbed of them."""

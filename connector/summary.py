@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector import exit_codes
 from connector.core import Outcome, Status
 
 
@@ -15,6 +16,8 @@ class DestinationTally:
     pending: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+    dead: int = 0  # attempts exhausted: `connector failures` lists them
+    unknown: int = 0  # may or may not have arrived (GA4, resending switched off)
 
     def add(self, status: str, reason: str | None) -> None:
         if status == Status.DELIVERED:
@@ -25,6 +28,10 @@ class DestinationTally:
             self.skipped[reason or "unspecified"] += 1
         elif status == Status.REJECTED:
             self.rejected[reason or "unspecified"] += 1
+        elif status == Status.DEAD:
+            self.dead += 1
+        elif status == Status.UNKNOWN:
+            self.unknown += 1
 
     def add_outcomes(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
@@ -36,6 +43,8 @@ class DestinationTally:
             "pending": self.pending,
             "skipped": dict(self.skipped.most_common()),
             "rejected": dict(self.rejected.most_common()),
+            "dead": self.dead,
+            "unknown": self.unknown,
         }
 
 
@@ -57,17 +66,39 @@ class RunSummary:
     measurability: dict[str, Any] | None = None  # share of leads attributable to a channel
     # Google's verdict on earlier uploads, checked this run (Data Manager request status).
     request_status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A destination stopped for this run, with what to fix (credentials, permission, ...).
+    destination_errors: dict[str, str] = field(default_factory=dict)
+    # Rows a stopped worker had in flight, sent again: deduplicated (Google Ads) or not (GA4).
+    resent_after_stop: Counter[str] = field(default_factory=Counter)
+    may_be_duplicated: Counter[str] = field(default_factory=Counter)
+    retries: int = 0  # transient failures retried this run, on every API
 
     def tally(self, destination: str) -> DestinationTally:
         return self.destinations.setdefault(destination, DestinationTally())
 
     @property
     def status(self) -> str:
+        """failed, needs_fix (a destination), partial (work left for the next run), or ok."""
         if self.error:
             return "failed"
+        if self.destination_errors:
+            return "needs_fix"
         if self.stopped or any(t.pending for t in self.destinations.values()):
             return "partial"
         return "ok"
+
+    @property
+    def exit_code(self) -> int:
+        """The command's exit code for this run (the table in README, `exit_codes`)."""
+        if self.destination_errors:
+            return exit_codes.DESTINATION_NEEDS_FIX
+        if any(t.pending for t in self.destinations.values()):
+            return exit_codes.UNAVAILABLE
+        if self.stopped:
+            return exit_codes.STOPPED_EARLY
+        if any(t.rejected or t.dead for t in self.destinations.values()):
+            return exit_codes.ROWS_REJECTED
+        return exit_codes.OK
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,5 +118,9 @@ class RunSummary:
             "payloads_file": self.payloads_file,
             "measurability": self.measurability,
             "request_status": self.request_status,
+            "destination_errors": self.destination_errors,
+            "resent_after_stop": dict(self.resent_after_stop),
+            "may_be_duplicated": dict(self.may_be_duplicated),
+            "retries": self.retries,
             "error": self.error,
         }

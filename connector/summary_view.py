@@ -40,7 +40,23 @@ def print_summary(summary: RunSummary, console: Console, title: str = "Sync") ->
                 f"  {name} earlier uploads: {status['finished']} of {status['checked']} requests "
                 f"processed by Google, {status['matched']} of {status['processed']} records matched"
             )
+    for name, problem in data["destination_errors"].items():
+        console.print(f"  [red]{name} stopped for this run[/red]: {problem}")
+    for name, count in data["may_be_duplicated"].items():
+        console.print(
+            f"  [yellow]{count} {name} events may be duplicated[/yellow]: they were in flight "
+            "when a run stopped, or their request timed out after sending (GA4 has no dedup)"
+        )
+    for name, count in data["resent_after_stop"].items():
+        console.print(f"  {count} {name} rows resent after a run stopped (deduplicated by Google)")
+    for name, tally in data["destinations"].items():
+        if tally["dead"] or tally["unknown"]:
+            console.print(
+                f"  {name}: {tally['dead']} ran out of attempts, {tally['unknown']} unknown "
+                "(connector failures lists them; connector retry re-queues them)"
+            )
     extras = [
+        ("retries", data["retries"] or None),
         ("cursor", data["cursor"]),
         ("Salesforce API usage", data["salesforce_api_usage"]),
         ("Salesforce query calls", data["salesforce_query_calls"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
@@ -19,6 +20,9 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
     path_contains: str = ""  # empty: any path
+    # Served normally after the delay: latency, or (with a delay past the client's timeout)
+    # a request the server processed but whose answer never reached the client.
+    then_serve: bool = False
 
 
 class FaultQueue:
@@ -27,6 +31,12 @@ class FaultQueue:
     def __init__(self) -> None:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
+        self._random: tuple[float, list[Fault], random.Random] | None = None
+
+    def randomly(self, rate: float, faults: list[Fault], seed: int = 0) -> None:
+        """From now on, each request gets one of `faults` with probability `rate`."""
+        with self._lock:
+            self._random = (rate, faults, random.Random(seed))
 
     def push(self, fault: Fault, times: int = 1) -> None:
         with self._lock:
@@ -35,15 +45,24 @@ class FaultQueue:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._random = None
 
     def take(self, path: str) -> Response | None:
         """The response to inject for this request, or None to serve it normally."""
         with self._lock:
             fault = next((f for f in self._faults if f.path_contains in path), None)
+            if fault is not None:
+                self._faults.remove(fault)
+            elif self._random is not None:
+                rate, choices, rng = self._random
+                fault = rng.choice(choices) if rng.random() < rate else None
+                if fault is not None and fault.path_contains not in path:
+                    fault = None
             if fault is None:
                 return None
-            self._faults.remove(fault)
         if fault.delay_seconds:
             time.sleep(fault.delay_seconds)
+        if fault.then_serve:
+            return None
         body = fault.body if fault.body is not None else {"error": {"code": fault.status}}
         return Response(fault.status, body, headers=fault.headers)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
-from connector.cli import analytics, check, demo, report, sync
+from connector import exit_codes
+from connector.cli import analytics, check, demo, failures, report, sync
 from connector.cli.app import app
 
-__all__ = ["analytics", "app", "check", "demo", "main", "report", "sync"]
+__all__ = ["analytics", "app", "check", "demo", "failures", "main", "report", "sync"]
 
 
 def main() -> None:
@@ -15,3 +17,12 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line, the traceback only at DEBUG
+        log = logging.getLogger("connector")
+        log.debug("unexpected error", exc_info=True)
+        log.error(
+            "unexpected error (%s: %s): rerun with CONNECTOR_LOG_LEVEL=DEBUG for the traceback",
+            type(exc).__name__,
+            exc,
+        )
+        sys.exit(exit_codes.INTERNAL)

@@ -9,6 +9,7 @@ sends them).
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,16 +62,24 @@ def load_settings_or_exit() -> Settings:
     return settings
 
 
-def run_sync(settings: Settings, dry_run: bool, payloads: Path | None) -> RunSummary:
+def run_sync(
+    settings: Settings,
+    dry_run: bool,
+    payloads: Path | None,
+    wait: float = 0.0,
+    as_json: bool = False,
+) -> RunSummary:
     from connector.pipeline import SyncOptions, sync
 
     try:
         mapping = load_mapping_of(settings)
-        with progress_display() as progress:
-            options = SyncOptions(dry_run=dry_run, payloads_path=payloads, progress=progress)
+        with progress_display() as progress, stop_on_sigterm():
+            options = SyncOptions(
+                dry_run=dry_run, payloads_path=payloads, progress=progress, wait=wait
+            )
             return sync(settings, mapping, options)
     except ConnectorError as exc:
-        fail(exc)
+        fail(exc, as_json)
 
 
 def finish(summary: RunSummary, as_json: bool) -> None:
@@ -78,7 +87,20 @@ def finish(summary: RunSummary, as_json: bool) -> None:
         print_json(summary.as_dict())
     else:
         print_summary(summary, Console())
-    raise typer.Exit(EXIT_PENDING if summary.status == "partial" else 0)
+    raise typer.Exit(summary.exit_code)
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a pod evicted, a timer stopped): finish and settle the request in flight,
+    claim nothing more, release what is left, exit as stopped early."""
+    from connector import stopping
+
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.request())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fail(exc: ConnectorError, as_json: bool = False) -> NoReturn:

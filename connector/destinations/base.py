@@ -2,14 +2,15 @@
 
 A destination is recognised by what it declares, never by its class: the pipeline
 hands it batches of `capabilities.batch_size`, asks it to plan each wave (an
-adjustment may have to wait for the conversion it adjusts), stores the request
-ids it reports when it has request-status checks, and asks it to check them on
-the next run.
+adjustment may have to wait for the conversion it adjusts), commits the outcomes
+of each request as the destination reports them, stores the request ids it
+reports when it has request-status checks, and asks it to check them on the next
+run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,6 +23,14 @@ class Capabilities:
     batch_size: int  # deliveries per deliver() call
     request_status: bool = False  # accepted requests are checked with Google on the next run
     validate_only: bool = True  # a dry run can ask the API to validate without ingesting
+    # A resend is recognised as the same event (Google Ads: transaction / order id); GA4 has
+    # no dedup, so what may have arrived is said out loud before it is sent again.
+    deduplicates: bool = False
+
+
+# Called with the outcomes of each request as soon as it returns: they are committed then,
+# so a crash later in the batch cannot lose them.
+Settle = Callable[[list[Outcome]], None]
 
 
 @dataclass(frozen=True)
@@ -39,8 +48,18 @@ class Destination(Protocol):
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan: ...
 
     def deliver(
-        self, batch: Sequence[Delivery], *, validate_only: bool = False
-    ) -> list[Outcome]: ...
+        self,
+        batch: Sequence[Delivery],
+        *,
+        validate_only: bool = False,
+        settle: Settle | None = None,
+    ) -> list[Outcome]:
+        """Send `batch`; outcomes for all of it (those given to `settle` may be repeated).
+
+        Raises DestinationError when the destination refuses the request as a whole for a
+        reason only a fix can cure (credentials, permission, account, allowlist).
+        """
+        ...
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]: ...
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 
+from connector import stopping
 from connector.core import GA4, Delivery, Outcome, Status, utcnow
-from connector.destinations.base import Capabilities, Plan
+from connector.destinations.base import Capabilities, Plan, Settle
 from connector.http import ssl_context
 from connector.ledger import Ledger
 from connector.retry import RetryableError, call_with_retries
@@ -77,6 +78,20 @@ _RESERVED_EVENTS = frozenset(
 )
 _EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 _PHONE_LIKE = re.compile(r"^\+?[\d\s().\-/]{7,}$")
+
+
+# Transport failures before the request was fully sent: GA4 cannot have counted it.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteTimeout,
+    httpx.WriteError,
+)
+
+
+class _MaybeSent(Exception):
+    """No answer came after the request was sent (a read timeout, a reset): it may count."""
 
 
 @dataclass(frozen=True)
@@ -142,12 +157,22 @@ class GA4Destination:
     def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
         return None  # /mp/collect gives no later verdict (connector reconcile does)
 
-    def deliver(self, batch: Sequence[Delivery], *, validate_only: bool = False) -> list[Outcome]:
+    def deliver(
+        self,
+        batch: Sequence[Delivery],
+        *,
+        validate_only: bool = False,
+        settle: Settle | None = None,
+    ) -> list[Outcome]:
         outcomes, events = self._prepare(batch)
+        if settle:
+            settle(outcomes)
         requests = _group(events)
         with ThreadPoolExecutor(max_workers=self._settings.max_concurrency) as pool:
             send = self._validate if validate_only else self._send
-            for result in pool.map(send, requests):
+            for result in pool.map(send, requests):  # in this thread, as each one returns
+                if settle:
+                    settle(result)
                 outcomes.extend(result)
         return outcomes
 
@@ -193,6 +218,8 @@ class GA4Destination:
     # sending --------------------------------------------------------------------
 
     def _send(self, request: list[_Event]) -> list[Outcome]:
+        if stopping.requested():
+            return []  # told to stop: not sent, no outcome; the caller puts these back
         body = json.dumps(_body(request)).encode()
         if len(body) >= MAX_BODY_BYTES:
             return [
@@ -202,6 +229,12 @@ class GA4Destination:
             response = call_with_retries(lambda: self._post("/mp/collect", body))
         except RetryableError as exc:
             return [Outcome(e.delivery.id, Status.PENDING, error=str(exc)) for e in request]
+        except _MaybeSent as exc:
+            # GA4 may have counted these already and has no dedup: never retried blindly.
+            return [
+                Outcome(e.delivery.id, Status.PENDING, error=str(exc), maybe_sent=True)
+                for e in request
+            ]
         if response.is_success:
             return [Outcome(e.delivery.id, Status.DELIVERED) for e in request]
         # Not retried: a 4xx from /mp/collect means the request itself is wrong.
@@ -236,9 +269,14 @@ class GA4Destination:
             response = self._client.post(
                 path, params=query, content=body, headers={"Content-Type": "application/json"}
             )
-        except httpx.TransportError as exc:
+        except _NOT_SENT as exc:
             # The URL holds the api_secret: name the failure, never the request.
             raise RetryableError(f"GA4 transport error: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise _MaybeSent(
+                f"GA4 gave no answer after the request was sent ({type(exc).__name__}): "
+                "it may have been counted"
+            ) from None
         if response.status_code == 429 or response.status_code >= 500:
             retry_after = response.headers.get("Retry-After", "0")
             raise RetryableError(

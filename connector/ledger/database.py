@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError, ProgrammingError
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, StateStoreError
 from connector.ledger.schema import schema_version
 
 CHUNK = 500  # ids per IN (...) list: far under every backend's parameter limit
@@ -18,9 +21,12 @@ CHUNK = 500  # ids per IN (...) list: far under every backend's parameter limit
 class Database:
     """An engine, and whether this run may write to it (a dry run may not)."""
 
-    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, readonly: bool = False, sqlite_path: Path | None = None
+    ) -> None:
         self.engine = engine
         self.readonly = readonly
+        self.sqlite_path = sqlite_path  # the file of a SQLite store (None on PostgreSQL)
 
     def exists(self) -> bool:
         """Whether the store was ever written (a read-only look may find nothing)."""
@@ -36,8 +42,30 @@ class Database:
         return bool(inspect(conn).has_table(name))
 
 
+@contextmanager
+def state_errors(url: str) -> Iterator[None]:
+    """Failures of the store itself as one clear error naming the setting, never a traceback."""
+    try:
+        yield
+    except (OperationalError, ProgrammingError, DatabaseError, InterfaceError) as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+        raise StateStoreError(
+            f"the state store at {safe_url(url)} failed: {cause}; check CONNECTOR_STATE_URL "
+            "(the file or database, its permissions, free space, and that the server is up)"
+        ) from None
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password: `postgresql://user:***@host/db`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: show none of it
+        return "CONNECTOR_STATE_URL"
+
+
 def open_database(url: str, *, readonly: bool = False) -> Database:
-    return Database(_engine(url, readonly), readonly=readonly)
+    path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    return Database(_engine(url, readonly), readonly=readonly, sqlite_path=path)
 
 
 def chunked(values: list[Any]) -> list[list[Any]]:
@@ -69,6 +97,15 @@ def _sqlite_engine(path: Path, readonly: bool) -> Engine:
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
         if not readonly:
             dbapi_conn.execute("PRAGMA busy_timeout=30000")
+            dbapi_conn.isolation_level = None  # transactions begin below, not in the driver
+
+    if not readonly:
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # Take the write lock when the transaction starts: a claim's read and its update
+            # are then one step, and two writers queue instead of interleaving.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, inspect, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, inspect, select, text, update
 
 from connector.errors import ConfigError
 from connector.ledger.database import Database
+from connector.ledger.locks import MIGRATION_LOCK
 from connector.ledger.schema import (
     SCHEMA_VERSION,
     deliveries,
@@ -25,6 +26,9 @@ _MOVED_FLAGS = ("opportunity_id", "restatement", "retracts")
 
 def migrate(db: Database) -> None:
     with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Workers starting together on a fresh database: one creates, the others wait.
+            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         metadata.create_all(conn)
         version = conn.execute(select(schema_version.c.version)).scalar()
         if version is None:
@@ -47,6 +51,9 @@ def _upgrade(conn: Connection, version: int) -> None:
         _add_column(conn, "stage_changes", "restatement", "BOOLEAN")
         _add_column(conn, "stage_changes", "retracts", "VARCHAR(200)")
         _move_flags(conn)
+    if version < 4:
+        _add_column(conn, "deliveries", "claimed_by", "VARCHAR(100)")
+        _add_column(conn, "deliveries", "lease_until", "TIMESTAMP")
     for table in (deliveries, stage_changes):
         for index in table.indexes:  # create_all leaves an existing table's indexes alone
             index.create(conn, checkfirst=True)

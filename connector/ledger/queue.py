@@ -1,6 +1,13 @@
 """The delivery queue: one row per change and destination, pending until settled.
 
-It answers questions about rows (what is pending, what a lead sent before, what a
+Exactly once rests on the claim: a worker moves a page of due rows to in_flight
+(its id, a lease) and commits that before anything is sent; each request's
+outcomes are committed as soon as it returns. A row whose lease ran out (its
+worker died) is due again, marked with the worker that had it, so the resend can
+be said out loud. On PostgreSQL the claim skips rows another worker has locked
+(FOR UPDATE SKIP LOCKED), so several workers share one queue.
+
+It answers questions about rows (what is due, what a lead sent before, what a
 request carried); what those answers mean for a destination is that destination's
 business.
 """
@@ -8,16 +15,35 @@ business.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import RowMapping, func, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, and_, bindparam, func, or_, select, tuple_, update
 
 from connector.core import Delivery, Outcome, Status, conversion_id, utcnow
 from connector.ledger.changes import stage_change
 from connector.ledger.database import Database, chunked
 from connector.ledger.schema import deliveries, stage_changes
+
+FAILED = (Status.REJECTED, Status.DEAD, Status.UNKNOWN)  # what `connector failures` lists
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A row that will not go by itself: rejected, out of attempts, or of unknown fate."""
+
+    id: int
+    destination: str
+    target: str
+    status: str
+    reason: str | None
+    error: str | None
+    attempts: int
+    lead_id: str
+    stage: str
+    changed_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -53,26 +79,174 @@ class DeliveryQueue:
         with self._db.engine.connect() as conn:
             return [_delivery(row._mapping) for row in conn.execute(query)]
 
-    def settle(self, outcomes: Sequence[Outcome]) -> None:
-        """Record the fate of each delivery of one upload attempt."""
-        if not outcomes:
-            return
+    def claim(
+        self,
+        destination: str,
+        worker: str,
+        *,
+        lease: timedelta,
+        limit: int,
+        after: tuple[datetime, int] | None = None,
+        any_in_flight: bool = False,
+    ) -> list[Delivery]:
+        """Claim up to `limit` due rows after the keyset `after` (change time, id), in that
+        order, and commit the claim before returning them.
+
+        Due: pending and not waiting (not_before), or in flight with a lapsed lease; with
+        `any_in_flight` (the caller holds the store alone: SQLite's run lock) every row left
+        in flight is due, since the worker that claimed it is gone.
+        """
+        d, sc = deliveries.c, stage_changes.c
         now = utcnow()
+        lapsed = d.status == str(Status.IN_FLIGHT)
+        if not any_in_flight:
+            lapsed = and_(lapsed, d.lease_until < now)
+        waiting = or_(d.not_before.is_(None), d.not_before <= now)
+        due = or_(and_(d.status == str(Status.PENDING), waiting), lapsed)
+        query = (
+            select(deliveries, stage_changes)
+            .join(stage_changes, d.change_id == sc.id)
+            .where(d.destination == destination, due)
+            .order_by(sc.changed_at, d.id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(sc.changed_at, d.id) > tuple_(*after))
         with self._db.engine.begin() as conn:
-            for o in outcomes:
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(of=deliveries, skip_locked=True)
+            rows = [_claimed(row._mapping, worker) for row in conn.execute(query)]
+            ids = [r.id for r in rows]
+            for chunk in chunked(ids):
                 conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id == o.delivery_id)
+                    .where(d.id.in_(chunk))
                     .values(
-                        status=str(o.status),
-                        reason=o.reason,
-                        last_error=o.error,
-                        external_request_id=o.request_id,
-                        not_before=o.not_before,
-                        attempts=deliveries.c.attempts + 1,
+                        status=str(Status.IN_FLIGHT),
+                        claimed_by=worker,
+                        lease_until=now + lease,
                         updated_at=now,
                     )
                 )
+        return rows
+
+    def settle(self, outcomes: Sequence[Outcome], *, worker: str | None = None) -> None:
+        """Record the fate of each delivery of one upload attempt, in one statement.
+
+        With `worker`, only rows that worker still holds are settled (a row whose lease
+        lapsed and went to another worker is theirs now).
+        """
+        if not outcomes:
+            return
+        d = deliveries.c
+        stmt = (
+            update(deliveries)
+            .where(d.id == bindparam("o_id"))
+            .values(
+                status=bindparam("o_status"),
+                reason=bindparam("o_reason"),
+                last_error=bindparam("o_error"),
+                external_request_id=bindparam("o_request_id"),
+                not_before=bindparam("o_not_before", type_=deliveries.c.not_before.type),
+                attempts=d.attempts + 1,
+                claimed_by=None,
+                lease_until=None,
+                updated_at=bindparam("o_now", type_=deliveries.c.updated_at.type),
+            )
+        )
+        if worker is not None:
+            stmt = stmt.where(or_(d.claimed_by == worker, d.claimed_by.is_(None)))
+        now = utcnow()
+        rows = [
+            {
+                "o_id": o.delivery_id,
+                "o_status": str(o.status),
+                "o_reason": o.reason,
+                "o_error": o.error,
+                "o_request_id": o.request_id,
+                "o_not_before": o.not_before,
+                "o_now": now,
+            }
+            for o in outcomes
+        ]
+        with self._db.engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> None:
+        """Put claimed rows back as pending, untried (held back, or their destination stopped)."""
+        d = deliveries.c
+        values: dict[str, object] = {
+            "status": str(Status.PENDING),
+            "claimed_by": None,
+            "lease_until": None,
+            "updated_at": utcnow(),
+        }
+        if error is not None:
+            values["last_error"] = error
+        with self._db.engine.begin() as conn:
+            for chunk in chunked(sorted(set(ids))):
+                conn.execute(
+                    update(deliveries)
+                    .where(d.id.in_(chunk), d.claimed_by == worker)
+                    .values(**values)
+                )
+
+    def failures(
+        self,
+        *,
+        destination: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Failure]:
+        """Rejected, dead and unknown rows, newest first."""
+        if not self._db.exists():
+            return []
+        d, sc = deliveries.c, stage_changes.c
+        query = (
+            select(
+                d.id, d.destination, d.target, d.status, d.reason, d.last_error, d.attempts,
+                sc.lead_id, sc.stage, sc.changed_at, d.updated_at,
+            )
+            .join_from(deliveries, stage_changes, d.change_id == sc.id)
+            .where(d.status.in_([str(s) for s in FAILED]))
+            .order_by(d.updated_at.desc(), d.id.desc())
+            .limit(limit)
+        )  # fmt: skip
+        if destination:
+            query = query.where(d.destination == destination)
+        if reason:
+            query = query.where(d.reason == reason)
+        if since:
+            query = query.where(d.updated_at >= since)
+        with self._db.engine.connect() as conn:
+            return [Failure(*row) for row in conn.execute(query)]
+
+    def requeue(
+        self,
+        *,
+        ids: Sequence[int] = (),
+        destination: str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Put chosen failed rows back as pending with fresh attempts; returns how many."""
+        d = deliveries.c
+        where: list[ColumnElement[bool]] = [d.status.in_([str(s) for s in FAILED])]
+        if ids:
+            where.append(d.id.in_(list(ids)))
+        if destination:
+            where.append(d.destination == destination)
+        if reason:
+            where.append(d.reason == reason)
+        values = {
+            "status": str(Status.PENDING),
+            "reason": None,
+            "attempts": 0,
+            "not_before": None,
+            "updated_at": utcnow(),
+        }
+        with self._db.engine.begin() as conn:
+            return int(conn.execute(update(deliveries).where(*where).values(**values)).rowcount)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Delivery rows by destination and status."""
@@ -143,6 +317,12 @@ def _sent_before(row: Any) -> SentBefore:
         conversion_id=conversion_id(row.lead_id, row.stage, row.opportunity_id),
         retracts=row.retracts,
     )
+
+
+def _claimed(row: RowMapping, worker: str) -> Delivery:
+    """A claimed row; one that was in flight under another claim says whose it was."""
+    in_flight_of = row["claimed_by"] if row["status"] == Status.IN_FLIGHT else None
+    return replace(_delivery(row), in_flight_of=in_flight_of)
 
 
 def _delivery(row: RowMapping) -> Delivery:

@@ -28,7 +28,8 @@ from sqlalchemy.types import TypeDecorator
 
 # 2: deliveries.not_before, upload_requests, record_states
 # 3: stage_changes.opportunity_id / restatement / retracts (were keys of attributes)
-SCHEMA_VERSION = 3
+# 4: deliveries.claimed_by / lease_until (claims), statuses in_flight, dead, unknown
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -106,7 +107,7 @@ deliveries = Table(
     Column("target", String(100), nullable=False),  # event name / conversion action id
     Column("value", Float),
     Column("currency", String(3)),
-    # pending -> delivered | skipped | rejected; pending again after a transient failure
+    # core.Status: pending -> in_flight -> delivered | skipped | rejected | dead | unknown
     Column("status", String(20), nullable=False),
     Column("reason", String(200)),
     Column("attempts", Integer, nullable=False, default=0),
@@ -114,6 +115,9 @@ deliveries = Table(
     Column("external_request_id", String(100)),
     # Not retried before this time (Google's TOO_RECENT_*: the click is too fresh to import).
     Column("not_before", UTCDateTime),
+    # In flight: which worker claimed it, and until when its claim holds (then it may go again).
+    Column("claimed_by", String(100)),
+    Column("lease_until", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("change_id", "destination", name="uq_delivery"),
     Index("ix_deliveries_status", "destination", "status"),

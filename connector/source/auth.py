@@ -16,11 +16,12 @@ from simple_salesforce.api import Salesforce
 
 from connector.errors import ConfigError, SourceError
 from connector.http import pinned_session
+from connector.retry import RetryableError, call_with_retries
 from connector.settings import SalesforceSettings
 
 
 def connect(settings: SalesforceSettings) -> Salesforce:
-    session = pinned_session(settings.ca_bundle)
+    session = pinned_session(settings.ca_bundle, settings.timeout_seconds)
     if settings.session_id and settings.instance_url:
         instance_url, token = settings.instance_url, settings.session_id.get_secret_value()
     elif settings.private_key_file is not None:
@@ -56,11 +57,21 @@ def _post_grant(
     settings: SalesforceSettings, session: requests.Session, form: dict[str, str]
 ) -> tuple[str, str]:
     url = f"{settings.login_url}/services/oauth2/token"
+
+    def post() -> requests.Response:
+        try:
+            response = session.post(url, data=form, timeout=settings.timeout_seconds)
+        except requests.RequestException as exc:
+            raise RetryableError(f"cannot reach it ({type(exc).__name__})") from None
+        if response.status_code >= 500:
+            raise RetryableError(f"it answered {response.status_code}")
+        return response
+
     try:
-        response = session.post(url, data=form, timeout=settings.timeout_seconds)
-    except requests.RequestException as exc:
+        response = call_with_retries(post, attempts=3, max_wait=10.0, deadline=60.0)
+    except RetryableError as exc:
         raise SourceError(
-            f"cannot reach the Salesforce login URL {settings.login_url}: {type(exc).__name__}",
+            f"Salesforce login at {settings.login_url} failed after retries: {exc}; rerun later",
             retryable=True,
         ) from None
     return _read_grant(response, settings.login_url)
@@ -94,7 +105,14 @@ def _jwt_grant(settings: SalesforceSettings, session: requests.Session) -> tuple
 
 
 def _read_grant(response: requests.Response, login_url: str) -> tuple[str, str]:
-    body: dict[str, Any] = response.json() if response.content else {}
+    body = _json_object(response)
+    if response.status_code == 200 and not {"instance_url", "access_token"} <= body.keys():
+        raise SourceError(
+            f"Salesforce login at {login_url} answered 200 without a session "
+            f"({response.headers.get('Content-Type', 'no content type')}): check "
+            "CONNECTOR_SALESFORCE__LOGIN_URL points at the org's login or My Domain URL",
+            retryable=False,
+        )
     if response.status_code != 200:
         # Salesforce's error codes name the problem without echoing credentials.
         raise SourceError(
@@ -104,3 +122,12 @@ def _read_grant(response: requests.Response, login_url: str) -> tuple[str, str]:
             retryable=response.status_code >= 500,
         )
     return str(body["instance_url"]).rstrip("/"), str(body["access_token"])
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    """The JSON object of an answer, or {} for an HTML page, a list or an empty body."""
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar, cast
 
+import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError,
@@ -29,8 +30,9 @@ from simple_salesforce.exceptions import (
 )
 
 from connector.core import CrmChange, RecordState
+from connector.errors import SourceError
 from connector.mapping.rules import Mapping, OpportunitySpec
-from connector.retry import call_with_retries
+from connector.retry import RetryableError, call_with_retries
 from connector.source import soql as q
 from connector.source.bulk import bulk_pages
 from connector.source.cursor import Cursor
@@ -388,11 +390,20 @@ class SalesforceSource:
                 return call()
             except SalesforceGeneralError as exc:
                 raise TransientSalesforceError(exc) from exc
+            except (requests.RequestException, ValueError) as exc:
+                # A timeout, a reset, or a body that is not JSON (an HTML error page).
+                raise RetryableError(
+                    f"Salesforce did not answer usably ({type(exc).__name__})"
+                ) from None
 
         try:
             return call_with_retries(attempt, attempts=self._attempts, sleep=self._sleep)
         except TransientSalesforceError as exc:
             raise exc.error from None
+        except RetryableError as exc:
+            raise SourceError(
+                f"{exc} after retries; the cursor was kept, rerun later", retryable=True
+            ) from None
 
 
 def _number(value: object) -> float | None:

@@ -26,6 +26,7 @@ Error classes (API-NOTES §1) as this API reports them:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -35,7 +36,7 @@ from google.api_core import exceptions as gexc
 from google.protobuf import json_format
 
 from connector.core import GOOGLE_ADS, Delivery, Outcome, Status, utcnow
-from connector.destinations.base import Capabilities, Plan
+from connector.destinations.base import Capabilities, Plan, Settle
 from connector.destinations.google_ads import adjustments, request_status
 from connector.destinations.google_ads.actions import ActionIds, sendable
 from connector.destinations.google_ads.ads_api import ads_client
@@ -45,6 +46,7 @@ from connector.destinations.google_ads.eligibility import (
     consent_flags,
     hashed_identifiers,
 )
+from connector.errors import DestinationError
 from connector.google_api import GOOGLE_REST_TRANSIENT
 from connector.http import pin_ca
 from connector.ledger import Ledger
@@ -55,6 +57,7 @@ _TRANSIENT = GOOGLE_REST_TRANSIENT
 _CONSENT = {True: dm.ConsentStatus.CONSENT_GRANTED, False: dm.ConsentStatus.CONSENT_DENIED}
 _DM_IDENTIFIER = {"email": "email_address", "phone": "phone_number"}
 T = TypeVar("T")
+_REQUEST_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")
 
 
 class DataManagerDestination:
@@ -79,7 +82,9 @@ class DataManagerDestination:
             settings, lambda: ads_client(settings).get_service("GoogleAdsService"), sleep=sleep
         )
 
-        self.capabilities = Capabilities(batch_size=settings.batch_size, request_status=True)
+        self.capabilities = Capabilities(
+            batch_size=settings.batch_size, request_status=True, deduplicates=True
+        )
 
     def close(self) -> None:
         self._client.transport.close()  # type: ignore[no-untyped-call]
@@ -90,11 +95,22 @@ class DataManagerDestination:
     def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
         return request_status.check(ledger, self).as_dict()
 
-    def deliver(self, batch: Sequence[Delivery], *, validate_only: bool = False) -> list[Outcome]:
+    def deliver(
+        self,
+        batch: Sequence[Delivery],
+        *,
+        validate_only: bool = False,
+        settle: Settle | None = None,
+    ) -> list[Outcome]:
         outcomes, valid = self._check(batch)
+        if settle:
+            settle(outcomes)
         size = self._settings.batch_size
         for start in range(0, len(valid), size):
-            outcomes.extend(self._send(valid[start : start + size], validate_only))
+            sent = self._send(valid[start : start + size], validate_only)
+            if settle:
+                settle(sent)
+            outcomes.extend(sent)
         return outcomes
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
@@ -139,9 +155,9 @@ class DataManagerDestination:
         self, batch: list[Delivery], validate_only: bool, exc: gexc.GoogleAPICallError
     ) -> list[Outcome]:
         if not _refuses_events(exc):
-            # Auth, permission, unknown account: nothing in this batch can go; keep it pending.
-            error = f"Data Manager {exc.code}: {exc.message}"
-            return [Outcome(d.id, Status.PENDING, error=error) for d in batch]
+            # Auth, permission, the account or the request itself: no event's fault, and
+            # nothing in this batch can go until it is fixed (splitting would burn rows).
+            raise DestinationError(_destination_problem(exc, self._settings), status=exc.code)
         if len(batch) == 1:
             return [_verdict(batch[0], exc)]
         middle = len(batch) // 2
@@ -192,7 +208,45 @@ def _already_exists(exc: gexc.GoogleAPICallError) -> bool:
 
 def _refuses_events(exc: gexc.GoogleAPICallError) -> bool:
     """An answer about the events themselves: split the batch to find which."""
-    return isinstance(exc, gexc.BadRequest) or _already_exists(exc)
+    if _already_exists(exc):
+        return True
+    if not isinstance(exc, gexc.BadRequest):
+        return False
+    fields = _violation_fields(exc)
+    return not fields or any(f.startswith("events[") for f in fields)
+
+
+def _violation_fields(exc: gexc.GoogleAPICallError) -> list[str]:
+    return [
+        str(v.get("field", ""))
+        for detail in exc.details or ()
+        if isinstance(detail, dict)
+        for v in detail.get("fieldViolations", ())
+    ]
+
+
+def _destination_problem(exc: gexc.GoogleAPICallError, settings: GoogleAdsSettings) -> str:
+    """What is wrong with the destination as a whole, and what to fix (API-NOTES §1)."""
+    code = f"{exc.code} {exc.reason or ''}".strip()
+    account = settings.operating_account_id
+    if isinstance(exc, gexc.Unauthenticated | gexc.Unauthorized):
+        fix = (
+            "check CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE (a service account or OAuth client "
+            "with the https://www.googleapis.com/auth/datamanager scope)"
+        )
+    elif isinstance(exc, gexc.PermissionDenied | gexc.Forbidden):
+        fix = (
+            f"give the credentials access to Google Ads account {account}, enable the Data "
+            "Manager API in their Cloud project, and accept the customer data terms"
+        )
+    elif isinstance(exc, gexc.NotFound):
+        fix = f"check CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID ({account})"
+    else:
+        fix = (
+            "check CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID / __LOGIN_ACCOUNT_ID and the "
+            "mapping's conversion actions"
+        )
+    return f"google_ads: Data Manager refused the request ({code}: {_violation(exc)}): {fix}"
 
 
 def _verdict(d: Delivery, exc: gexc.GoogleAPICallError) -> Outcome:
@@ -209,7 +263,8 @@ def _violation(exc: gexc.GoogleAPICallError) -> str:
         if isinstance(detail, dict) and detail.get("fieldViolations"):
             first = detail["fieldViolations"][0]
             return f"{first.get('field', '')}: {first.get('description', '')}"
-    return str(exc.message)
+    # The REST client puts the method and URL in front: keep Google's words only.
+    return _REQUEST_PREFIX.sub("", str(exc.message))
 
 
 def _retry_after(exc: Exception) -> float:

@@ -42,7 +42,7 @@ from google.api_core import exceptions as gexc
 from google.protobuf import json_format
 
 from connector.core import GOOGLE_ADS, Delivery, Outcome, Status, utcnow
-from connector.destinations.base import Capabilities, Plan
+from connector.destinations.base import Capabilities, Plan, Settle
 from connector.destinations.google_ads import adjustments
 from connector.destinations.google_ads.account import account_zone
 from connector.destinations.google_ads.actions import ActionIds, sendable
@@ -54,6 +54,7 @@ from connector.destinations.google_ads.eligibility import (
     hashed_identifiers,
 )
 from connector.destinations.google_ads.errors import outcome
+from connector.errors import DestinationError
 from connector.ledger import Ledger
 from connector.retry import RetryableError
 from connector.settings import GoogleAdsSettings
@@ -120,7 +121,7 @@ class GoogleAdsApiDestination:
         )
         self._zone: tzinfo | None = None
         self._adjusted: dict[tuple[str, str], datetime] = {}  # last adjustment time per order
-        self.capabilities = Capabilities(batch_size=settings.batch_size)
+        self.capabilities = Capabilities(batch_size=settings.batch_size, deduplicates=True)
 
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
         return adjustments.plan(ledger, wave)
@@ -133,15 +134,28 @@ class GoogleAdsApiDestination:
             service.transport.close()
         self._services.clear()
 
-    def deliver(self, batch: Sequence[Delivery], *, validate_only: bool = False) -> list[Outcome]:
+    def deliver(
+        self,
+        batch: Sequence[Delivery],
+        *,
+        validate_only: bool = False,
+        settle: Settle | None = None,
+    ) -> list[Outcome]:
+        report = settle or (lambda _outcomes: None)
         outcomes, rows = self._prepare(batch)
+        report(outcomes)
         conversions = [r for r in rows if r.kind == CONVERSION]
         for chunk in self._chunks(conversions):
-            outcomes.extend(self._upload(chunk, validate_only))
+            sent = self._upload(chunk, validate_only)
+            report(sent)
+            outcomes.extend(sent)
         held, adjustments = _after_conversions(rows, outcomes, validate_only)
+        report(held)
         outcomes.extend(held)
         for chunk in self._chunks(adjustments):
-            outcomes.extend(self._upload_adjustments(chunk, validate_only))
+            sent = self._upload_adjustments(chunk, validate_only)
+            report(sent)
+            outcomes.extend(sent)
         return outcomes
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
@@ -196,7 +210,13 @@ class GoogleAdsApiDestination:
         try:
             response = call_ads_api(call, sleep=self._sleep)
         except (RetryableError, GoogleAdsException, gexc.GoogleAPICallError) as exc:
-            # Nothing in this request was accepted (auth, quota, allowlist): keep it pending.
+            if _needs_fix(exc):
+                raise DestinationError(
+                    f"google_ads: the Google Ads API refused the upload ({describe(exc)}): check "
+                    "the credentials, their access to the account and the Cloud project's "
+                    "access to the API",
+                ) from None
+            # Nothing in this request was accepted (quota, outage): keep it pending.
             return [Outcome(r.delivery.id, Status.PENDING, error=describe(exc)) for r in rows]
         by_row, unplaced = _row_errors(response.partial_failure_error, len(rows))
         request_id = f"job:{response.job_id}" if response.job_id else None
@@ -336,6 +356,18 @@ def _adjustment(row: _Row, at: str) -> Any:
             adjusted_value=d.value, currency_code=d.currency or ""
         )
     return adjustment
+
+
+# Error kinds that no resend can cure: the credentials, or their access to the account.
+_NEEDS_FIX_KINDS = frozenset({"authentication_error", "authorization_error"})
+
+
+def _needs_fix(exc: Exception) -> bool:
+    if isinstance(exc, gexc.Unauthenticated | gexc.PermissionDenied):
+        return True
+    if isinstance(exc, GoogleAdsException):
+        return any(error_code(e)[0] in _NEEDS_FIX_KINDS for e in exc.failure.errors)
+    return False
 
 
 def _row_errors(status: Any, rows: int) -> tuple[dict[int, list[Any]], list[Any]]:

@@ -9,12 +9,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from connector.core import Mapped, Outcome, StageChange, Status, Target
+from connector.delivery import accepted_requests
 from connector.destinations.ga4 import GA4Destination
 from connector.destinations.google_ads import request_status
 from connector.destinations.google_ads.datamanager import DataManagerDestination
 from connector.ledger import PROCESSING, Ledger
 from connector.ledger.schema import deliveries
-from connector.pipeline import accepted_requests
 from connector.settings import GA4Settings
 from connector_sandbox.datamanager import STATUS_PATH, DataManagerEmulator, unavailable_fault
 

@@ -1,0 +1,210 @@
+"""Delivering one destination's queue: claim, then send, then settle per request.
+
+A page of due rows is claimed (committed as in flight) before anything leaves;
+each request's outcomes are committed as soon as that request returns, so a
+crash loses at most the answer to the requests in the air. What was in flight
+when a worker stopped goes again: Google Ads deduplicates it by transaction id,
+GA4 cannot, so there the resend is said out loud ("may be duplicated"), or, with
+CONNECTOR_GA4__RESEND_IN_FLIGHT=false, the row is marked `unknown_after_crash`.
+
+A destination that refuses the whole request for a reason only a fix can cure
+(credentials, permission, terms, allowlist) stops for this run: its claimed rows
+go back to pending, untried, and the error names the destination and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from connector import stopping
+from connector.core import Delivery, Outcome, Status
+from connector.destinations.base import Destination
+from connector.errors import DestinationError
+from connector.ledger import Ledger
+from connector.summary import RunSummary
+
+CLAIM_PAGE = 2000  # rows claimed at a time: a lease covers what one page takes to send
+UNKNOWN_AFTER_CRASH = "unknown_after_crash"
+UNKNOWN_AFTER_TIMEOUT = "unknown_after_timeout"
+ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+log = logging.getLogger("connector.delivery")
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class Claims:
+    """How this worker claims rows: who it is, for how long, and whether it is alone."""
+
+    worker: str
+    lease: timedelta
+    max_attempts: int
+    # The run holds the store alone (SQLite's run lock): whatever is in flight is orphaned.
+    exclusive: bool
+    resend_in_flight: bool = True  # GA4: resend what a stopped worker had in flight
+
+
+def waves(pending: Sequence[Delivery]) -> list[list[Delivery]]:
+    """Split so that no wave holds two deliveries of one conversion (target + transaction)."""
+    found: list[list[Delivery]] = []
+    seen: Counter[tuple[str, str]] = Counter()
+    for d in pending:  # in time order
+        key = (d.target, d.change.transaction_id)
+        if seen[key] == len(found):
+            found.append([])
+        found[seen[key]].append(d)
+        seen[key] += 1
+    return found
+
+
+def accepted_requests(outcomes: Sequence[Outcome]) -> Counter[str]:
+    """Request id -> deliveries in it, of the requests a destination got accepted."""
+    return Counter(o.request_id for o in outcomes if o.status == Status.DELIVERED and o.request_id)
+
+
+class DeliveryLoop:
+    """One destination's due rows, page by page in change-time order (keyset on time, id)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        destination: Destination,
+        claims: Claims,
+        summary: RunSummary,
+        progress: Progress | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.destination = destination
+        self.claims = claims
+        self.summary = summary
+        self.tally = summary.tally(destination.name)
+        self._progress = progress
+        self._attempts: dict[int, int] = {}  # attempts before this run, per claimed row
+
+    def run(self) -> None:
+        after = None
+        try:
+            while not stopping.requested() and (page := self._claim(after)):
+                after = (page[-1].change.changed_at, page[-1].id)
+                for wave in waves(self._after_stop(page)):
+                    self._wave(wave)
+        except DestinationError as exc:
+            self.summary.destination_errors[self.destination.name] = str(exc)
+            log.error(
+                "destination stopped for this run: %s",
+                exc,
+                extra={"destination": self.destination.name},
+            )
+
+    def _claim(self, after: tuple[object, int] | None) -> list[Delivery]:
+        c = self.claims
+        page = self.ledger.queue.claim(
+            self.destination.name,
+            c.worker,
+            lease=c.lease,
+            limit=max(CLAIM_PAGE, self.destination.capabilities.batch_size),
+            after=after,  # type: ignore[arg-type]
+            any_in_flight=c.exclusive,
+        )
+        self._attempts = {d.id: d.attempts for d in page}
+        return page
+
+    def _after_stop(self, page: list[Delivery]) -> list[Delivery]:
+        """Rows a stopped worker had in flight: resent, and said; or set aside as unknown."""
+        orphans = [d for d in page if d.in_flight_of]
+        if not orphans:
+            return page
+        workers = sorted({str(d.in_flight_of) for d in orphans})
+        name = self.destination.name
+        if self.destination.capabilities.deduplicates:
+            self.summary.resent_after_stop[name] += len(orphans)
+            log.warning(
+                "%d %s deliveries were in flight when %s stopped: sent again "
+                "(Google deduplicates them by transaction id)",
+                len(orphans),
+                name,
+                ", ".join(workers),
+                extra={"destination": name},
+            )
+            return page
+        if not self.claims.resend_in_flight:
+            unknown = [Outcome(d.id, Status.UNKNOWN, reason=UNKNOWN_AFTER_CRASH) for d in orphans]
+            self._settle(unknown)
+            return [d for d in page if not d.in_flight_of]
+        self.summary.may_be_duplicated[name] += len(orphans)
+        log.warning(
+            "%d %s events may be duplicated: they were in flight when %s stopped",
+            len(orphans),
+            name,
+            ", ".join(workers),
+            extra={"destination": name},
+        )
+        return page
+
+    def _wave(self, wave: list[Delivery]) -> None:
+        plan = self.destination.plan(self.ledger, wave)
+        self._settle(plan.settled)
+        going = {d.id for d in plan.ready} | {o.delivery_id for o in plan.settled}
+        # Adjustments whose conversion is not delivered yet wait, untried, for a later wave.
+        self.ledger.queue.release((d.id for d in wave if d.id not in going), self.claims.worker)
+        size = self.destination.capabilities.batch_size
+        for start in range(0, len(plan.ready), size):
+            if stopping.requested():
+                # Told to stop: what was claimed but not sent goes back, untried.
+                rest = [d.id for d in plan.ready[start:]]
+                self.ledger.queue.release(rest, self.claims.worker)
+                self.summary.stopped = self.summary.stopped or stopping.REASON
+                return
+            self._send(plan.ready[start : start + size])
+
+    def _send(self, chunk: list[Delivery]) -> None:
+        settled: set[int] = set()
+
+        def settle(outcomes: list[Outcome]) -> None:
+            fresh = [o for o in outcomes if o.delivery_id not in settled]
+            settled.update(o.delivery_id for o in fresh)
+            self._settle(fresh)
+
+        try:
+            settle(self.destination.deliver(chunk, settle=settle))
+        except DestinationError as exc:
+            unsent = [d.id for d in chunk if d.id not in settled]
+            self.ledger.queue.release(unsent, self.claims.worker, error=str(exc))
+            self.tally.pending += len(unsent)
+            raise
+        finally:
+            if self._progress:
+                self._progress(f"sent to {self.destination.name}", len(chunk))
+        # A row the destination gave no outcome for goes back, untried.
+        self.ledger.queue.release((d.id for d in chunk if d.id not in settled), self.claims.worker)
+
+    def _settle(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        outcomes = [self._out_of_attempts(self._maybe_sent(o)) for o in outcomes]
+        self.ledger.queue.settle(outcomes, worker=self.claims.worker)
+        if self.destination.capabilities.request_status:
+            self.ledger.requests.save(self.destination.name, accepted_requests(outcomes))
+        self.tally.add_outcomes(outcomes)
+
+    def _out_of_attempts(self, outcome: Outcome) -> Outcome:
+        """A transient failure on a row's last attempt: a dead letter, with its last error."""
+        if outcome.status != Status.PENDING or outcome.not_before is not None:
+            return outcome
+        tried = self._attempts.get(outcome.delivery_id, 0) + 1
+        if self.claims.max_attempts and tried >= self.claims.max_attempts:
+            return replace(outcome, status=Status.DEAD, reason=ATTEMPTS_EXHAUSTED)
+        return outcome
+
+    def _maybe_sent(self, outcome: Outcome) -> Outcome:
+        """A request that timed out after sending may have been written: the crash policy."""
+        if not outcome.maybe_sent or self.destination.capabilities.deduplicates:
+            return outcome
+        if self.claims.resend_in_flight:
+            self.summary.may_be_duplicated[self.destination.name] += 1
+            return outcome  # pending: the next run sends it again
+        return replace(outcome, status=Status.UNKNOWN, reason=UNKNOWN_AFTER_TIMEOUT)
