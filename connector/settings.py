@@ -300,7 +300,8 @@ def unknown_env_names(environ: Mapping[str, str] | None = None) -> list[str]:
     known = known_env_names()
     problems = []
     for name in sorted(n for n in names if n.upper().startswith(ENV_PREFIX)):
-        if name.upper() in known:
+        # CONNECTOR_TEST_*: the test suite's own variables (the PostgreSQL URL), not settings.
+        if name.upper() in known or name.upper().startswith(ENV_PREFIX + "TEST_"):
             continue
         close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
