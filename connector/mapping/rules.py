@@ -17,7 +17,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connector.destinations.ga4 import event_problem
 from connector.errors import ConfigError
+from connector.mapping.currency import is_currency
 
 FUNNEL_STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost", "disqualified")
 _SOQL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
@@ -82,6 +84,11 @@ class Value(_Strict):
     field: str | None = Field(default=None, pattern=_SOQL_NAME.pattern)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")  # overrides the lead's
 
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        return None if value is None else _known_currency(value)
+
 
 class GA4Target(_Strict):
     event: str
@@ -92,6 +99,14 @@ class GA4Target(_Strict):
     def _event_name(cls, value: str) -> str:
         if not _GA4_NAME.match(value):
             raise ValueError("GA4 event names are 1-40 letters, digits or _ starting with a letter")
+        if (problem := event_problem(value, {})) and problem.startswith("reserved"):
+            # GA4 drops reserved events: every row would be rejected, so refuse the mapping.
+            raise ValueError(
+                f"{value!r} is reserved by GA4 (automatically collected events such as "
+                "session_start or page_view, and names starting with ga_, google_ or "
+                "firebase_): use a recommended lead event (generate_lead, qualify_lead, "
+                "working_lead, close_convert_lead, ...) or a custom name"
+            )
         return value
 
 
@@ -151,6 +166,11 @@ class Mapping(_Strict):
     stages: dict[str, StageRule]
     opportunity: OpportunitySpec | None = None
 
+    @field_validator("default_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return _known_currency(value)
+
     def rule_for(self, crm_status: str, *, opportunity: bool = False) -> StageRule | None:
         if opportunity:
             return self.opportunity.stages.get(crm_status) if self.opportunity else None
@@ -185,6 +205,14 @@ class Mapping(_Strict):
         return fields
 
 
+def _known_currency(code: str) -> str:
+    if not is_currency(code):
+        raise ValueError(
+            f"{code!r} is not a currency we know: use an ISO 4217 code like EUR or USD"
+        )
+    return code
+
+
 def _value_fields(rules: Iterable[StageRule]) -> dict[str, str]:
     fields = {}
     for rule in rules:
@@ -195,12 +223,19 @@ def _value_fields(rules: Iterable[StageRule]) -> dict[str, str]:
 
 
 def load_mapping(path: Path) -> Mapping:
+    fix = "set CONNECTOR_MAPPING_PATH to a mappings/*.yaml file"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        raise ConfigError(f"mapping file {path} not found: {fix}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"mapping path {path} is a directory: {fix}") from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"mapping file {path} not found: set CONNECTOR_MAPPING_PATH to a mappings/*.yaml file"
+            f"mapping file {path} is not UTF-8 (byte {exc.start}): save it as UTF-8, or {fix}"
         ) from None
+    except OSError as exc:
+        raise ConfigError(f"mapping file {path} cannot be read ({exc.strerror}): {fix}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"mapping file {path} is not valid YAML: {exc}") from None
     try:

@@ -22,62 +22,9 @@ from connector.core import (
     conversion_id,
 )
 from connector.destinations.google_ads.eligibility import blocked
+from connector.mapping.currency import ISO_4217
 from connector.mapping.identifiers import click_id_problem, hash_email, hash_phone
 from connector.mapping.rules import Mapping, StageRule, Value
-
-# ISO 4217 codes in active use; the list is short on purpose: an exotic code
-# is far more often a CRM typo than a real currency.
-ISO_4217 = frozenset(
-    [
-        "AED",
-        "ARS",
-        "AUD",
-        "BGN",
-        "BRL",
-        "CAD",
-        "CHF",
-        "CLP",
-        "CNY",
-        "COP",
-        "CZK",
-        "DKK",
-        "EGP",
-        "EUR",
-        "GBP",
-        "HKD",
-        "HUF",
-        "IDR",
-        "ILS",
-        "INR",
-        "ISK",
-        "JPY",
-        "KES",
-        "KRW",
-        "MAD",
-        "MXN",
-        "MYR",
-        "NGN",
-        "NOK",
-        "NZD",
-        "PEN",
-        "PHP",
-        "PKR",
-        "PLN",
-        "QAR",
-        "RON",
-        "RSD",
-        "SAR",
-        "SEK",
-        "SGD",
-        "THB",
-        "TRY",
-        "TWD",
-        "UAH",
-        "USD",
-        "VND",
-        "ZAR",
-    ]
-)
 
 
 def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
