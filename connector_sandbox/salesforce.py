@@ -17,13 +17,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from connector.settings import SalesforceSettings
@@ -73,6 +75,23 @@ def _release_label(major: int) -> str:
 def _label(name: str) -> str:
     base = name.removesuffix("__c").replace("_", " ")
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", base)
+
+
+def certificate_pem(key: rsa.RSAPrivateKey, common_name: str = "connector") -> bytes:
+    """A self-signed certificate for `key`, as a connected app with digital signatures holds."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _verification_key(pem: bytes) -> Any:
