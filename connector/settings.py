@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import ssl
 from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
@@ -57,6 +58,17 @@ def _readable_file(value: Path | None) -> Path | None:
     return value
 
 
+def _ca_bundle(value: Path | None) -> Path | None:
+    """A CA bundle that exists and holds PEM certificates (else TLS fails mid-run)."""
+    if _readable_file(value) is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=str(value))
+    except (ssl.SSLError, OSError, ValueError):
+        raise ValueError(f"{value} is not a PEM bundle of CA certificates") from None
+    return value
+
+
 def _choice(value: object) -> object:
     # Enum-like settings forgive case: LOG_LEVEL=info, UPLOAD_API=Ads_API.
     return value.lower() if isinstance(value, str) else value
@@ -94,10 +106,15 @@ class SalesforceSettings(BaseModel):
     def _https(cls, value: str) -> str:
         return _https_url(value)
 
-    @field_validator("private_key_file", "ca_bundle")
+    @field_validator("private_key_file")
     @classmethod
     def _file(cls, value: Path | None) -> Path | None:
         return _readable_file(value)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        return _ca_bundle(value)
 
 
 class GoogleAdsSettings(BaseModel):
@@ -135,10 +152,15 @@ class GoogleAdsSettings(BaseModel):
     def _grpc(cls, value: str) -> str:
         return _grpc_target(value)
 
-    @field_validator("datamanager_ca_bundle", "api_ca_bundle", "credentials_file")
+    @field_validator("credentials_file")
     @classmethod
     def _file(cls, value: Path | None) -> Path | None:
         return _readable_file(value)
+
+    @field_validator("datamanager_ca_bundle", "api_ca_bundle")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        return _ca_bundle(value)
 
     @field_validator("upload_api", mode="before")
     @classmethod
@@ -180,10 +202,15 @@ class GA4Settings(BaseModel):
     def _rest(cls, value: str) -> str:
         return _rest_host(value)
 
-    @field_validator("ca_bundle", "data_api_ca_bundle", "credentials_file")
+    @field_validator("credentials_file")
     @classmethod
     def _file(cls, value: Path | None) -> Path | None:
         return _readable_file(value)
+
+    @field_validator("ca_bundle", "data_api_ca_bundle")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        return _ca_bundle(value)
 
     @property
     def enabled(self) -> bool:

@@ -273,6 +273,12 @@ CONFIG_CASES = [
         ["CONNECTOR_SALESFORCE__CA_BUNDLE", "does not exist"],
     ),
     ConfigCase(
+        "a CA bundle that holds no certificate",
+        {"CONNECTOR_GA4__CA_BUNDLE": str(MAPPING)},
+        2,
+        ["CONNECTOR_GA4__CA_BUNDLE", "is not a PEM bundle of CA certificates"],
+    ),
+    ConfigCase(
         "a mapping path that is a directory",
         {"CONNECTOR_MAPPING_PATH": str(REPO / "mappings")},
         2,
