@@ -2,7 +2,7 @@
 
 Every setting is listed in `.env.example`. Secrets are `SecretStr`, so they
 print as `**********`. A bad value fails with the variable's name and what is
-wrong with it (`load_settings`), never with the value itself.
+wrong with it (`load_settings`), never with a secret value.
 """
 
 from __future__ import annotations

@@ -74,15 +74,21 @@ def test_jwt_bearer_login(sandbox: Sandbox, tmp_path: Path) -> None:
         ("key", "invalid_grant (invalid assertion: signature does not verify)"),
         ("issuer", "invalid_client_id (client identifier invalid)"),
         ("user", "invalid_grant (authentication failure)"),
+        # Same server under another name: the assertion names a login server it does not serve.
+        ("audience", "invalid_grant (audience is invalid)"),
     ],
 )
-def test_jwt_login_with_a_wrong_key_or_issuer_is_refused_clearly(
+def test_jwt_login_with_a_wrong_key_issuer_or_audience_is_refused_clearly(
     sandbox: Sandbox, tmp_path: Path, wrong: str, error: str
 ) -> None:
     settings = jwt_settings(sandbox, tmp_path)
     if wrong == "key":
         write_key(tmp_path / "key.pem", new_key())  # not the certificate's key
-    overrides = {"issuer": {"client_id": "other-consumer-key"}, "user": {"username": "x@y.com"}}
+    overrides = {
+        "issuer": {"client_id": "other-consumer-key"},
+        "user": {"username": "x@y.com"},
+        "audience": {"login_url": settings.login_url.replace("127.0.0.1", "localhost")},
+    }
     settings = settings.model_copy(update=overrides.get(wrong, {}))
     with pytest.raises(SourceError) as info:
         connect(settings)
