@@ -2,14 +2,18 @@
 
 Every setting is listed in `.env.example`. Secrets are `SecretStr`, so they
 print as `**********`. A bad value fails with the variable's name and what is
-wrong with it (`load_settings`), never with the value itself.
+wrong with it (`load_settings`), never with a secret value.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import ssl
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +21,57 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connector.errors import ConfigError
 
 ENV_PREFIX = "CONNECTOR_"
+# Values .env.example ships with: copied unchanged they can never work.
+PLACEHOLDERS = frozenset(
+    {"change-me", "G-XXXXXXXXXX", "integration@example.com", "000-000-0000", "0000000000"}
+)
+
+
+def _https_url(value: str) -> str:
+    """A REST endpoint: only https://, so no secret or token ever goes out in clear."""
+    if value and not value.lower().startswith("https://"):
+        raise ValueError("must start with https:// (secrets and tokens never go over plain HTTP)")
+    return value.rstrip("/")
+
+
+def _grpc_target(value: str) -> str:
+    """A gRPC endpoint is host[:port]; the client always opens TLS to it."""
+    if "://" in value or "/" in value or not value.strip():
+        raise ValueError("must be host or host:port without a scheme (gRPC always uses TLS)")
+    return value
+
+
+def _rest_host(value: str) -> str:
+    """A Google REST endpoint: https://host[:port], or a bare host the client reaches by https."""
+    if "://" in value:
+        return _https_url(value)
+    if "/" in value or not value.strip():
+        raise ValueError("must be https://host[:port] or a bare host[:port]")
+    return value
+
+
+def _readable_file(value: Path | None) -> Path | None:
+    # Checked at load: a missing CA bundle or key would otherwise surface mid-run as a traceback.
+    if value is not None and not value.is_file():
+        what = "is a directory" if value.is_dir() else "does not exist"
+        raise ValueError(f"{value} {what}: give the path of a readable file, or leave it empty")
+    return value
+
+
+def _ca_bundle(value: Path | None) -> Path | None:
+    """A CA bundle that exists and holds PEM certificates (else TLS fails mid-run)."""
+    if _readable_file(value) is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=str(value))
+    except (ssl.SSLError, OSError, ValueError):
+        raise ValueError(f"{value} is not a PEM bundle of CA certificates") from None
+    return value
+
+
+def _choice(value: object) -> object:
+    # Enum-like settings forgive case: LOG_LEVEL=info, UPLOAD_API=Ads_API.
+    return value.lower() if isinstance(value, str) else value
 
 
 class SalesforceSettings(BaseModel):
@@ -48,10 +103,18 @@ class SalesforceSettings(BaseModel):
 
     @field_validator("login_url", "instance_url")
     @classmethod
-    def _https_url(cls, value: str) -> str:
-        if value and not value.startswith("https://"):
-            raise ValueError("must start with https://")
-        return value.rstrip("/")
+    def _https(cls, value: str) -> str:
+        return _https_url(value)
+
+    @field_validator("private_key_file")
+    @classmethod
+    def _file(cls, value: Path | None) -> Path | None:
+        return _readable_file(value)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        return _ca_bundle(value)
 
 
 class GoogleAdsSettings(BaseModel):
@@ -73,10 +136,36 @@ class GoogleAdsSettings(BaseModel):
     @field_validator("operating_account_id", "login_account_id")
     @classmethod
     def _digits(cls, value: str) -> str:
-        value = value.replace("-", "")
-        if value and not value.isdigit():
+        # Google rejects a malformed id per request, not per row: refuse it before any upload.
+        value = value.replace("-", "").strip()
+        if value and not (value.isdigit() and len(value) == 10):
             raise ValueError("must be a Google Ads customer id: 10 digits, dashes allowed")
         return value
+
+    @field_validator("datamanager_endpoint")
+    @classmethod
+    def _rest(cls, value: str) -> str:
+        return _https_url(value or "missing")
+
+    @field_validator("api_endpoint")
+    @classmethod
+    def _grpc(cls, value: str) -> str:
+        return _grpc_target(value)
+
+    @field_validator("credentials_file")
+    @classmethod
+    def _file(cls, value: Path | None) -> Path | None:
+        return _readable_file(value)
+
+    @field_validator("datamanager_ca_bundle", "api_ca_bundle")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        return _ca_bundle(value)
+
+    @field_validator("upload_api", mode="before")
+    @classmethod
+    def _upload_api(cls, value: object) -> object:
+        return _choice(value)
 
     @property
     def enabled(self) -> bool:
@@ -106,6 +195,26 @@ class GA4Settings(BaseModel):
             raise ValueError("must be a GA4 measurement id like G-ABC123")
         return value
 
+    @field_validator("mp_base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        return _https_url(value or "missing")
+
+    @field_validator("data_api_endpoint")
+    @classmethod
+    def _rest(cls, value: str) -> str:
+        return _rest_host(value)
+
+    @field_validator("credentials_file")
+    @classmethod
+    def _file(cls, value: Path | None) -> Path | None:
+        return _readable_file(value)
+
+    @field_validator("ca_bundle", "data_api_ca_bundle")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        return _ca_bundle(value)
+
     @property
     def enabled(self) -> bool:
         return bool(self.measurement_id)
@@ -116,6 +225,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         env_file=".env",
+        # A copied .env.example has empty values: empty means unset, never the path ".".
+        env_ignore_empty=True,
         extra="ignore",
     )
 
@@ -133,6 +244,25 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=10, ge=1, le=1000)
     # Transient failures retried per run, over every API: past it a failure is not retried.
     retry_budget: int = Field(default=500, ge=0)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return _choice(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    def placeholders(self) -> list[str]:
+        """The settings still holding a value copied from .env.example (`change-me`, ...)."""
+        found = []
+        for path, value in _leaves(self):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(text, str) and text in PLACEHOLDERS:
+                found.append(env_name(*path))
+        return found
 
     def secrets(self) -> list[str]:
         """Every secret value set, so logs and errors can be scrubbed of them."""
@@ -182,6 +312,44 @@ class Settings(BaseSettings):
 
 def env_name(*path: str) -> str:
     return ENV_PREFIX + "__".join(part.upper() for part in path)
+
+
+def _leaves(model: BaseModel, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _leaves(value, (*path, name))
+        else:
+            yield (*path, name), value
+
+
+def known_env_names() -> frozenset[str]:
+    """Every CONNECTOR_ variable a setting reads."""
+    return frozenset(env_name(*path) for path, _ in _leaves(Settings.model_construct()))
+
+
+def unknown_env_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """CONNECTOR_ variables no setting reads (from the environment and .env), each with the
+    nearest real name: a typo like __USRENAME is otherwise silently ignored."""
+    names = set(os.environ if environ is None else environ)
+    if environ is None:
+        names |= _dotenv_names(Path(".env"))
+    known = known_env_names()
+    problems = []
+    for name in sorted(n for n in names if n.upper().startswith(ENV_PREFIX)):
+        # CONNECTOR_TEST_*: the test suite's own variables (the PostgreSQL URL), not settings.
+        if name.upper() in known or name.upper().startswith(ENV_PREFIX + "TEST_"):
+            continue
+        close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(f"{name} is not a setting{hint}")
+    return problems
+
+
+def _dotenv_names(path: Path) -> set[str]:
+    from dotenv import dotenv_values
+
+    return set(dotenv_values(path)) if path.is_file() else set()
 
 
 def load_settings(**overrides: object) -> Settings:

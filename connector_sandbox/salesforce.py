@@ -8,10 +8,8 @@ SOQL engine live in `soql.py`; Bulk API 2.0 query jobs in `salesforce_bulk.py`.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -19,10 +17,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from connector.settings import SalesforceSettings
@@ -74,17 +77,38 @@ def _label(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", base)
 
 
-def _jwt_claims(assertion: str) -> dict[str, Any] | None:
-    parts = assertion.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        decoded = [json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in parts[:2]]
-    except (ValueError, binascii.Error):
-        return None
-    header, claims = decoded
-    valid = isinstance(header, dict) and isinstance(claims, dict)
-    return claims if valid else None
+def certificate_pem(key: rsa.RSAPrivateKey, common_name: str = "connector") -> bytes:
+    """A self-signed certificate for `key`, as a connected app with digital signatures holds."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _verification_key(pem: bytes) -> Any:
+    """The public key of a connected app's certificate (or of a bare public key PEM)."""
+    if b"BEGIN CERTIFICATE" in pem:
+        return x509.load_pem_x509_certificate(pem).public_key()
+    return serialization.load_pem_public_key(pem)
+
+
+# What Salesforce answers for each way an assertion can be wrong (jwt.decode's checks).
+_JWT_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
+    (jwt.InvalidIssuerError, "invalid_client_id", "client identifier invalid"),
+    (jwt.InvalidAudienceError, "invalid_grant", "audience is invalid"),
+    (jwt.ExpiredSignatureError, "invalid_grant", "expired assertion"),
+    (jwt.InvalidSignatureError, "invalid_grant", "invalid assertion: signature does not verify"),
+    (jwt.PyJWTError, "invalid_grant", "invalid assertion"),
+)
 
 
 @dataclass
@@ -117,8 +141,11 @@ class SalesforceEmulator(ServedEmulator):
         client_secret: str = "demo-client-secret",  # noqa: S107
         api_limit: int = 100_000,
         page_size: int = 2000,
+        certificate: bytes | None = None,
     ) -> None:
         self.username, self.password, self.security_token = username, password, security_token
+        # The connected app's X.509 certificate (PEM): JWT bearer assertions must verify with it.
+        self.certificate = certificate
         self.client_id, self.client_secret = client_id, client_secret
         self.api_limit, self.page_size = api_limit, page_size
         self.faults = FaultQueue()
@@ -322,12 +349,25 @@ class SalesforceEmulator(ServedEmulator):
         return None
 
     def _check_jwt(self, form: dict[str, str]) -> Response | None:
-        claims = _jwt_claims(form.get("assertion", ""))
-        if claims is None:
-            return _oauth_error("invalid_grant", "invalid assertion")
-        expiry = claims.get("exp")
-        if isinstance(expiry, int | float) and expiry < time.time():
-            return _oauth_error("invalid_grant", "invalid assertion")
+        """As Salesforce does: signed by the connected app's certificate, issued by its
+        consumer key, for this login server, unexpired, for a known user."""
+        if self.certificate is None:
+            return _oauth_error("invalid_grant", "the connected app has no certificate")
+        audiences = [self.url, "https://login.salesforce.com", "https://test.salesforce.com"]
+        try:
+            claims = jwt.decode(
+                form.get("assertion", ""),
+                _verification_key(self.certificate),
+                algorithms=["RS256"],
+                audience=audiences,
+                issuer=self.client_id,
+                options={"require": ["iss", "sub", "aud", "exp"]},
+            )
+        except jwt.PyJWTError as exc:
+            error, description = next(
+                (e, d) for kind, e, d in _JWT_REFUSALS if isinstance(exc, kind)
+            )
+            return _oauth_error(error, description)
         if str(claims.get("sub", "")).lower() != self.username.lower():
             return _oauth_error("invalid_grant", "authentication failure")
         return None

@@ -397,13 +397,22 @@ def test_env_example_needs_no_developer_token_and_keeps_state_absolute() -> None
             assert Path(value).is_absolute(), name
 
 
-def test_env_example_loads_as_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_example_loads_as_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in [n for n in os.environ if n.startswith("CONNECTOR_")]:
         monkeypatch.delenv(name)
-    settings = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert (
+        "CONNECTOR_SALESFORCE__PRIVATE_KEY_FILE=/etc/connector/secrets/salesforce-jwt.key" in text
+    )
+    # The key files must exist when the settings load: stand-ins where the example points.
+    for secret in ("salesforce-jwt.key", "google-service-account.json"):
+        (tmp_path / secret).write_text("stand-in", encoding="utf-8")
+    copied = tmp_path / ".env"
+    copied.write_text(text.replace("/etc/connector/secrets/", f"{tmp_path}/"), encoding="utf-8")
+    settings = Settings(_env_file=copied)  # type: ignore[call-arg]
     settings.require_for_sync()  # a complete example: only the placeholders are to be replaced
     assert settings.state_url == "sqlite:////var/lib/connector/connector.db"
-    assert settings.salesforce.private_key_file == Path("/etc/connector/secrets/salesforce-jwt.key")
+    assert settings.salesforce.private_key_file == tmp_path / "salesforce-jwt.key"
     assert getattr(settings.google_ads, "developer_token", None) is None  # gone with issue 16
 
 

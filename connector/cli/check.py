@@ -15,7 +15,7 @@ from connector.cli.app import (
     load_settings_or_exit,
     safe_url,
 )
-from connector.errors import ConnectorError
+from connector.errors import ConfigError, ConnectorError
 from connector.summary_view import print_json
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ def check_command(
     try:
         mapping = load_mapping_of(settings)
         settings.require_for_sync()
+        _refuse_copied_values(settings)
     except ConnectorError as exc:
         fail(exc, as_json)
     if online:
@@ -67,6 +68,19 @@ def check_command(
             f"configuration ok: mapping {result['mapping']} with {len(mapping.stages)} statuses, "
             f"destinations {', '.join(result['destinations'])}"
         )
+
+
+def _refuse_copied_values(settings: Settings) -> None:
+    """Placeholders left from .env.example and misspelled variables: each named, with the fix."""
+    from connector.settings import unknown_env_names
+
+    problems = [
+        f"{name} still holds the example's placeholder: set the real value"
+        for name in settings.placeholders()
+    ]
+    problems += unknown_env_names()
+    if problems:
+        raise ConfigError("configuration is not ready:\n  " + "\n  ".join(problems))
 
 
 def _check_online(settings: Settings, mapping: Mapping, as_json: bool) -> None:

@@ -19,6 +19,18 @@ _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 # A gclid is URL-safe base64-ish; Google documents no length, real ones are 20-200 chars.
 _CLICK_ID = re.compile(r"^[A-Za-z0-9_\-]{10,500}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The GA4 guard's shapes (destinations/ga4.py): an address anywhere, a number as the whole value.
+_EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_PHONE_SHAPE = re.compile(r"^\+?[\d\s().\-/]{7,}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# What Google can match, as typed: dot-separated atoms before the @ (no leading, trailing or
+# double dot), host labels of letters, digits and inner hyphens, a letter TLD (or punycode).
+# Google's formatter only trims and lowercases, so anything else would be hashed as it is.
+_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_STRICT_EMAIL = re.compile(
+    rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+(?:[a-z]{{2,63}}|xn--[a-z0-9-]+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,7 @@ def hash_email(raw: str | None) -> Hashed:
     value = raw.strip()
     if _SHA256_HEX.match(value):
         return Hashed(sha256=value.lower())  # pre-hashed upstream: never hash twice
-    if not _EMAIL.match(value):
+    if not _EMAIL.match(value) or not _STRICT_EMAIL.match(value.lower()):
         return Hashed(problem="invalid_email")
     try:
         return Hashed(sha256=_formatter().process_email_address(value, _hex()))
@@ -60,9 +72,31 @@ def to_e164(raw: str, default_region: str) -> str | None:
         number = phonenumbers.parse(raw, default_region.upper())
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    # Valid, not merely possible: a two-digit "number" has the right shape and matches no one.
+    if not phonenumbers.is_valid_number(number):
         return None
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def looks_like_pii(value: str, default_region: str) -> bool:
+    """Whether a CRM value outside the email / phone roles holds an email or phone number.
+
+    Such a value (an address typed into a UTM field, a phone number as LeadSource, an email
+    as GA client id) is redacted before it is stored or sent. A phone number is a value of
+    digits and separators only that is a valid number (for the default region unless it
+    starts with +); ISO dates are not phone numbers, however a numbering plan reads them.
+    """
+    if _EMAIL_LIKE.search(value):
+        return True
+    if not _PHONE_SHAPE.match(value) or _ISO_DATE.match(value):
+        return False
+    if not 7 <= sum(c.isdigit() for c in value) <= 15:  # E.164 has at most 15 digits
+        return False
+    try:
+        number = phonenumbers.parse(value, default_region.upper())
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(number))
 
 
 def click_id_problem(value: str) -> str | None:

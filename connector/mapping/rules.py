@@ -12,21 +12,59 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from connector.errors import ConfigError
+from connector.mapping.currency import is_currency
 
 FUNNEL_STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost", "disqualified")
 _SOQL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _GA4_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 Signal = Literal["click_id", "utm", "ga4", "lead_source"]  # attribution signals, see report
+
+
 # history: the object's field history (exact change times; needs Field History Tracking).
 # snapshot: records changed since the cursor (SystemModstamp), diffed against the last
 # status the state store saw; the change time is the record's SystemModstamp.
-ReadMode = Literal["history", "snapshot"]
+def _lower(value: object) -> object:
+    # Choices forgive case (`stage: MQL`, `mode: Snapshot`), as the settings' do.
+    return value.lower() if isinstance(value, str) else value
+
+
+ReadMode = Annotated[Literal["history", "snapshot"], BeforeValidator(_lower)]
+Stage = Annotated[
+    Literal["lead", "mql", "sql", "opportunity", "won", "lost", "disqualified"],
+    BeforeValidator(_lower),
+]
+
+
+# Names GA4 collects itself or reserves (API-NOTES §3): an event sent under one is dropped.
+# Kept here, not imported from destinations/ga4.py: that module pulls in httpx and the ledger,
+# which `connector check` would then pay for at every start.
+GA4_RESERVED_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
+GA4_RESERVED_EVENTS = frozenset(
+    {
+        "ad_activeview", "ad_click", "ad_exposure", "ad_impression", "ad_query", "ad_reward",
+        "adunit_exposure", "app_background", "app_clear_data", "app_exception", "app_remove",
+        "app_store_refund", "app_store_subscription_cancel", "app_store_subscription_convert",
+        "app_store_subscription_renew", "app_uninstall", "app_update", "app_upgrade",
+        "dynamic_link_app_open", "dynamic_link_app_update", "dynamic_link_first_open", "error",
+        "first_open", "first_visit", "in_app_purchase", "notification_dismiss",
+        "notification_foreground", "notification_open", "notification_receive", "os_update",
+        "page_view", "screen_view", "session_start", "session_start_with_rollout",
+        "user_engagement",
+    }
+)  # fmt: skip
 
 
 class _Strict(BaseModel):
@@ -82,6 +120,11 @@ class Value(_Strict):
     field: str | None = Field(default=None, pattern=_SOQL_NAME.pattern)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")  # overrides the lead's
 
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        return None if value is None else _known_currency(value)
+
 
 class GA4Target(_Strict):
     event: str
@@ -92,6 +135,14 @@ class GA4Target(_Strict):
     def _event_name(cls, value: str) -> str:
         if not _GA4_NAME.match(value):
             raise ValueError("GA4 event names are 1-40 letters, digits or _ starting with a letter")
+        if value.startswith(GA4_RESERVED_PREFIXES) or value in GA4_RESERVED_EVENTS:
+            # GA4 drops reserved events: every row would be rejected, so refuse the mapping.
+            raise ValueError(
+                f"{value!r} is reserved by GA4 (automatically collected events such as "
+                "session_start or page_view, and names starting with ga_, google_ or "
+                "firebase_): use a recommended lead event (generate_lead, qualify_lead, "
+                "working_lead, close_convert_lead, ...) or a custom name"
+            )
         return value
 
 
@@ -109,7 +160,7 @@ class GoogleAdsTarget(_Strict):
 
 
 class StageRule(_Strict):
-    stage: Literal["lead", "mql", "sql", "opportunity", "won", "lost", "disqualified"]
+    stage: Stage
     ga4: GA4Target | None = None
     google_ads: GoogleAdsTarget | None = None
 
@@ -145,11 +196,16 @@ class Mapping(_Strict):
     version: Literal[1]
     source: SourceSpec = SourceSpec()
     default_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    ga4_too_old: Literal["skip", "send_now"] = "skip"
+    ga4_too_old: Annotated[Literal["skip", "send_now"], BeforeValidator(_lower)] = "skip"
     # Strongest channel signal first; `connector report` attributes each lead by it.
     attribution_precedence: list[Signal] = ["click_id", "utm", "ga4", "lead_source"]
     stages: dict[str, StageRule]
     opportunity: OpportunitySpec | None = None
+
+    @field_validator("default_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return _known_currency(value)
 
     def rule_for(self, crm_status: str, *, opportunity: bool = False) -> StageRule | None:
         if opportunity:
@@ -185,6 +241,14 @@ class Mapping(_Strict):
         return fields
 
 
+def _known_currency(code: str) -> str:
+    if not is_currency(code):
+        raise ValueError(
+            f"{code!r} is not a currency we know: use an ISO 4217 code like EUR or USD"
+        )
+    return code
+
+
 def _value_fields(rules: Iterable[StageRule]) -> dict[str, str]:
     fields = {}
     for rule in rules:
@@ -195,12 +259,19 @@ def _value_fields(rules: Iterable[StageRule]) -> dict[str, str]:
 
 
 def load_mapping(path: Path) -> Mapping:
+    fix = "set CONNECTOR_MAPPING_PATH to a mappings/*.yaml file"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        raise ConfigError(f"mapping file {path} not found: {fix}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"mapping path {path} is a directory: {fix}") from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"mapping file {path} not found: set CONNECTOR_MAPPING_PATH to a mappings/*.yaml file"
+            f"mapping file {path} is not UTF-8 (byte {exc.start}): save it as UTF-8, or {fix}"
         ) from None
+    except OSError as exc:
+        raise ConfigError(f"mapping file {path} cannot be read ({exc.strerror}): {fix}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"mapping file {path} is not valid YAML: {exc}") from None
     try:

@@ -22,62 +22,17 @@ from connector.core import (
     conversion_id,
 )
 from connector.destinations.google_ads.eligibility import blocked
-from connector.mapping.identifiers import click_id_problem, hash_email, hash_phone
+from connector.mapping.currency import ISO_4217
+from connector.mapping.identifiers import (
+    click_id_problem,
+    hash_email,
+    hash_phone,
+    looks_like_pii,
+)
 from connector.mapping.rules import Mapping, StageRule, Value
 
-# ISO 4217 codes in active use; the list is short on purpose: an exotic code
-# is far more often a CRM typo than a real currency.
-ISO_4217 = frozenset(
-    [
-        "AED",
-        "ARS",
-        "AUD",
-        "BGN",
-        "BRL",
-        "CAD",
-        "CHF",
-        "CLP",
-        "CNY",
-        "COP",
-        "CZK",
-        "DKK",
-        "EGP",
-        "EUR",
-        "GBP",
-        "HKD",
-        "HUF",
-        "IDR",
-        "ILS",
-        "INR",
-        "ISK",
-        "JPY",
-        "KES",
-        "KRW",
-        "MAD",
-        "MXN",
-        "MYR",
-        "NGN",
-        "NOK",
-        "NZD",
-        "PEN",
-        "PHP",
-        "PKR",
-        "PLN",
-        "QAR",
-        "RON",
-        "RSD",
-        "SAR",
-        "SEK",
-        "SGD",
-        "THB",
-        "TRY",
-        "TWD",
-        "UAH",
-        "USD",
-        "VND",
-        "ZAR",
-    ]
-)
+# The roles whose values are meant to be an email or phone number: hashed, never redacted.
+_IDENTIFIER_ROLES = frozenset({"email", "phone"})
 
 
 def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
@@ -118,8 +73,8 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
 def _attributes(
     crm: CrmChange, mapping: Mapping, phone_region: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    lead = crm.lead
-    problems: dict[str, str] = {}
+    lead = _redacted(crm.lead, phone_region)
+    problems = {key: "pii_redacted" for key in crm.lead.keys() - lead.keys()}
     attrs: dict[str, Any] = {
         key: _text(lead.get(key))
         for key in ("ga_client_id", "lead_source", "utm_source", "utm_medium", "utm_campaign")
@@ -135,10 +90,25 @@ def _attributes(
     attrs["email_sha256"], attrs["phone_sha256"] = email.sha256, phone.sha256
     problems.update({k: h.problem for k, h in (("email", email), ("phone", phone)) if h.problem})
     consent = mapping.source.consent_values
-    attrs["consent_ad_user_data"] = consent.read(lead.get("consent_ad_user_data"))
-    attrs["consent_ad_personalization"] = consent.read(lead.get("consent_ad_personalization"))
+    for key in ("consent_ad_user_data", "consent_ad_personalization"):
+        raw = _text(lead.get(key))
+        attrs[key] = consent.read(raw)
+        if raw is not None and attrs[key] is None:  # a value the mapping's lists don't name
+            problems[key] = "unknown_consent_value"
     attrs["currency"] = _text(lead.get("currency"))
     return attrs, problems
+
+
+def _redacted(lead: dict[str, Any], phone_region: str) -> dict[str, Any]:
+    """The lead's values without any email or phone number outside the email / phone roles:
+    what is redacted is neither stored nor sent, only counted (`pii_redacted` per field)."""
+    return {
+        key: value
+        for key, value in lead.items()
+        if key in _IDENTIFIER_ROLES
+        or not isinstance(value, str)
+        or not looks_like_pii(value.strip(), phone_region)
+    }
 
 
 def _targets(

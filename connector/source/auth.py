@@ -53,8 +53,21 @@ def _password_grant(settings: SalesforceSettings, session: requests.Session) -> 
     return _post_grant(settings, session, form)
 
 
+_LOGIN_HINT = (
+    "check the username, password + security token and the connected app's client id and secret"
+)
+_JWT_HINT = (
+    "check that CONNECTOR_SALESFORCE__PRIVATE_KEY_FILE is the key of the certificate uploaded to "
+    "the connected app, __CLIENT_ID is its consumer key, __USERNAME is pre-authorised for it, and "
+    "__LOGIN_URL is https://login.salesforce.com, https://test.salesforce.com or your My Domain"
+)
+
+
 def _post_grant(
-    settings: SalesforceSettings, session: requests.Session, form: dict[str, str]
+    settings: SalesforceSettings,
+    session: requests.Session,
+    form: dict[str, str],
+    hint: str = _LOGIN_HINT,
 ) -> tuple[str, str]:
     url = f"{settings.login_url}/services/oauth2/token"
 
@@ -74,7 +87,7 @@ def _post_grant(
             f"Salesforce login at {settings.login_url} failed after retries: {exc}; rerun later",
             retryable=True,
         ) from None
-    return _read_grant(response, settings.login_url)
+    return _read_grant(response, settings.login_url, hint)
 
 
 def _jwt_grant(settings: SalesforceSettings, session: requests.Session) -> tuple[str, str]:
@@ -99,13 +112,23 @@ def _jwt_grant(settings: SalesforceSettings, session: requests.Session) -> tuple
     }
     form = {
         "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        "assertion": jwt.encode(claims, key, algorithm="RS256"),
+        "assertion": _sign(claims, key),
     }
-    return _post_grant(settings, session, form)
+    return _post_grant(settings, session, form, _JWT_HINT)
 
 
-def _read_grant(response: requests.Response, login_url: str) -> tuple[str, str]:
-    body = _json_object(response)
+def _sign(claims: dict[str, object], key: str) -> str:
+    try:
+        return jwt.encode(claims, key, algorithm="RS256")
+    except (ValueError, TypeError, jwt.PyJWTError):
+        # Never the key's text in the message: only that it is not a usable RSA key.
+        raise ConfigError(
+            "CONNECTOR_SALESFORCE__PRIVATE_KEY_FILE is not an unencrypted PEM RSA private key"
+        ) from None
+
+
+def _read_grant(response: requests.Response, login_url: str, hint: str) -> tuple[str, str]:
+    body = _json_object(response)  # {} for a proxy's HTML page, a list or an empty body
     if response.status_code == 200 and not {"instance_url", "access_token"} <= body.keys():
         raise SourceError(
             f"Salesforce login at {login_url} answered 200 without a session "
@@ -117,8 +140,7 @@ def _read_grant(response: requests.Response, login_url: str) -> tuple[str, str]:
         # Salesforce's error codes name the problem without echoing credentials.
         raise SourceError(
             f"Salesforce login at {login_url} failed: {body.get('error', response.status_code)}"
-            f" ({body.get('error_description', 'no description')}); check the username, "
-            "password + security token and the connected app's client id and secret",
+            f" ({body.get('error_description', 'no description')}); {hint}",
             retryable=response.status_code >= 500,
         )
     return str(body["instance_url"]).rstrip("/"), str(body["access_token"])

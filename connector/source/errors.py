@@ -6,6 +6,8 @@ messages here say only the kind of failure, the error code and what to do.
 
 from __future__ import annotations
 
+import re
+
 from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
@@ -14,7 +16,7 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from connector.errors import SourceError
+from connector.errors import ConfigError, ConnectorError, SourceError
 from connector.retry import RetryableError
 
 
@@ -26,8 +28,17 @@ class TransientSalesforceError(RetryableError):
         self.error = error
 
 
-def source_error(exc: SalesforceError) -> SourceError:
-    """What a Salesforce failure means for the run, without its URL or body."""
+# Salesforce's INVALID_FIELD names the field; the rest of its message repeats the whole query.
+_MISSING_FIELD = re.compile(
+    r"No such column '(?P<field>[^']+)' on entity '(?P<object>[^']+)'"
+    r"|Didn't understand relationship '(?P<relationship>[^']+)'"
+)
+
+
+def source_error(exc: SalesforceError) -> ConnectorError:
+    """What a Salesforce failure means for the run, without its URL, body or query."""
+    if isinstance(exc, SalesforceMalformedRequest) and (missing := _missing_field(exc)):
+        return missing
     if isinstance(exc, SalesforceRefusedRequest):
         return SourceError(
             "Salesforce refused the request (403): the org's daily API limit is used up "
@@ -51,8 +62,31 @@ def source_error(exc: SalesforceError) -> SourceError:
     )
 
 
+def _missing_field(exc: SalesforceMalformedRequest) -> ConfigError | None:
+    """A mapped field the org lacks (or hides from the integration user): the mapping's to fix,
+    not a Salesforce outage to wait out."""
+    code, message = _first_error(exc)
+    found = _MISSING_FIELD.search(message) if code == "INVALID_FIELD" else None
+    if found is None:
+        return None
+    name = found["field"] or found["relationship"]
+    where = f"on {found['object']} " if found["object"] else ""
+    return ConfigError(
+        f"Salesforce has no field {name!r} {where}(INVALID_FIELD): fix its name in the mapping "
+        "(source.fields, value fields, opportunity fields), or give the integration user "
+        "field-level read access to it; `connector check --online` lists every missing field"
+    )
+
+
 def _first_error_code(exc: SalesforceError) -> str:
+    code, message = _first_error(exc)
+    # Salesforce's message quotes the query (with a caret under the culprit): keep its last line.
+    detail = message.strip().splitlines()[-1] if message.strip() else "no detail"
+    return f"{code}: {detail}" if code else "no detail"
+
+
+def _first_error(exc: SalesforceError) -> tuple[str, str]:
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):
-        return f"{content[0].get('errorCode')}: {content[0].get('message')}"
-    return "no detail"
+        return str(content[0].get("errorCode") or ""), str(content[0].get("message") or "")
+    return "", ""

@@ -4,7 +4,13 @@ import hashlib
 
 import pytest
 
-from connector.mapping.identifiers import click_id_problem, hash_email, hash_phone, to_e164
+from connector.mapping.identifiers import (
+    Hashed,
+    click_id_problem,
+    hash_email,
+    hash_phone,
+    to_e164,
+)
 
 
 def sha(text: str) -> str:
@@ -71,3 +77,29 @@ def test_empty_identifiers_are_simply_absent() -> None:
 )
 def test_click_id_format(value: str, ok: bool) -> None:
     assert (click_id_problem(value) is None) is ok
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "john@example.com.",  # trailing dot: Google's formatter would hash it as it is
+        "john.@example.com",
+        ".john@example.com",
+        "jo..hn@example.com",
+        "john@exa mple.com",
+        "john@-example.com",
+        "john@example..com",
+        "john@example.c0m",
+        "john@@example.com",
+    ],
+)
+def test_an_address_google_cannot_match_is_refused_not_repaired(raw: str) -> None:
+    assert hash_email(raw) == Hashed(problem="invalid_email")
+
+
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [("12", "DE"), ("+49 12", "DE"), ("555 0134", "US"), ("+1 000 000 0000", "US")],
+)
+def test_a_merely_possible_phone_number_is_refused(raw: str, region: str) -> None:
+    assert hash_phone(raw, region) == Hashed(problem="invalid_phone")

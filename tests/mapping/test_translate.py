@@ -2,6 +2,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connector.core import GA4, GOOGLE_ADS, CrmChange
 from connector.mapping.rules import load_mapping
 from connector.mapping.translate import translate
@@ -110,3 +112,38 @@ def test_a_deleted_lead_is_recorded_and_sent_nowhere() -> None:
     mapped = translate(deleted, MAPPING, "DE")
     assert mapped.change.problems["lead"] == "deleted_in_crm"
     assert {t.skip_reason for t in mapped.targets} == {"deleted_in_crm"}
+
+
+@pytest.mark.parametrize(
+    ("role", "value"),
+    [
+        ("utm_source", "jane.doe@example.com"),
+        ("utm_campaign", "spring from jane@example.org"),
+        ("lead_source", "+49 621 53399982"),
+        ("lead_source", "0621 533 999 82"),
+        ("ga_client_id", "jane@example.com"),
+        ("gclid", "062153399982"),
+    ],
+)
+def test_an_email_or_phone_outside_its_role_is_redacted_and_counted(role: str, value: str) -> None:
+    mapped = translate(change(**{role: value}), MAPPING, "DE")
+    assert mapped.change.problems[role] == "pii_redacted"
+    assert mapped.change.attributes[role] is None
+    assert value not in repr(mapped)
+
+
+@pytest.mark.parametrize(
+    ("role", "value"),
+    [("utm_source", "google"), ("utm_campaign", "2026-12-01"), ("ga_client_id", "123.456")],
+)
+def test_ordinary_values_are_kept(role: str, value: str) -> None:
+    mapped = translate(change(**{role: value}), MAPPING, "DE")
+    assert mapped.change.attributes[role] == value
+    assert role not in mapped.change.problems
+
+
+def test_a_consent_value_the_mapping_does_not_list_is_recorded() -> None:
+    mapped = translate(change(consent_ad_user_data="Opted in"), MAPPING, "DE")
+    assert mapped.change.problems["consent_ad_user_data"] == "unknown_consent_value"
+    assert mapped.change.attributes["consent_ad_user_data"] is None
+    assert "consent_ad_user_data" not in translate(change(), MAPPING, "DE").change.problems

@@ -6,13 +6,16 @@ import base64
 import json
 import math
 import re
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
@@ -25,7 +28,7 @@ from simple_salesforce.format import format_soql
 from connector_sandbox import tls
 from connector_sandbox.dataset import SalesforceData, generate
 from connector_sandbox.faults import Fault
-from connector_sandbox.salesforce import SalesforceEmulator
+from connector_sandbox.salesforce import SalesforceEmulator, certificate_pem
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 USERNAME = "demo@example.com"
@@ -127,15 +130,53 @@ def test_bad_credentials_are_refused(
         assert response.json()["error_description"] == "authentication failure"
 
 
-def test_jwt_bearer_grant_checks_the_subject_only(emulator: SalesforceEmulator) -> None:
-    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-    claims = {"iss": "any-consumer-key", "sub": USERNAME, "aud": "https://login.salesforce.com"}
-    good = token_response(emulator, grant_type=grant, assertion=unsigned_jwt(claims))
-    assert good.status_code == 200
-    assert good.json()["access_token"]
-    stranger = unsigned_jwt(claims | {"sub": "mallory@example.com"})
-    assert token_response(emulator, grant_type=grant, assertion=stranger).status_code == 400
-    assert token_response(emulator, grant_type=grant, assertion="not-a-jwt").status_code == 400
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+APP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+GOOD_CLAIMS = {"iss": "demo-client-id", "sub": USERNAME, "aud": "https://login.salesforce.com"}
+
+
+def signed_jwt(claims: dict[str, Any], key: rsa.RSAPrivateKey = APP_KEY) -> str:
+    return jwt.encode({"exp": int(time.time()) + 180, **claims}, key, algorithm="RS256")
+
+
+@pytest.mark.parametrize(
+    ("assertion", "error", "description"),
+    [
+        (lambda: signed_jwt(GOOD_CLAIMS), None, None),
+        (lambda: unsigned_jwt(GOOD_CLAIMS | {"exp": int(time.time()) + 180}), "invalid_grant",
+         "invalid assertion: signature does not verify"),
+        (lambda: signed_jwt(GOOD_CLAIMS, rsa.generate_private_key(public_exponent=65537,
+         key_size=2048)), "invalid_grant", "invalid assertion: signature does not verify"),
+        (lambda: signed_jwt(GOOD_CLAIMS | {"iss": "other-app"}), "invalid_client_id",
+         "client identifier invalid"),
+        (lambda: signed_jwt(GOOD_CLAIMS | {"aud": "https://evil.example.com"}), "invalid_grant",
+         "audience is invalid"),
+        (lambda: signed_jwt(GOOD_CLAIMS | {"exp": int(time.time()) - 60}), "invalid_grant",
+         "expired assertion"),
+        (lambda: signed_jwt(GOOD_CLAIMS | {"sub": "mallory@example.com"}), "invalid_grant",
+         "authentication failure"),
+        (lambda: "not-a-jwt", "invalid_grant", "invalid assertion"),
+    ],
+)  # fmt: skip
+def test_jwt_bearer_grant_is_verified_against_the_connected_apps_certificate(
+    emulator: SalesforceEmulator,
+    assertion: Callable[[], str],
+    error: str | None,
+    description: str | None,
+) -> None:
+    emulator.certificate = certificate_pem(APP_KEY)
+    response = token_response(emulator, grant_type=JWT_GRANT, assertion=assertion())
+    if error is None:
+        assert response.status_code == 200 and response.json()["access_token"]
+        return
+    assert response.status_code == 400
+    assert response.json() == {"error": error, "error_description": description}
+
+
+def test_jwt_bearer_grant_needs_a_certificate(emulator: SalesforceEmulator) -> None:
+    emulator.certificate = None
+    response = token_response(emulator, grant_type=JWT_GRANT, assertion=signed_jwt(GOOD_CLAIMS))
+    assert response.json()["error_description"] == "the connected app has no certificate"
 
 
 def test_data_calls_need_a_live_session(emulator: SalesforceEmulator, sf: Salesforce) -> None:

@@ -10,9 +10,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from connector.errors import SourceError
+from connector.errors import ConfigError, SourceError
 from connector.settings import SalesforceSettings
 from connector.source.auth import connect
+from connector_sandbox.salesforce import certificate_pem
 from connector_sandbox.stack import Sandbox
 from tests.conftest import MAPPING
 
@@ -36,20 +37,74 @@ def test_password_login(sandbox: Sandbox, tmp_path: Path) -> None:
     query_ok(base(sandbox, tmp_path))
 
 
-def test_jwt_bearer_login(sandbox: Sandbox, tmp_path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = tmp_path / "key.pem"
-    pem.write_bytes(
+def write_key(path: Path, key: rsa.RSAPrivateKey) -> Path:
+    path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
-    settings = base(sandbox, tmp_path).model_copy(
+    return path
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+APP_KEY = new_key()
+
+
+def jwt_settings(box: Sandbox, tmp_path: Path, **update: object) -> SalesforceSettings:
+    box.salesforce.certificate = certificate_pem(APP_KEY)  # uploaded to the connected app
+    pem = write_key(tmp_path / "key.pem", APP_KEY)
+    settings = base(box, tmp_path).model_copy(
         update={"password": None, "client_secret": None, "private_key_file": pem}
     )
-    query_ok(settings)
+    return settings.model_copy(update=update)
+
+
+def test_jwt_bearer_login(sandbox: Sandbox, tmp_path: Path) -> None:
+    query_ok(jwt_settings(sandbox, tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("wrong", "error"),
+    [
+        ("key", "invalid_grant (invalid assertion: signature does not verify)"),
+        ("issuer", "invalid_client_id (client identifier invalid)"),
+        ("user", "invalid_grant (authentication failure)"),
+        # Same server under another name: the assertion names a login server it does not serve.
+        ("audience", "invalid_grant (audience is invalid)"),
+    ],
+)
+def test_jwt_login_with_a_wrong_key_issuer_or_audience_is_refused_clearly(
+    sandbox: Sandbox, tmp_path: Path, wrong: str, error: str
+) -> None:
+    settings = jwt_settings(sandbox, tmp_path)
+    if wrong == "key":
+        write_key(tmp_path / "key.pem", new_key())  # not the certificate's key
+    overrides = {
+        "issuer": {"client_id": "other-consumer-key"},
+        "user": {"username": "x@y.com"},
+        "audience": {"login_url": settings.login_url.replace("127.0.0.1", "localhost")},
+    }
+    settings = settings.model_copy(update=overrides.get(wrong, {}))
+    with pytest.raises(SourceError) as info:
+        connect(settings)
+    message = str(info.value)
+    assert error in message
+    assert "PRIVATE_KEY_FILE is the key of the certificate uploaded" in message
+    assert "PRIVATE KEY" not in message
+
+
+def test_a_key_file_that_is_no_key_is_a_configuration_error(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    settings = jwt_settings(sandbox, tmp_path)
+    settings.private_key_file.write_text("not a key")  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="PRIVATE_KEY_FILE is not an unencrypted PEM RSA"):
+        connect(settings)
 
 
 def test_session_id_login(sandbox: Sandbox, tmp_path: Path) -> None:
