@@ -61,10 +61,11 @@ class GoogleAdsSettings(BaseModel):
     datamanager_ca_bundle: Path | None = None
     api_endpoint: str = "googleads.googleapis.com"
     api_ca_bundle: Path | None = None
+    # Sunset by Google in 2026 and ignored: sent only if set, needed for nothing.
     developer_token: SecretStr | None = None
     credentials_file: Path | None = None
     anonymous_credentials: bool = False
-    # "ads_api": the legacy Google Ads API upload path, for developer tokens still allowlisted.
+    # "ads_api": the legacy Google Ads API upload path, for allowlisted Cloud projects only.
     upload_api: Literal["datamanager", "ads_api"] = "datamanager"
     default_phone_region: str = "US"
     batch_size: int = Field(default=2000, ge=1, le=2000)

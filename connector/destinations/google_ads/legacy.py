@@ -1,8 +1,14 @@
 """Google Ads offline conversions through the legacy Google Ads API upload path.
 
-For developer tokens still allowlisted for `ConversionUploadService`
-(setting `google_ads.upload_api = ads_api`). Same mapping, checks, hashing
-and ledger as the Data Manager path; only the wire format differs:
+For allowlisted Cloud projects: only projects that imported offline clicks
+between 2025-12-17 and 2026-06-15 may still use `ConversionUploadService`
+(setting `google_ads.upload_api = ads_api`; no developer token, API-NOTES §0).
+Any other project gets CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE, and a
+Test-access project CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION: errors of the
+destination, not of a row, so the rows stay pending with the fix as their
+error, the fix is logged once, and nothing more is sent to it this run.
+Same mapping, checks, hashing and ledger as the Data Manager path; only the
+wire format differs:
 - an ordinary delivery is a click conversion (`UploadClickConversions`);
 - a restated won amount is a RESTATEMENT and a reopened or lost won deal a
   RETRACTION of the won conversion (`UploadConversionAdjustments`, by order id),
@@ -47,13 +53,20 @@ from connector.destinations.google_ads import adjustments
 from connector.destinations.google_ads.account import account_zone
 from connector.destinations.google_ads.actions import ActionIds, sendable
 from connector.destinations.google_ads.adjustments import CONVERSION, RESTATEMENT, kind_of
-from connector.destinations.google_ads.ads_api import ads_client, call_ads_api, describe, error_code
+from connector.destinations.google_ads.ads_api import (
+    ads_client,
+    call_ads_api,
+    describe,
+    error_code,
+    stops_destination,
+)
 from connector.destinations.google_ads.eligibility import (
     click_id,
     consent_flags,
     hashed_identifiers,
 )
 from connector.destinations.google_ads.errors import outcome
+from connector.errors import DestinationError
 from connector.ledger import Ledger
 from connector.retry import RetryableError
 from connector.settings import GoogleAdsSettings
@@ -115,8 +128,13 @@ class GoogleAdsApiDestination:
         self._client = client if client is not None else ads_client(settings)
         self._sleep = sleep
         self._services: dict[str, Any] = {}
+        self._reported: set[str] = set()  # destination-wide errors logged this run
+        self._stopped: DestinationError | None = None  # one of them: send nothing more
         self._action_ids = ActionIds(
-            settings, lambda: self._service("GoogleAdsService"), sleep=self._sleep
+            settings,
+            lambda: self._service("GoogleAdsService"),
+            sleep=self._sleep,
+            reported=self._reported,
         )
         self._zone: tzinfo | None = None
         self._adjusted: dict[tuple[str, str], datetime] = {}  # last adjustment time per order
@@ -193,11 +211,15 @@ class GoogleAdsApiDestination:
 
     def _call(self, rows: list[_Row], call: Callable[[], Any]) -> list[Outcome]:
         """One upload; its per-row errors mapped back to the rows by index."""
+        if self._stopped is not None:
+            return [Outcome(r.delivery.id, Status.PENDING, error=str(self._stopped)) for r in rows]
         try:
             response = call_ads_api(call, sleep=self._sleep)
         except (RetryableError, GoogleAdsException, gexc.GoogleAPICallError) as exc:
             # Nothing in this request was accepted (auth, quota, allowlist): keep it pending.
-            return [Outcome(r.delivery.id, Status.PENDING, error=describe(exc)) for r in rows]
+            self._stopped = stops_destination(exc, self._reported)
+            error = str(self._stopped) if self._stopped else describe(exc)
+            return [Outcome(r.delivery.id, Status.PENDING, error=error) for r in rows]
         by_row, unplaced = _row_errors(response.partial_failure_error, len(rows))
         request_id = f"job:{response.job_id}" if response.job_id else None
         now = utcnow()

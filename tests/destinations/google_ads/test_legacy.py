@@ -11,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from pydantic import SecretStr
 
 from connector.core import Delivery, Outcome, Status
 from connector.destinations.google_ads.actions import gaql_string
@@ -23,7 +22,6 @@ from connector.destinations.google_ads.legacy import (
 )
 from connector.settings import GoogleAdsSettings
 from connector_sandbox.google_ads_api import (
-    DEVELOPER_TOKEN,
     EmulatedAction,
     EmulatedCustomer,
     GoogleAdsApiEmulator,
@@ -73,7 +71,6 @@ def make_destination(
         operating_account_id=customer,
         api_endpoint=emulator.endpoint,
         api_ca_bundle=sandbox_ca().bundle_path,
-        developer_token=SecretStr(DEVELOPER_TOKEN),
         anonymous_credentials=True,
         upload_api="ads_api",
     )
@@ -232,17 +229,40 @@ def test_transient_failures_are_retried_with_googles_delay(
     assert len(sleeps) == 2 and sleeps[0] >= 7
 
 
-def test_request_level_refusal_keeps_the_batch_pending(
-    emulator: GoogleAdsApiEmulator, destination: GoogleAdsApiDestination
+def test_a_project_not_allowlisted_stops_the_destination_with_its_fix(
+    emulator: GoogleAdsApiEmulator,
+    destination: GoogleAdsApiDestination,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     emulator.allowlisted = False
     try:
         outcomes = destination.deliver([won(1), won(2)])
+        later = destination.deliver([won(3)])
     finally:
         emulator.allowlisted = True
-    assert [o.status for o in outcomes] == [Status.PENDING, Status.PENDING]
-    assert "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE" in (outcomes[0].error or "")
+    assert {o.status for o in outcomes + later} == {Status.PENDING}
+    error = outcomes[0].error or ""
+    assert "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE" in error
+    assert "CONNECTOR_GOOGLE_ADS__UPLOAD_API=datamanager" in error
+    assert later[0].error == error
     assert emulator.conversions == []
+    assert emulator.calls.count("UploadClickConversions") == 1  # stopped after the first
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == [error]
+
+
+def test_a_test_access_project_keeps_rows_pending_with_what_to_do(
+    emulator: GoogleAdsApiEmulator, destination: GoogleAdsApiDestination
+) -> None:
+    emulator.production_access = False
+    try:
+        outcomes = destination.deliver([won(1)])
+    finally:
+        emulator.production_access = True
+    (outcome,) = outcomes
+    assert outcome.status == Status.PENDING
+    assert "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION" in (outcome.error or "")
+    assert "Google Ads API Center" in (outcome.error or "")
 
 
 def test_validate_only_and_payloads_store_nothing(
