@@ -146,3 +146,4 @@ class Outcome:
     error: str | None = None
     request_id: str | None = None
     not_before: datetime | None = None  # pending, but not to be retried before this time
+    warnings: tuple[str, ...] = ()  # "REASON field" Google warned of for this event (delivered)
