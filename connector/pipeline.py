@@ -68,10 +68,17 @@ def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination
         from connector.destinations.google_ads.datamanager import DataManagerDestination
 
         destinations.append(DataManagerDestination(settings.google_ads))
-    if settings.ga4.enabled:
-        from connector.destinations.ga4 import GA4Destination
+    if settings.ga4.enabled and settings.ga4.upload_api == "datamanager":
+        from connector.destinations.ga4.datamanager import GA4DataManagerDestination
 
-        destinations.append(GA4Destination(settings.ga4, too_old=mapping.ga4_too_old))
+        ga4 = GA4DataManagerDestination
+        destinations.append(ga4(settings.ga4, too_old=mapping.ga4_too_old, options=mapping.ga4))
+    elif settings.ga4.enabled:
+        from connector.destinations.ga4.measurement_protocol import GA4Destination
+
+        destinations.append(
+            GA4Destination(settings.ga4, too_old=mapping.ga4_too_old, options=mapping.ga4)
+        )
     return destinations
 
 

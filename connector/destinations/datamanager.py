@@ -82,7 +82,9 @@ class DataManager:
     def close(self) -> None:
         self._client.transport.close()  # type: ignore[no-untyped-call]
 
-    def deliver(self, batch: Sequence[Delivery], build: Build, validate_only: bool) -> list[Outcome]:
+    def deliver(
+        self, batch: Sequence[Delivery], build: Build, validate_only: bool
+    ) -> list[Outcome]:
         """Send `batch` (already checked locally) in requests of at most `batch_size` events."""
         outcomes: list[Outcome] = []
         for start in range(0, len(batch), self.batch_size):
@@ -94,7 +96,9 @@ class DataManager:
         """The requests a send would make, as JSON (validate_only set: nothing is ingested)."""
         size = self.batch_size
         return [
-            json_format.MessageToDict(dm.IngestEventsRequest.pb(build(list(batch[i : i + size]), True)))
+            json_format.MessageToDict(
+                dm.IngestEventsRequest.pb(build(list(batch[i : i + size]), True))
+            )
             for i in range(0, len(batch), size)
         ]
 

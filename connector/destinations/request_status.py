@@ -218,7 +218,9 @@ def _name(value: object) -> str:
 
 def _outcome(reason: str, now: datetime, prefix: str) -> Outcome | None:
     """The error class of a processing error (`errors`); None: it stays delivered."""
-    found = outcome(0, reason, now=now, error=f"Google: {reason}", rejected_as=f"{prefix}: {reason}")
+    found = outcome(
+        0, reason, now=now, error=f"Google: {reason}", rejected_as=f"{prefix}: {reason}"
+    )
     return None if found.status == Status.DELIVERED else found
 
 
