@@ -100,7 +100,6 @@ def _param_problem(key: str, value: Any) -> str | None:
     return None
 
 
-
 @dataclass(frozen=True)
 class GA4Event:
     """One delivery as a GA4 event, checked."""
