@@ -15,6 +15,8 @@ class DestinationTally:
     pending: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+    # Events Google accepted with a field warning, by "REASON field" (Data Manager).
+    warnings: Counter[str] = field(default_factory=Counter)
 
     def add(self, status: str, reason: str | None) -> None:
         if status == Status.DELIVERED:
@@ -29,6 +31,7 @@ class DestinationTally:
     def add_outcomes(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
             self.add(outcome.status, outcome.reason)
+            self.warnings.update(outcome.warnings)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +39,7 @@ class DestinationTally:
             "pending": self.pending,
             "skipped": dict(self.skipped.most_common()),
             "rejected": dict(self.rejected.most_common()),
+            "field_warnings": dict(self.warnings.most_common()),
         }
 
 

@@ -48,20 +48,25 @@ class FieldWarnings:
         with self._db.engine.begin() as conn:
             conn.execute(insert(request_warnings), rows)
 
-    def totals(self, destination: str, since: datetime | None = None) -> dict[tuple[str, str], int]:
-        """Events warned about, by (reason, field), in requests recorded since `since`."""
+    def totals(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Events warned about per destination, by "REASON field", recorded in [start, end)."""
         if not self._db.exists():
             return {}
         w = request_warnings.c
-        query = (
-            select(w.reason, w.field, func.sum(w.events))
-            .where(w.destination == destination)
-            .group_by(w.reason, w.field)
+        query = select(w.destination, w.reason, w.field, func.sum(w.events)).group_by(
+            w.destination, w.reason, w.field
         )
-        if since is not None:
-            query = query.where(w.recorded_at >= since)
+        if start is not None:
+            query = query.where(w.recorded_at >= start)
+        if end is not None:
+            query = query.where(w.recorded_at < end)
+        found: dict[str, dict[str, int]] = {}
         try:
             with self._db.engine.connect() as conn:
-                return {(r, f): int(n) for r, f, n in conn.execute(query)}
+                for destination, reason, field, events in conn.execute(query):
+                    found.setdefault(destination, {})[f"{reason} {field}".strip()] = int(events)
         except (OperationalError, ProgrammingError):
             return {}  # a store written before this table, read without migrating
+        return found

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from connector.core import Delivery, StageChange, Status, utcnow
 from connector.destinations.ga4.datamanager import GA4DataManagerDestination
 from connector.ledger import Ledger
-from connector.mapping.rules import GA4Options
+from connector.mapping.rules import GA4Options, load_mapping
+from connector.pipeline import SyncOptions, sync
+from connector.report import Period, build_report, load
 from connector.settings import GA4Settings
+from connector.summary_view import print_summary
 from connector_sandbox.datamanager import DataManagerEmulator
+from connector_sandbox.dataset import sf_datetime
+from connector_sandbox.stack import Sandbox
 from connector_sandbox.tls import sandbox_ca
+from tests.conftest import MAPPING
 
 PROPERTY, STREAM = "123456789", "G-TEST000001"
 DIGEST = "b" * 64
@@ -126,7 +134,7 @@ def test_field_warnings_are_stored_per_request_and_put_on_the_event(
     ga4.plan(ledger, [cookie])
     plain, warned = ga4.deliver([delivery(1), cookie])
     assert plain.warnings == () and warned.warnings == ("INVALID_CLIENT_ID client_id",)
-    assert ledger.warnings.totals("ga4") == {("INVALID_CLIENT_ID", "client_id"): 1}
+    assert ledger.warnings.totals() == {"ga4": {"INVALID_CLIENT_ID client_id": 1}}
 
 
 def test_validate_only_and_payloads_ingest_nothing(
@@ -152,3 +160,58 @@ def test_request_status_is_checked_on_the_next_run(
     emulator.processing_polls = 0
     totals = ga4.check_requests(ledger) or {}
     assert (totals["finished"], totals["processed"]) == (1, 1)
+
+
+def sf_tables(now: datetime) -> dict[str, list[dict[str, Any]]]:
+    """Two leads made MQL an hour ago, one with its client id in `_ga` cookie form."""
+    leads, history = [], []
+    for n, client_id in ((1, "111.1700000000"), (2, "GA1.1.222.1700000000")):
+        lead_id = f"00Q00000000000{n}AAA"
+        leads.append(
+            {
+                "Id": lead_id,
+                "CreatedDate": sf_datetime(now - timedelta(days=3)),
+                "Status": "MQL",
+                "GA_Client_ID__c": client_id,
+                "Consent_Ad_User_Data__c": "Granted",
+            }
+        )
+        history.append(
+            {
+                "LeadId": lead_id,
+                "Field": "Status",
+                "OldValue": "Open",
+                "NewValue": "MQL",
+                "CreatedDate": sf_datetime(now - timedelta(hours=1)),
+            }
+        )
+    return {"Lead": leads, "LeadHistory": history}
+
+
+def test_a_sync_to_ga4_through_data_manager_needs_no_api_secret_and_shows_warnings(
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with Sandbox(sf_tables(now)) as box:
+        ga4 = {
+            "upload_api": "datamanager",
+            "api_secret": None,
+            "property_id": PROPERTY,
+            "datamanager_endpoint": box.datamanager.url,
+            "datamanager_ca_bundle": sandbox_ca().bundle_path,
+            "anonymous_credentials": True,
+        }
+        settings = box.settings(url, MAPPING, ga4=ga4, google_ads={"operating_account_id": ""})
+        summary = sync(settings, load_mapping(MAPPING), SyncOptions())
+        assert box.ga4.requests == 0  # nothing through the Measurement Protocol
+        events = box.datamanager.ga4_events
+    tally = summary.as_dict()["destinations"]["ga4"]
+    assert tally["delivered"] == 2 and len(events) == 2
+    assert tally["field_warnings"] == {"INVALID_CLIENT_ID client_id": 1}
+    console = Console(record=True, width=200)
+    print_summary(summary, console)
+    assert "ga4 field warnings" in console.export_text()
+    today = now.date()
+    report = build_report(load(Ledger.open(url), Period(today, today)), currency="EUR")
+    assert report.delivery["ga4"].field_warnings == {"INVALID_CLIENT_ID client_id": 1}
