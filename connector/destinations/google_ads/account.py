@@ -29,7 +29,7 @@ from connector.destinations.google_ads.ads_api import (
     stops_destination,
 )
 from connector.errors import ConnectorError
-from connector.settings import GoogleAdsSettings
+from connector.settings import GoogleAdsSettings, env_name
 
 # UploadClickConversions (both paths: gclid / gbraid / wbraid rows and enhanced conversions
 # for leads) only lands in "Import > CRM / clicks" actions. UPLOAD_CALLS imports call
@@ -142,6 +142,30 @@ def account_checks(
     """The account lines of `connector check --online` (none when Google Ads is off)."""
     if not settings.enabled:
         return []
+    return [_token_line(settings), *_account_lines(settings, expected, client, sleep)]
+
+
+def _token_line(settings: GoogleAdsSettings) -> AccountCheck:
+    """Developer tokens were sunset (API-NOTES §0): none is needed, a leftover one is ignored."""
+    name = "google_ads developer token"
+    if settings.developer_token is None:
+        return AccountCheck(
+            name, "ok", "none needed: access belongs to the Cloud project of the credentials"
+        )
+    return AccountCheck(
+        name,
+        "warn",
+        "set, but Google ignores it since 2026-09-09 and a future API version rejects it: "
+        f"remove {env_name('google_ads', 'developer_token')}",
+    )
+
+
+def _account_lines(
+    settings: GoogleAdsSettings,
+    expected: Expected,
+    client: Any,
+    sleep: Callable[[float], None] | None,
+) -> list[AccountCheck]:
     customer = settings.operating_account_id
     try:
         service = (client or ads_client(settings)).get_service("GoogleAdsService")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from connector.check import expected
 from connector.destinations.google_ads.account import (
@@ -86,13 +87,14 @@ def by_name(checks: list[AccountCheck]) -> dict[str, AccountCheck]:
 def test_a_ready_account_passes_every_line(emulator: GoogleAdsApiEmulator) -> None:
     checks = account_checks(settings(emulator), expected(mapping("700000001")))
     assert [(c.name, c.status) for c in checks] == [
+        ("google_ads developer token", "ok"),
         ("google_ads account", "ok"),
         ("google_ads customer data terms", "ok"),
         ("google_ads enhanced conversions for leads", "ok"),
         ("google_ads conversion action 700000001", "ok"),
     ]
-    assert checks[0].detail == f"customer {READY}: time zone Europe/Berlin, currency EUR"
-    assert "'MQL' (UPLOAD_CLICKS, ENABLED)" in checks[3].detail
+    assert checks[1].detail == f"customer {READY}: time zone Europe/Berlin, currency EUR"
+    assert "'MQL' (UPLOAD_CLICKS, ENABLED)" in checks[4].detail
     assert {"UPLOAD_CLICKS"} == IMPORTABLE_TYPES
 
 
@@ -147,7 +149,20 @@ def test_the_account_is_read_without_a_developer_token(
     assert checks["google_ads account"].status == "ok"
     assert checks["google_ads conversion action 700000001"].status == "ok"
     assert all("developer-token" not in headers for headers in emulator.metadata)
+    assert checks["google_ads developer token"].status == "ok"
+    assert "none needed" in checks["google_ads developer token"].detail
     assert account_checks(settings(emulator, operating_account_id=""), expected(m)) == []
+
+
+def test_a_leftover_developer_token_is_a_warning_to_remove_it(
+    emulator: GoogleAdsApiEmulator,
+) -> None:
+    leftover = settings(emulator, developer_token=SecretStr("old-token"))
+    checks = by_name(account_checks(leftover, expected(mapping("700000001"))))
+    line = checks["google_ads developer token"]
+    assert line.status == "warn" and "CONNECTOR_GOOGLE_ADS__DEVELOPER_TOKEN" in line.detail
+    assert "old-token" not in line.detail
+    assert checks["google_ads account"].status == "ok"
 
 
 def test_a_test_access_project_is_one_failed_line_saying_what_to_do(
@@ -155,7 +170,7 @@ def test_a_test_access_project_is_one_failed_line_saying_what_to_do(
 ) -> None:
     emulator.production_access = False
     try:
-        (line,) = account_checks(settings(emulator), expected(mapping("700000001")))
+        _token, line = account_checks(settings(emulator), expected(mapping("700000001")))
     finally:
         emulator.production_access = True
     assert line.status == "fail" and "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION" in line.detail
@@ -163,7 +178,8 @@ def test_a_test_access_project_is_one_failed_line_saying_what_to_do(
 
 
 def test_an_unreadable_account_is_one_failed_line(emulator: GoogleAdsApiEmulator) -> None:
-    (line,) = account_checks(settings(emulator, "9999999999"), expected(mapping("700000001")))
+    token, line = account_checks(settings(emulator, "9999999999"), expected(mapping("700000001")))
+    assert (token.name, token.status) == ("google_ads developer token", "ok")
     assert line.status == "fail" and "USER_PERMISSION_DENIED" in line.detail
     assert "no developer token is needed" in line.detail
 
