@@ -68,17 +68,20 @@ def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination
         from connector.destinations.google_ads.datamanager import DataManagerDestination
 
         destinations.append(DataManagerDestination(settings.google_ads))
-    if settings.ga4.enabled and settings.ga4.upload_api == "datamanager":
+    if not settings.ga4.enabled:
+        return destinations
+    from connector.destinations.ga4.events import GA4Extras
+
+    extras = GA4Extras(mapping.ga4.user_data, mapping.ga4.user_id == "lead_id")
+    too_old = mapping.ga4_too_old
+    if settings.ga4.upload_api == "datamanager":
         from connector.destinations.ga4.datamanager import GA4DataManagerDestination
 
-        ga4 = GA4DataManagerDestination
-        destinations.append(ga4(settings.ga4, too_old=mapping.ga4_too_old, options=mapping.ga4))
-    elif settings.ga4.enabled:
+        destinations.append(GA4DataManagerDestination(settings.ga4, too_old=too_old, extras=extras))
+    else:
         from connector.destinations.ga4.measurement_protocol import GA4Destination
 
-        destinations.append(
-            GA4Destination(settings.ga4, too_old=mapping.ga4_too_old, options=mapping.ga4)
-        )
+        destinations.append(GA4Destination(settings.ga4, too_old=too_old, extras=extras))
     return destinations
 
 

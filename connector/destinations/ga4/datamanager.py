@@ -32,10 +32,9 @@ from connector.destinations.datamanager import (
     SCOPE,
     DataManager,
 )
-from connector.destinations.ga4.events import GA4Event, prepare
+from connector.destinations.ga4.events import GA4Event, GA4Extras, prepare
 from connector.google_api import google_credentials
 from connector.ledger import Ledger
-from connector.mapping.rules import GA4Options
 from connector.settings import GA4Settings
 
 _PROPERTY = dm.ProductAccount.AccountType.GOOGLE_ANALYTICS_PROPERTY
@@ -53,12 +52,12 @@ class GA4DataManagerDestination:
         settings: GA4Settings,
         *,
         too_old: str = "skip",
-        options: GA4Options | None = None,
+        extras: GA4Extras | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._settings = settings
         self._too_old = too_old
-        self._options = options or GA4Options()
+        self._options = extras or GA4Extras()
         self._events: dict[int, GA4Event] = {}  # the checked events of the current batch
         self._api = DataManager(
             self.name,

@@ -17,7 +17,6 @@ from typing import Any
 
 from connector.core import Delivery, Outcome, Status
 from connector.destinations.google_ads.eligibility import consent_flags, hashed_identifiers
-from connector.mapping.rules import GA4Options
 
 MAX_PARAMS = 25
 MAX_NAME = 40
@@ -101,6 +100,14 @@ def _param_problem(key: str, value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
+class GA4Extras:
+    """What GA4 gets besides the event, as the mapping's `ga4:` says: nothing by default."""
+
+    user_data: bool = False  # hashed email / phone, for leads with ad_user_data consent only
+    lead_id_as_user_id: bool = False
+
+
+@dataclass(frozen=True)
 class GA4Event:
     """One delivery as a GA4 event, checked."""
 
@@ -121,7 +128,7 @@ class GA4Event:
 
 
 def prepare(
-    batch: Sequence[Delivery], now: datetime, *, too_old: str, options: GA4Options
+    batch: Sequence[Delivery], now: datetime, *, too_old: str, options: GA4Extras
 ) -> tuple[list[Outcome], list[GA4Event]]:
     """Outcomes for the deliveries that cannot go, and the events for the rest."""
     outcomes: list[Outcome] = []
@@ -136,7 +143,7 @@ def prepare(
 
 
 def _event(
-    d: Delivery, now: datetime, too_old: str, options: GA4Options
+    d: Delivery, now: datetime, too_old: str, options: GA4Extras
 ) -> tuple[GA4Event | None, str | None, Status]:
     change = d.change
     client_id = change.attributes.get("ga_client_id")
@@ -154,12 +161,12 @@ def _event(
         return None, "timestamp_in_future", Status.REJECTED
     if problem := event_problem(d.target, params):
         return None, problem, Status.REJECTED
-    user_id = change.lead_id if options.user_id == "lead_id" else None
+    user_id = change.lead_id if options.lead_id_as_user_id else None
     event = GA4Event(d, str(client_id), params, at, user_id, _user_data(d, options))
     return event, None, Status.PENDING
 
 
-def _user_data(d: Delivery, options: GA4Options) -> dict[str, str]:
+def _user_data(d: Delivery, options: GA4Extras) -> dict[str, str]:
     """Hashed email / phone, only if the mapping asks and ad_user_data consent is granted."""
     attrs = d.change.attributes
     if not options.user_data or attrs.get("consent_ad_user_data") is not True:

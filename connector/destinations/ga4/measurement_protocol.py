@@ -21,10 +21,9 @@ import httpx
 
 from connector.core import GA4, Delivery, Outcome, Status, utcnow
 from connector.destinations.base import Capabilities, Plan
-from connector.destinations.ga4.events import GA4Event, prepare
+from connector.destinations.ga4.events import GA4Event, GA4Extras, prepare
 from connector.http import ssl_context
 from connector.ledger import Ledger
-from connector.mapping.rules import GA4Options
 from connector.retry import RetryableError, call_with_retries
 from connector.settings import GA4Settings
 
@@ -40,11 +39,11 @@ class GA4Destination:
     capabilities = Capabilities(batch_size=2000)
 
     def __init__(
-        self, settings: GA4Settings, *, too_old: str = "skip", options: GA4Options | None = None
+        self, settings: GA4Settings, *, too_old: str = "skip", extras: GA4Extras | None = None
     ) -> None:
         self._settings = settings
         self._too_old = too_old  # the mapping's ga4_too_old: skip, or send_now
-        self._options = options or GA4Options()
+        self._options = extras or GA4Extras()
         self._client = httpx.Client(
             base_url=settings.mp_base_url,
             verify=ssl_context(settings.ca_bundle),

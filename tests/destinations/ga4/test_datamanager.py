@@ -12,8 +12,9 @@ from rich.console import Console
 
 from connector.core import Delivery, StageChange, Status, utcnow
 from connector.destinations.ga4.datamanager import GA4DataManagerDestination
+from connector.destinations.ga4.events import GA4Extras
 from connector.ledger import Ledger
-from connector.mapping.rules import GA4Options, load_mapping
+from connector.mapping.rules import load_mapping
 from connector.pipeline import SyncOptions, sync
 from connector.report import Period, build_report, load
 from connector.settings import GA4Settings
@@ -37,7 +38,7 @@ def make(emulator: DataManagerEmulator, **options: Any) -> GA4DataManagerDestina
         datamanager_ca_bundle=sandbox_ca().bundle_path,
         anonymous_credentials=True,
     )
-    return GA4DataManagerDestination(settings, options=GA4Options(**options), sleep=lambda _: None)
+    return GA4DataManagerDestination(settings, extras=GA4Extras(**options), sleep=lambda _: None)
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_a_rejected_request_is_split_to_set_only_the_bad_event_aside(
 def test_hashed_user_data_and_user_id_only_as_the_mapping_says(
     emulator: DataManagerEmulator,
 ) -> None:
-    ga4 = make(emulator, user_data=True, user_id="lead_id")
+    ga4 = make(emulator, user_data=True, lead_id_as_user_id=True)
     try:
         ga4.deliver(
             [

@@ -12,7 +12,8 @@ import pytest
 
 from connector.core import Delivery, StageChange, Status, utcnow
 from connector.destinations.ga4 import GA4Destination, event_problem
-from connector.mapping.rules import GA4Options, load_mapping
+from connector.destinations.ga4.events import GA4Extras
+from connector.mapping.rules import load_mapping
 from connector.settings import GA4Settings
 from connector_sandbox.ga4 import GA4Emulator
 from connector_sandbox.tls import sandbox_ca
@@ -125,7 +126,7 @@ def test_hashed_user_data_only_when_the_mapping_asks_and_consent_is_granted(
         mp_base_url=emulator.url,
         ca_bundle=Path(sandbox_ca().bundle_path),
     )
-    opted_in = GA4Destination(settings, options=GA4Options(user_data=True, user_id="lead_id"))
+    opted_in = GA4Destination(settings, extras=GA4Extras(user_data=True, lead_id_as_user_id=True))
     digest = "a" * 64
     try:
         opted_in.deliver([delivery(1, email_sha256=digest, consent_ad_user_data=True)])
