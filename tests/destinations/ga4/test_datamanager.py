@@ -13,11 +13,12 @@ from rich.console import Console
 from connector.core import Delivery, StageChange, Status, utcnow
 from connector.destinations.ga4.datamanager import GA4DataManagerDestination
 from connector.destinations.ga4.events import GA4Extras
+from connector.errors import ConfigError
 from connector.ledger import Ledger
 from connector.mapping.rules import load_mapping
 from connector.pipeline import SyncOptions, sync
 from connector.report import Period, build_report, load
-from connector.settings import GA4Settings
+from connector.settings import GA4Settings, Settings
 from connector.summary_view import print_summary
 from connector_sandbox.datamanager import DataManagerEmulator
 from connector_sandbox.dataset import sf_datetime
@@ -216,3 +217,13 @@ def test_a_sync_to_ga4_through_data_manager_needs_no_api_secret_and_shows_warnin
     today = now.date()
     report = build_report(load(Ledger.open(url), Period(today, today)), currency="EUR")
     assert report.delivery["ga4"].field_warnings == {"INVALID_CLIENT_ID client_id": 1}
+
+
+def test_the_data_manager_path_needs_the_property_and_no_api_secret() -> None:
+    ga4 = {"measurement_id": STREAM, "upload_api": "datamanager"}
+    base = {"salesforce": {"session_id": "x", "instance_url": "https://sf.example.com"}}
+    with pytest.raises(ConfigError) as missing:
+        Settings.model_validate({**base, "ga4": ga4}).require_for_sync()
+    assert "CONNECTOR_GA4__PROPERTY_ID" in str(missing.value)
+    assert "API_SECRET" not in str(missing.value)
+    Settings.model_validate({**base, "ga4": {**ga4, "property_id": PROPERTY}}).require_for_sync()
