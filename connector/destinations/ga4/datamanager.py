@@ -57,7 +57,7 @@ class GA4DataManagerDestination:
     ) -> None:
         self._settings = settings
         self._too_old = too_old
-        self._options = extras or GA4Extras()
+        self._extras = extras or GA4Extras()
         self._events: dict[int, GA4Event] = {}  # the checked events of the current batch
         self._api = DataManager(
             self.name,
@@ -91,7 +91,7 @@ class GA4DataManagerDestination:
         return self._api.payloads(self._prepare(batch)[1], self._request)
 
     def _prepare(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
-        outcomes, events = prepare(batch, utcnow(), too_old=self._too_old, options=self._options)
+        outcomes, events = prepare(batch, utcnow(), too_old=self._too_old, extras=self._extras)
         self._events = {e.delivery.id: e for e in events}
         return outcomes, [e.delivery for e in events]
 

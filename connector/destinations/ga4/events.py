@@ -128,13 +128,13 @@ class GA4Event:
 
 
 def prepare(
-    batch: Sequence[Delivery], now: datetime, *, too_old: str, options: GA4Extras
+    batch: Sequence[Delivery], now: datetime, *, too_old: str, extras: GA4Extras
 ) -> tuple[list[Outcome], list[GA4Event]]:
     """Outcomes for the deliveries that cannot go, and the events for the rest."""
     outcomes: list[Outcome] = []
     events: list[GA4Event] = []
     for delivery in batch:
-        event, reason, status = _event(delivery, now, too_old, options)
+        event, reason, status = _event(delivery, now, too_old, extras)
         if event is None:
             outcomes.append(Outcome(delivery.id, status, reason=reason))
         else:
@@ -143,7 +143,7 @@ def prepare(
 
 
 def _event(
-    d: Delivery, now: datetime, too_old: str, options: GA4Extras
+    d: Delivery, now: datetime, too_old: str, extras: GA4Extras
 ) -> tuple[GA4Event | None, str | None, Status]:
     change = d.change
     client_id = change.attributes.get("ga_client_id")
@@ -161,15 +161,15 @@ def _event(
         return None, "timestamp_in_future", Status.REJECTED
     if problem := event_problem(d.target, params):
         return None, problem, Status.REJECTED
-    user_id = change.lead_id if options.lead_id_as_user_id else None
-    event = GA4Event(d, str(client_id), params, at, user_id, _user_data(d, options))
+    user_id = change.lead_id if extras.lead_id_as_user_id else None
+    event = GA4Event(d, str(client_id), params, at, user_id, _user_data(d, extras))
     return event, None, Status.PENDING
 
 
-def _user_data(d: Delivery, options: GA4Extras) -> dict[str, str]:
+def _user_data(d: Delivery, extras: GA4Extras) -> dict[str, str]:
     """Hashed email / phone, only if the mapping asks and ad_user_data consent is granted."""
     attrs = d.change.attributes
-    if not options.user_data or attrs.get("consent_ad_user_data") is not True:
+    if not extras.user_data or attrs.get("consent_ad_user_data") is not True:
         return {}
     return hashed_identifiers(attrs)  # digests only: the ledger holds no clear text
 

@@ -43,7 +43,7 @@ class GA4Destination:
     ) -> None:
         self._settings = settings
         self._too_old = too_old  # the mapping's ga4_too_old: skip, or send_now
-        self._options = extras or GA4Extras()
+        self._extras = extras or GA4Extras()
         self._client = httpx.Client(
             base_url=settings.mp_base_url,
             verify=ssl_context(settings.ca_bundle),
@@ -75,7 +75,7 @@ class GA4Destination:
         return [_body(request) for request in _group(events)]
 
     def _prepare(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[GA4Event]]:
-        return prepare(batch, utcnow(), too_old=self._too_old, options=self._options)
+        return prepare(batch, utcnow(), too_old=self._too_old, extras=self._extras)
 
     # sending --------------------------------------------------------------------
 
