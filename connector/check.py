@@ -1,9 +1,14 @@
 """`connector check --online`: ask each API whether this configuration will work.
 
 Nothing is written or ingested: Salesforce is only described, GA4 answers on
-its debug endpoint and Data Manager validates with `validate_only`, each for
-one sample event per mapped event name or conversion action. The Google Ads
-account and its mapped conversion actions are read (destinations/google_ads/account.py).
+its debug endpoint (Measurement Protocol) or Data Manager's `validate_only`,
+and Google Ads on `validate_only`, each for one sample event per mapped event
+name or conversion action. The Google Ads account and its mapped conversion
+actions are read with the OAuth credentials alone: no developer token is
+needed (destinations/google_ads/account.py). On the Measurement Protocol, the
+GA4 events are also validated through Data Manager when the credentials
+allow it, and that path is then recommended: Google validates every event
+there, where `/mp/collect` answers 2xx to anything, a wrong api_secret too.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from connector.destinations.google_ads.account import Expected, account_checks
 from connector.errors import ConnectorError
 from connector.mapping.rules import Mapping
 from connector.pipeline import build_destinations
-from connector.settings import Settings
+from connector.settings import Settings, env_name
 from connector.source.auth import connect
 
 SAMPLE_GCLID = "Cj0KCQiA-connectorCheckSample_0123456789"
@@ -56,11 +61,45 @@ def online_checks(settings: Settings, mapping: Mapping) -> list[CheckResult]:
             results.append(
                 CheckResult(f"{destination.name} {names[outcome.delivery_id]}", ok, detail)
             )
+    results += _ga4_datamanager_advice(settings, mapping)
     results += [
         CheckResult(c.name, c.status != "fail", c.detail, warning=c.status == "warn")
         for c in account_checks(settings.google_ads, expected(mapping))
     ]
     return results
+
+
+def _ga4_datamanager_advice(settings: Settings, mapping: Mapping) -> list[CheckResult]:
+    """On the Measurement Protocol: whether the Data Manager path is open to these credentials."""
+    ga4 = settings.ga4
+    if not ga4.enabled or ga4.upload_api == "datamanager":
+        return []
+    name, setting = "ga4 upload path", env_name("ga4", "upload_api")
+    if not ga4.property_id:
+        detail = f"measurement_protocol; set {env_name('ga4', 'property_id')} to check {setting}"
+        return [CheckResult(name, True, detail + "=datamanager (OAuth, validated by Google)")]
+    from connector.destinations.ga4.datamanager import GA4DataManagerDestination
+
+    try:
+        probe = GA4DataManagerDestination(ga4.model_copy(update={"upload_api": "datamanager"}))
+    except ConnectorError:
+        return []  # no usable Google credentials: nothing to recommend
+    try:
+        outcomes = probe.deliver(_samples(mapping, GA4), validate_only=True)
+    finally:
+        probe.close()
+    if not outcomes or any(o.status != Status.DELIVERED for o in outcomes):
+        return []
+    return [
+        CheckResult(
+            name,
+            True,
+            "these credentials can send the GA4 events through the Data Manager API (sample "
+            f"validated): set {setting}=datamanager, where Google validates every event and no "
+            "api_secret is needed (/mp/collect accepts anything, a wrong secret too)",
+            warning=True,
+        )
+    ]
 
 
 def expected(mapping: Mapping) -> Expected:

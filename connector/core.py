@@ -159,3 +159,4 @@ class Outcome:
     not_before: datetime | None = None  # pending, but not to be retried before this time
     # The request may have been written although no answer came (a timeout after sending).
     maybe_sent: bool = False
+    warnings: tuple[str, ...] = ()  # "REASON field" Google warned of for this event (delivered)

@@ -73,10 +73,20 @@ def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination
         from connector.destinations.google_ads.datamanager import DataManagerDestination
 
         destinations.append(DataManagerDestination(settings.google_ads))
-    if settings.ga4.enabled:
-        from connector.destinations.ga4 import GA4Destination
+    if not settings.ga4.enabled:
+        return destinations
+    from connector.destinations.ga4.events import GA4Extras
 
-        destinations.append(GA4Destination(settings.ga4, too_old=mapping.ga4_too_old))
+    extras = GA4Extras(mapping.ga4.user_data, mapping.ga4.user_id == "lead_id")
+    too_old = mapping.ga4_too_old
+    if settings.ga4.upload_api == "datamanager":
+        from connector.destinations.ga4.datamanager import GA4DataManagerDestination
+
+        destinations.append(GA4DataManagerDestination(settings.ga4, too_old=too_old, extras=extras))
+    else:
+        from connector.destinations.ga4.measurement_protocol import GA4Destination
+
+        destinations.append(GA4Destination(settings.ga4, too_old=too_old, extras=extras))
     return destinations
 
 

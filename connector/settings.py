@@ -124,10 +124,11 @@ class GoogleAdsSettings(BaseModel):
     datamanager_ca_bundle: Path | None = None
     api_endpoint: str = "googleads.googleapis.com"
     api_ca_bundle: Path | None = None
+    # Sunset by Google in 2026 and ignored: sent only if set, needed for nothing.
     developer_token: SecretStr | None = None
     credentials_file: Path | None = None
     anonymous_credentials: bool = False
-    # "ads_api": the legacy Google Ads API upload path, for developer tokens still allowlisted.
+    # "ads_api": the legacy Google Ads API upload path, for allowlisted Cloud projects only.
     upload_api: Literal["datamanager", "ads_api"] = "datamanager"
     default_phone_region: str = "US"
     batch_size: int = Field(default=2000, ge=1, le=2000)
@@ -174,6 +175,11 @@ class GoogleAdsSettings(BaseModel):
 
 class GA4Settings(BaseModel):
     measurement_id: str = ""
+    # "datamanager": events through the Data Manager API to property_id, with the OAuth
+    # credentials below instead of an api_secret (validated by Google, not silently dropped).
+    upload_api: Literal["measurement_protocol", "datamanager"] = "measurement_protocol"
+    datamanager_endpoint: str = "https://datamanager.googleapis.com"
+    datamanager_ca_bundle: Path | None = None
     api_secret: SecretStr | None = None
     mp_base_url: str = "https://www.google-analytics.com"
     ca_bundle: Path | None = None
@@ -305,8 +311,11 @@ class Settings(BaseSettings):
                 self.google_ads.enabled or self.ga4.enabled,
             ),
         ]
-        if self.ga4.enabled:
+        if self.ga4.enabled and self.ga4.upload_api == "measurement_protocol":
             reqs.append((env_name("ga4", "api_secret"), self.ga4.api_secret is not None))
+        elif self.ga4.enabled:
+            name = env_name("ga4", "property_id") + " (with GA4 upload_api datamanager)"
+            reqs.append((name, bool(self.ga4.property_id)))
         return reqs
 
 

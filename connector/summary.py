@@ -18,6 +18,8 @@ class DestinationTally:
     rejected: Counter[str] = field(default_factory=Counter)
     dead: int = 0  # attempts exhausted: `connector failures` lists them
     unknown: int = 0  # may or may not have arrived (GA4, resending switched off)
+    # Events Google accepted with a field warning, by "REASON field" (Data Manager).
+    warnings: Counter[str] = field(default_factory=Counter)
 
     def add(self, status: str, reason: str | None) -> None:
         if status == Status.DELIVERED:
@@ -36,6 +38,7 @@ class DestinationTally:
     def add_outcomes(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
             self.add(outcome.status, outcome.reason)
+            self.warnings.update(outcome.warnings)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +48,7 @@ class DestinationTally:
             "rejected": dict(self.rejected.most_common()),
             "dead": self.dead,
             "unknown": self.unknown,
+            "field_warnings": dict(self.warnings.most_common()),
         }
 
 

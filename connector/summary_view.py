@@ -28,6 +28,12 @@ def print_summary(summary: RunSummary, console: Console, title: str = "Sync") ->
     if data["row_problems"]:
         console.print(f"  row problems: {_pairs(data['row_problems'])}")
     console.print(_destinations_table(data["destinations"], summary.dry_run))
+    for name, tally in data["destinations"].items():
+        if tally.get("field_warnings"):
+            console.print(
+                f"  {name} field warnings (accepted, but Google flagged a field): "
+                f"{_pairs(tally['field_warnings'])}"
+            )
     m = data.get("measurability")
     if m and m["leads"]:
         console.print(

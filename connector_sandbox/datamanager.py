@@ -34,6 +34,14 @@ deterministic so that tests can assert on them:
 Data Manager has no synchronous TOO_RECENT or CLICK_NOT_FOUND error: both are
 processing errors, counted per destination, never named per event.
 
+GA4 destinations (`GOOGLE_ANALYTICS_PROPERTY`, the property id, the measurement
+id as `product_destination_id`; API-NOTES §0) take events with the documented
+rules: one Google Analytics destination per event, an `event_name` that is
+valid and not reserved, a `client_id` or an `app_instance_id` but not both,
+no transaction id or click id needed. A client id in `_ga` cookie form
+(`GA1.1.123.456`) is accepted with an INVALID_CLIENT_ID field warning, the
+form Google recommends against. Accepted GA4 events are kept in `ga4_events`.
+
 Quota: with `requests_per_minute` set, calls beyond it within a minute get
 HTTP 429 RESOURCE_EXHAUSTED with Retry-After (like `resource_exhausted_fault`).
 """
@@ -98,6 +106,16 @@ _CONSENT_VALUES = frozenset(int(v) for v in ConsentStatus.__members__.values())
 # EVENT_SOURCE_UNSPECIFIED (0) is what an unset field reads as: not a valid source.
 _EVENT_SOURCES = frozenset(int(v) for v in EventSource.__members__.values() if int(v) != 0)
 _GOOGLE_ADS = int(ProductAccount.AccountType.GOOGLE_ADS)
+_ANALYTICS = int(ProductAccount.AccountType.GOOGLE_ANALYTICS_PROPERTY)
+_MEASUREMENT_ID = re.compile(r"G-[A-Z0-9]+")
+_EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+_RESERVED_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
+_RESERVED_EVENTS = frozenset(
+    {"app_remove", "first_open", "first_visit", "page_view", "session_start", "user_engagement"}
+    | {"screen_view", "ad_click", "ad_impression", "error", "in_app_purchase", "os_update"}
+)
+# The `_ga` cookie value ("GA1.1.<random>.<time>"), not the client id it holds.
+_COOKIE_CLIENT_ID = re.compile(r"GA\d\.\d\.\d+\.\d+")
 
 
 @dataclass(frozen=True)
@@ -197,8 +215,67 @@ def validate_ingest_request(
     found += _check_request_level(request, max_events)
     references = {d.reference for d in request.destinations if d.reference}
     for index, event in enumerate(request.events):
-        found += _check_event(f"events[{index}]", event, request.encoding, references, now)
+        path = f"events[{index}]"
+        targets = [request.destinations[i] for i in _target_indexes(event, request.destinations)]
+        if any(_is_analytics(d) for d in targets):
+            found += _check_analytics_event(path, event, request.encoding, targets, now)
+        else:
+            found += _check_event(path, event, request.encoding, references, now)
     return found
+
+
+def _check_analytics_event(
+    path: str, event: Any, encoding: int, targets: list[Any], now: datetime
+) -> Iterator[Violation]:
+    """A GA4 event: no transaction or click id needed; a name and a client (API-NOTES §0)."""
+    if len(targets) > 1:
+        yield Violation(
+            path,
+            "An event for Google Analytics goes to exactly one destination.",
+            "MULTIPLE_DESTINATIONS_FOR_GOOGLE_ANALYTICS_EVENT",
+        )
+    yield from _check_timestamp(path, event, now)
+    yield from _check_event_name(f"{path}.event_name", event.event_name)
+    if event.client_id and event.app_instance_id:
+        yield Violation(
+            path,
+            "Set client_id or app_instance_id, not both.",
+            "BOTH_CLIENT_ID_AND_APP_INSTANCE_ID_NOT_ALLOWED",
+        )
+    elif not event.client_id and not event.app_instance_id:
+        yield Violation(f"{path}.client_id", "Required for web streams.", "REQUIRED_FIELD_MISSING")
+    for j, parameter in enumerate(event.additional_event_parameters):
+        name = parameter.parameter_name
+        field = f"{path}.additional_event_parameters[{j}].parameter_name"
+        if not _EVENT_NAME.fullmatch(name):
+            yield Violation(field, "Invalid parameter name.", "INVALID_ARGUMENT")
+        elif name.startswith(_RESERVED_PREFIXES):
+            yield Violation(field, "Reserved parameter name.", "RESERVED_NAME_USED")
+    yield from _check_value(path, event)
+    yield from _check_user_data(f"{path}.user_data", event.user_data, encoding)
+    yield from _check_consent(f"{path}.consent", event.consent)
+
+
+def _check_event_name(path: str, name: str) -> Iterator[Violation]:
+    if not name:
+        yield Violation(path, "Required for Google Analytics events.", "REQUIRED_FIELD_MISSING")
+    elif not _EVENT_NAME.fullmatch(name):
+        yield Violation(path, "Invalid event name.", "INVALID_EVENT_NAME")
+    elif name.startswith(_RESERVED_PREFIXES) or name in _RESERVED_EVENTS:
+        yield Violation(path, "Reserved event name.", "RESERVED_NAME_USED")
+
+
+def field_warnings(request: Any) -> list[dict[str, str]]:
+    """Warnings for accepted events (proto3 JSON of `FieldWarning`)."""
+    return [
+        {
+            "reason": "WARNING_REASON_INVALID_CLIENT_ID",
+            "field": f"events[{index}].client_id",
+            "description": "A cookie value, not a client id: send the client id it holds.",
+        }
+        for index, event in enumerate(request.events)
+        if _COOKIE_CLIENT_ID.fullmatch(event.client_id)
+    ]
 
 
 def _check_destinations(destinations: Any) -> Iterator[Violation]:
@@ -216,7 +293,9 @@ def _check_destinations(destinations: Any) -> Iterator[Violation]:
         yield from _check_account(f"{path}.operating_account", destination, "operating_account")
         if destination.HasField("login_account"):
             yield from _check_account(f"{path}.login_account", destination, "login_account")
-        yield from _check_product_destination(path, destination.product_destination_id)
+        yield from _check_product_destination(
+            path, destination.product_destination_id, _is_analytics(destination)
+        )
         yield from _check_reference(path, destination.reference, len(destinations), seen)
 
 
@@ -229,12 +308,24 @@ def _check_account(path: str, destination: Any, name: str) -> Iterator[Violation
         yield Violation(
             f"{path}.account_id", "Must be the customer id, digits only.", "INVALID_FORMAT"
         )
-    if account.account_type != _GOOGLE_ADS:
-        yield Violation(f"{path}.account_type", "Must be GOOGLE_ADS.", "INVALID_ENUM_VALUE")
+    if account.account_type not in (_GOOGLE_ADS, _ANALYTICS):
+        yield Violation(
+            f"{path}.account_type",
+            "Must be GOOGLE_ADS or GOOGLE_ANALYTICS_PROPERTY.",
+            "INVALID_ENUM_VALUE",
+        )
 
 
-def _check_product_destination(path: str, value: str) -> Iterator[Violation]:
+def _is_analytics(destination: Any) -> bool:
+    return bool(destination.operating_account.account_type == _ANALYTICS)
+
+
+def _check_product_destination(path: str, value: str, analytics: bool) -> Iterator[Violation]:
     field = f"{path}.product_destination_id"
+    if analytics:
+        if not _MEASUREMENT_ID.fullmatch(value):
+            yield Violation(field, "Must be a web stream's measurement id.", "INVALID_ARGUMENT")
+        return
     if not value:
         yield Violation(field, "The conversion action id is required.", "REQUIRED_FIELD_MISSING")
     elif not _DIGITS.fullmatch(value):
@@ -447,6 +538,7 @@ class DataManagerEmulator(ServedEmulator):
         self._validated_requests = 0
         self._adjustments = 0
         self._accepted: list[dict[str, Any]] = []
+        self._ga4_events: list[dict[str, Any]] = []
         self._conversions: dict[tuple[str, str], dict[str, Any]] = {}
         self._bodies: list[str] = []
         self._statuses: dict[str, _RequestState] = {}
@@ -530,6 +622,12 @@ class DataManagerEmulator(ServedEmulator):
             return list(self._accepted)
 
     @property
+    def ga4_events(self) -> list[dict[str, Any]]:
+        """GA4 events ingested, in arrival order, as received (proto field names)."""
+        with self._lock:
+            return list(self._ga4_events)
+
+    @property
     def conversions(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Current state per (product_destination_id, transaction_id).
 
@@ -571,12 +669,16 @@ class DataManagerEmulator(ServedEmulator):
         violations += self._switched_off(parsed)
         if violations:
             return self._reject(violations, request_id)
+        warnings = field_warnings(parsed)
         if parsed.validate_only:
             with self._lock:
                 self._validated_requests += 1
-            return Response(200, {})
+            return Response(200, {"fieldWarnings": warnings} if warnings else {})
         self._record(parsed, request_id)
-        return Response(200, {"requestId": request_id})
+        body: dict[str, Any] = {"requestId": request_id}
+        if warnings:
+            body["fieldWarnings"] = warnings
+        return Response(200, body)
 
     def _over_quota(self) -> Response | None:
         """429 once this minute's calls reached the quota; else count this call."""
@@ -617,7 +719,9 @@ class DataManagerEmulator(ServedEmulator):
                 for index in _target_indexes(event, request.destinations):
                     entries[index].record_count += 1
                     destination = request.destinations[index]
-                    if error := self._record_one(request, event, destination, request_id, now):
+                    if _is_analytics(destination):
+                        self._ga4_events.append(_ga4_record(request, event, request_id))
+                    elif error := self._record_one(request, event, destination, request_id, now):
                         entries[index].errors[error] += 1
             self._statuses[request_id] = _RequestState(entries)
 
@@ -740,6 +844,17 @@ def _event_record(
         "custom_variables": {v.variable: v.value for v in event.custom_variables},
         "is_adjustment": is_adjustment,
     }
+
+
+def _ga4_record(request: Any, event: Any, request_id: str) -> dict[str, Any]:
+    record: dict[str, Any] = json_format.MessageToDict(
+        event, preserving_proto_field_name=True, use_integers_for_enums=False
+    )
+    destination = request.destinations[0]
+    record["request_id"] = request_id
+    record["property_id"] = destination.operating_account.account_id
+    record["measurement_id"] = destination.product_destination_id
+    return record
 
 
 _SAME_EVENT_KEYS = ("conversion_value", "currency", "event_timestamp", "gclid", "gbraid", "wbraid")

@@ -76,7 +76,9 @@ SERVICES = f"google.ads.googleads.{VERSION}.services."
 FAILURE_KEY = f"google.ads.googleads.{VERSION}.errors.googleadsfailure-bin"
 FAILURE_TYPE_URL = f"type.googleapis.com/google.ads.googleads.{VERSION}.errors.GoogleAdsFailure"
 REQUEST_ID_KEY = "request-id"
-DEVELOPER_TOKEN = "emulator-developer-token"  # noqa: S105  (unlocks the emulator only)
+# Developer tokens were sunset (API-NOTES §0): the header is optional and ignored. A client
+# configured with one still sends it; the emulator records it and lets the call through.
+DEVELOPER_TOKEN = "emulator-developer-token"  # noqa: S105  (a leftover token, ignored)
 
 MAX_ROWS = 2_000
 MAX_USER_IDENTIFIERS = 5
@@ -272,15 +274,17 @@ class GoogleAdsApiEmulator:
         customers: Iterable[EmulatedCustomer],
         actions: Iterable[EmulatedAction] = (),
         *,
-        developer_token: str | None = DEVELOPER_TOKEN,
         allowlisted: bool = True,
+        production_access: bool = True,
         known_clicks_only: bool = False,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.customers = {c.id: c for c in customers}
         self.actions = {a.id: a for a in actions}
-        self.developer_token = developer_token
+        # False: the Cloud project is not allowlisted for offline click imports (uploads fail).
         self.allowlisted = allowlisted
+        # False: a Test-access Cloud project calling a production account (every call fails).
+        self.production_access = production_access
         # True: a click id never registered is CLICK_NOT_FOUND, as for a lead no ad brought.
         self.known_clicks_only = known_clicks_only
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -497,7 +501,7 @@ class GoogleAdsApiEmulator:
         return behaviour
 
     def _admit(self, method: str, context: grpc.ServicerContext) -> None:
-        """Injected faults first, then the developer token every call needs."""
+        """Injected faults first, then the Cloud project's access level (no developer token)."""
         fault = self._take_fault(method)
         if fault is not None:
             if fault.delay_seconds:
@@ -506,11 +510,11 @@ class GoogleAdsApiEmulator:
         headers = {k: str(v) for k, v in context.invocation_metadata() if k != "authorization"}
         with self._lock:
             self._metadata.append(headers)
-        if self.developer_token and headers.get("developer-token") != self.developer_token:
+        if not self.production_access:
             _fail(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "authentication_error.DEVELOPER_TOKEN_INVALID",
-                "The developer token is not valid.",
+                grpc.StatusCode.PERMISSION_DENIED,
+                "authorization_error.CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION",
+                "The Google Cloud project is approved for test accounts only.",
             )
 
     def _take_fault(self, method: str) -> GrpcFault | None:

@@ -15,7 +15,6 @@ from connector.settings import Settings
 from connector_sandbox.datamanager import DataManagerEmulator
 from connector_sandbox.ga4 import GA4Emulator
 from connector_sandbox.google_ads_api import (
-    DEVELOPER_TOKEN,
     EmulatedAction,
     EmulatedCustomer,
     GoogleAdsApiEmulator,
@@ -86,8 +85,8 @@ class Sandbox:
         **extra: Any,
     ) -> Settings:
         """Settings for these emulators; `upload_api="ads_api"` uploads through the Google Ads
-        API emulator (its endpoint and developer token are set either way: the account
-        checks read through it on both paths)."""
+        API emulator (its endpoint is set either way: the account checks and conversion action
+        lookups read through it on both paths, with no developer token)."""
         ca = sandbox_ca().bundle_path
         values: dict[str, Any] = {
             "state_url": state_url,
@@ -111,7 +110,6 @@ class Sandbox:
                 # gRPC reads its CA roots once per process: trust_test_ca_for_grpc() above.
                 "api_endpoint": self.google_ads_api.endpoint,
                 "api_ca_bundle": ca,
-                "developer_token": DEVELOPER_TOKEN,
             },
             "ga4": {
                 "measurement_id": MEASUREMENT_ID,

@@ -10,6 +10,7 @@ One small module per job, each answering questions about its rows:
     states       the last status seen per CRM record (snapshot mode)
     queue        the delivery queue: pending, settled, what a lead sent before
     requests     upload requests and Google's verdict on them
+    warnings     field warnings Google attached to accepted requests
     channels     each lead's GA4 channel
     reporting    the rows a report period reads
 """
@@ -26,6 +27,7 @@ from connector.ledger.reporting import PeriodRows, ReportReads
 from connector.ledger.requests import PROCESSING, UploadRequests
 from connector.ledger.runs import Runs
 from connector.ledger.states import RecordStates
+from connector.ledger.warnings import FieldWarnings
 
 __all__ = ["PROCESSING", "LeadChannel", "Ledger", "PeriodRows", "SentBefore"]
 
@@ -41,6 +43,7 @@ class Ledger:
         self.states = RecordStates(db)
         self.queue = DeliveryQueue(db)
         self.requests = UploadRequests(db)
+        self.warnings = FieldWarnings(db)
         self.channels = ChannelCache(db)
         self.reporting = ReportReads(db)
 

@@ -192,11 +192,21 @@ class OpportunitySpec(_Strict):
     stages: dict[str, StageRule] = Field(default_factory=dict)
 
 
+class GA4Options(_Strict):
+    """What GA4 gets besides the events: off unless the mapping says so."""
+
+    # Hashed email / phone (as for Google Ads) in user_data, only with ad_user_data consent.
+    user_data: bool = False
+    # `lead_id`: the lead's id as GA4's user_id.
+    user_id: Literal["lead_id"] | None = None
+
+
 class Mapping(_Strict):
     version: Literal[1]
     source: SourceSpec = SourceSpec()
     default_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     ga4_too_old: Annotated[Literal["skip", "send_now"], BeforeValidator(_lower)] = "skip"
+    ga4: GA4Options = GA4Options()
     # Strongest channel signal first; `connector report` attributes each lead by it.
     attribution_precedence: list[Signal] = ["click_id", "utm", "ga4", "lead_source"]
     stages: dict[str, StageRule]

@@ -210,9 +210,15 @@ def _delivery_row(name: str, h: DeliveryHealth) -> str:
         f"{h.not_attributable:,}",
         _with_reasons(skipped, h.skipped),
         _with_reasons(rejected, h.rejected),
-        google or "\u2013",
+        (google or "\u2013") + _warnings_html(h),
     ]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def _warnings_html(h: DeliveryHealth) -> str:
+    if not h.field_warnings:
+        return ""
+    return f'<br><small class="why">field warnings: {escape(pairs(h.field_warnings))}</small>'
 
 
 def _with_reasons(total: int, reasons: dict[str, int]) -> str:

@@ -99,6 +99,8 @@ class LedgerData:
     runs: list[RunRow] = field(default_factory=list)
     store_found: bool = True
     requests: list[RequestRow] = field(default_factory=list)
+    # Field warnings of requests sent in the period, per destination, by "REASON field".
+    warnings: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def load(ledger: Ledger, period: Period) -> LedgerData:
@@ -116,6 +118,7 @@ def load(ledger: Ledger, period: Period) -> LedgerData:
         requests=[
             RequestRow(r.destination, r.status, r.processed, r.matched) for r in rows.requests
         ],
+        warnings=ledger.warnings.totals(period.start, period.end),
     )
 
 

@@ -105,6 +105,8 @@ class DeliveryHealth:
     rejected: dict[str, int] = field(default_factory=dict)
     processed: int | None = None  # Google's own counts, when runs recorded them
     matched: int | None = None
+    # Events Google accepted with a field warning (Data Manager), by "REASON field".
+    field_warnings: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -246,7 +248,9 @@ def buckets(period: Period, group_by: GroupBy) -> list[str]:
 
 
 def delivery_health(
-    rows: Iterable[DeliveryRow], requests: Iterable[RequestRow] = ()
+    rows: Iterable[DeliveryRow],
+    requests: Iterable[RequestRow] = (),
+    warnings: Mapping[str, dict[str, int]] | None = None,
 ) -> dict[str, DeliveryHealth]:
     """Per destination: what was delivered, is waiting, was skipped or refused, and why."""
     tallies: dict[str, dict[str, Any]] = {}
@@ -269,6 +273,7 @@ def delivery_health(
             rejected=dict(t["rejected"].most_common()),
             processed=google.get(name, {}).get("processed"),
             matched=google.get(name, {}).get("matched"),
+            field_warnings=dict((warnings or {}).get(name, {})),
         )
         for name, t in sorted(tallies.items())
     }
@@ -304,7 +309,7 @@ def build_report(
         trend=trend(data.leads, attributions, data.period, group_by),
         funnel=funnel(data.leads, currency),
         channels=funnel_by_channel(data.leads, attributions, currency),
-        delivery=delivery_health(data.deliveries, data.requests),
+        delivery=delivery_health(data.deliveries, data.requests, data.warnings),
         store_found=data.store_found,
         generated_at=now or datetime.now().astimezone(),
         attributions=attributions,

@@ -85,6 +85,7 @@ def _health(h: DeliveryHealth) -> dict[str, Any]:
         "rejected": h.rejected,
         "processed": h.processed,
         "matched": h.matched,
+        "field_warnings": h.field_warnings,
     }
 
 

@@ -108,6 +108,8 @@ def _delivery_notes(report: Report) -> list[str]:
                 notes.append(f"  {name} {label}: {pairs(counts)}")
         if google := _google(h):
             notes.append(f"  {name}:{google}")
+        if h.field_warnings:
+            notes.append(f"  {name} field warnings: {pairs(h.field_warnings)}")
     return notes
 
 

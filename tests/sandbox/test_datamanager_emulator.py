@@ -586,3 +586,72 @@ def test_already_exists_fault_raises_conflict(
     with pytest.raises(exceptions.Conflict) as info:
         client.ingest_events(request=ingest([event("t1")]))
     assert info.value.reason == "ALREADY_EXISTS"
+
+
+# --------------------------------------------------------------------------- GA4 destinations
+
+
+def ga4_destination(reference: str = "") -> dm.Destination:
+    account = dm.ProductAccount(
+        account_id="123456789", account_type=dm.ProductAccount.AccountType.GOOGLE_ANALYTICS_PROPERTY
+    )
+    return dm.Destination(
+        reference=reference, operating_account=account, product_destination_id="G-TEST000001"
+    )
+
+
+def ga4_event(name: str = "qualify_lead", client_id: str = "123.1700000000") -> dm.Event:
+    return dm.Event(
+        event_name=name,
+        client_id=client_id,
+        event_timestamp=datetime.now(UTC) - timedelta(hours=1),
+        additional_event_parameters=[dm.EventParameter(parameter_name="lead_id", value="00Q1")],
+    )
+
+
+def ga4_ingest(events: list[dm.Event], **kwargs: object) -> dm.IngestEventsRequest:
+    kwargs.setdefault("destinations", [ga4_destination()])
+    return dm.IngestEventsRequest(events=events, **kwargs)
+
+
+def test_a_ga4_event_needs_no_transaction_or_click_id(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    response = client.ingest_events(request=ga4_ingest([ga4_event()]))
+    assert response.request_id and not response.field_warnings
+    (stored,) = emulator.ga4_events
+    assert (stored["event_name"], stored["property_id"]) == ("qualify_lead", "123456789")
+    assert emulator.accepted == []  # not a Google Ads conversion
+
+
+@pytest.mark.parametrize(
+    ("request_", "reason"),
+    [
+        (
+            ga4_ingest([ga4_event()], destinations=[ga4_destination("a"), ga4_destination("b")]),
+            "MULTIPLE_DESTINATIONS_FOR_GOOGLE_ANALYTICS_EVENT",
+        ),
+        (
+            ga4_ingest([dm.Event(ga4_event(), app_instance_id="app-1")]),
+            "BOTH_CLIENT_ID_AND_APP_INSTANCE_ID_NOT_ALLOWED",
+        ),
+        (ga4_ingest([ga4_event(client_id="")]), "REQUIRED_FIELD_MISSING"),
+        (ga4_ingest([ga4_event("session_start")]), "RESERVED_NAME_USED"),
+        (ga4_ingest([ga4_event("google_lead")]), "RESERVED_NAME_USED"),
+        (ga4_ingest([ga4_event("9lives")]), "INVALID_EVENT_NAME"),
+    ],
+)
+def test_ga4_rules_reject_the_request(
+    client: dm.IngestionServiceClient, request_: dm.IngestEventsRequest, reason: str
+) -> None:
+    assert rejection(client, request_).reason == reason
+
+
+def test_a_cookie_form_client_id_is_accepted_with_a_field_warning(
+    client: dm.IngestionServiceClient,
+) -> None:
+    events = [ga4_event(), ga4_event(client_id="GA1.1.123.1700000000")]
+    response = client.ingest_events(request=ga4_ingest(events))
+    (warning,) = response.field_warnings
+    assert warning.reason == dm.WarningReason.WARNING_REASON_INVALID_CLIENT_ID
+    assert warning.field == "events[1].client_id"

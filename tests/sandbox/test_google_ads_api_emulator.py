@@ -61,7 +61,7 @@ def emulator(_shared: GoogleAdsApiEmulator) -> GoogleAdsApiEmulator:
     return _shared
 
 
-def client(emulator: GoogleAdsApiEmulator, token: str = DEVELOPER_TOKEN) -> Any:
+def client(emulator: GoogleAdsApiEmulator, token: str | None = None) -> Any:
     return GoogleAdsClient(
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         developer_token=token,
@@ -219,14 +219,33 @@ def test_click_switches_and_known_click_times(emulator: GoogleAdsApiEmulator) ->
     }
 
 
-def test_request_level_errors(emulator: GoogleAdsApiEmulator) -> None:
-    service = client(emulator, token="wrong").get_service("ConversionUploadService")
+def test_no_developer_token_is_needed_and_a_leftover_one_is_ignored(
+    emulator: GoogleAdsApiEmulator,
+) -> None:
+    upload(emulator, conversion("A"))
+    service = client(emulator, token=DEVELOPER_TOKEN).get_service("ConversionUploadService")
     request = UploadClickConversionsRequest(
-        customer_id=CUSTOMER, conversions=[conversion("A")], partial_failure=True
+        customer_id=CUSTOMER, conversions=[conversion("B")], partial_failure=True
     )
-    with pytest.raises(GoogleAdsException) as caught:
-        service.upload_click_conversions(request=request)
-    assert ads_codes(caught.value) == ["DEVELOPER_TOKEN_INVALID"]
+    service.upload_click_conversions(request=request)
+    first, second = emulator.metadata
+    assert "developer-token" not in first
+    assert second["developer-token"] == DEVELOPER_TOKEN
+
+
+def test_a_test_access_project_cannot_call_a_production_account(
+    emulator: GoogleAdsApiEmulator,
+) -> None:
+    emulator.production_access = False
+    try:
+        with pytest.raises(GoogleAdsException) as caught:
+            upload(emulator, conversion("A"))
+        assert ads_codes(caught.value) == ["CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION"]
+    finally:
+        emulator.production_access = True
+
+
+def test_request_level_errors(emulator: GoogleAdsApiEmulator) -> None:
     emulator.allowlisted = False
     try:
         with pytest.raises(GoogleAdsException) as caught:

@@ -7,7 +7,9 @@ auth            credentials for the Data Manager and Google Ads APIs
 ads_api         the Google Ads API client: calls, retries, error codes
 actions         conversion actions named in the mapping, looked up once per run
 account         the account's settings and whether it can take the uploads
-datamanager     the Data Manager upload path (IngestEvents)
+datamanager     the Data Manager upload path (IngestEvents, on destinations.datamanager)
 legacy          the legacy Google Ads API upload path (allowlisted Cloud projects)
-request_status  Google's later verdict on accepted Data Manager requests
+
+Google's later verdict on accepted Data Manager requests is `destinations.request_status`,
+shared with GA4.
 """

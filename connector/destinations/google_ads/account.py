@@ -4,9 +4,9 @@ Both upload paths need the same account to be ready (API-NOTES §1): the mapped
 conversion actions exist, are enabled and import click conversions; the
 customer data terms are accepted and enhanced conversions for leads are on
 when hashed email / phone are sent. These are Google Ads API reads
-(`GoogleAdsService.Search`), so they need a developer token even when uploads
-go through Data Manager. The account's time zone is also what the legacy path
-writes its conversion and adjustment times in.
+(`GoogleAdsService.Search`) with the OAuth credentials alone: no developer
+token since 2026 (API-NOTES §0). The account's time zone is also what the
+legacy path writes its conversion and adjustment times in.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from google.ads.googleads.errors import GoogleAdsException
 from google.api_core import exceptions as gexc
 
 from connector.destinations.google_ads.actions import ConversionActionInfo, ConversionActions
-from connector.destinations.google_ads.ads_api import ads_client, call_ads_api, describe
+from connector.destinations.google_ads.ads_api import (
+    ads_client,
+    call_ads_api,
+    describe,
+    stops_destination,
+)
 from connector.errors import ConnectorError
 from connector.settings import GoogleAdsSettings, env_name
 
@@ -137,8 +142,30 @@ def account_checks(
     """The account lines of `connector check --online` (none when Google Ads is off)."""
     if not settings.enabled:
         return []
+    return [_token_line(settings), *_account_lines(settings, expected, client, sleep)]
+
+
+def _token_line(settings: GoogleAdsSettings) -> AccountCheck:
+    """Developer tokens were sunset (API-NOTES §0): none is needed, a leftover one is ignored."""
+    name = "google_ads developer token"
     if settings.developer_token is None:
-        return [_no_token(settings)]
+        return AccountCheck(
+            name, "ok", "none needed: access belongs to the Cloud project of the credentials"
+        )
+    return AccountCheck(
+        name,
+        "warn",
+        "set, but Google ignores it since 2026-09-09 and a future API version rejects it: "
+        f"remove {env_name('google_ads', 'developer_token')}",
+    )
+
+
+def _account_lines(
+    settings: GoogleAdsSettings,
+    expected: Expected,
+    client: Any,
+    sleep: Callable[[float], None] | None,
+) -> list[AccountCheck]:
     customer = settings.operating_account_id
     try:
         service = (client or ads_client(settings)).get_service("GoogleAdsService")
@@ -148,9 +175,7 @@ def account_checks(
         finally:
             service.transport.close()
     except FAILURES as exc:
-        reason = str(exc) if isinstance(exc, ConnectorError) else describe(exc)
-        fix = "check the customer id, the developer token and the credentials' access to it"
-        return [AccountCheck("google_ads account", "fail", f"{reason}: {fix}")]
+        return [AccountCheck("google_ads account", "fail", _failure(exc))]
     return [
         _account_line(account, expected.currency),
         _terms_line(account, expected.identifiers),
@@ -165,16 +190,14 @@ def _action_info(actions: ConversionActions, expected: Expected) -> dict[str, Co
     return {**actions.by_ids(ids), **actions.resolve(expected.actions - ids)}
 
 
-def _no_token(settings: GoogleAdsSettings) -> AccountCheck:
-    token = env_name("google_ads", "developer_token")
-    if settings.upload_api == "ads_api":
-        return AccountCheck("google_ads account", "fail", f"the ads_api upload path needs {token}")
-    return AccountCheck(
-        "google_ads account",
-        "warn",
-        "skipped: conversion actions, customer data terms and time zone are read through the "
-        f"Google Ads API, which needs a developer token (Data Manager uploads do not): set {token} "
-        "to check them",
+def _failure(exc: Exception) -> str:
+    """Why the account could not be read, and what to do (no developer token is needed)."""
+    if (stop := stops_destination(exc, set())) is not None:
+        return str(stop)
+    reason = str(exc) if isinstance(exc, ConnectorError) else describe(exc)
+    return (
+        f"{reason}: check the customer id and that the credentials can access it "
+        "(no developer token is needed: access belongs to their Cloud project)"
     )
 
 

@@ -18,7 +18,7 @@ from google.ads.googleads.errors import GoogleAdsException
 from google.api_core import exceptions as gexc
 
 from connector.core import Delivery, Outcome, Status
-from connector.destinations.google_ads.ads_api import call_ads_api, describe
+from connector.destinations.google_ads.ads_api import call_ads_api, describe, stops_destination
 from connector.destinations.google_ads.eligibility import send_problem
 from connector.retry import RetryableError
 from connector.settings import GoogleAdsSettings
@@ -112,8 +112,8 @@ def _info(action: Any) -> ConversionActionInfo:
 class ActionIds:
     """Numeric conversion action ids for the mapping's targets, on either upload path.
 
-    Ids are taken as given; names are looked up once per run (a developer token
-    is needed for that: GoogleAdsService is part of the Google Ads API).
+    Ids are taken as given; names are looked up once per run through the Google
+    Ads API with the OAuth credentials alone (no developer token since 2026).
     """
 
     def __init__(
@@ -122,11 +122,14 @@ class ActionIds:
         search_service: Callable[[], Any],
         *,
         sleep: Callable[[float], None] | None = None,
+        reported: set[str] | None = None,
     ) -> None:
         self._settings = settings
         self._search_service = search_service
         self._sleep = sleep
         self._actions: ConversionActions | None = None
+        # Destination-wide errors this run already logged (shared with the destination).
+        self._reported = reported if reported is not None else set()
 
     def ids(self, targets: Iterable[str]) -> tuple[dict[str, str], str | None]:
         """(id by target for those known, why the names could not be looked up or None)."""
@@ -135,14 +138,11 @@ class ActionIds:
         names = wanted - by_id.keys()
         if not names:
             return by_id, None
-        if self._settings.developer_token is None:
-            return by_id, (
-                "conversion actions named in the mapping are looked up with "
-                "CONNECTOR_GOOGLE_ADS__DEVELOPER_TOKEN: set it, or put their ids in the mapping"
-            )
         try:
             found = self._resolver().resolve(names)
         except (RetryableError, GoogleAdsException, gexc.GoogleAPICallError) as exc:
+            if (stop := stops_destination(exc, self._reported)) is not None:
+                return by_id, str(stop)
             return by_id, f"conversion action lookup failed: {describe(exc)}"
         return by_id | {name: info.id for name, info in found.items()}, None
 

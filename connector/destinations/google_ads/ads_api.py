@@ -1,12 +1,15 @@
 """The Google Ads API client: one place for its construction, retries and error codes.
 
-The client has no built-in retry for these calls (API-NOTES §1): `call_ads_api`
-retries transient failures with the shared policy, honouring Google's own retry
-delay from quota errors.
+Access belongs to the Cloud project of the OAuth credentials: developer tokens
+were sunset in 2026 (API-NOTES §0), so a token is sent only when one is still
+configured, and nothing here needs one. The client has no built-in retry for
+these calls (API-NOTES §1): `call_ads_api` retries transient failures with the
+shared policy, honouring Google's own retry delay from quota errors.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,7 +20,8 @@ from google.ads.googleads.v26.errors.types.errors import GoogleAdsFailure
 from google.api_core import exceptions as gexc
 
 from connector.destinations.google_ads.auth import ADWORDS_SCOPE, credentials
-from connector.destinations.google_ads.errors import TRANSIENT_CODES
+from connector.destinations.google_ads.errors import TRANSIENT_CODES, destination_error
+from connector.errors import DestinationError
 from connector.google_api import GOOGLE_TRANSIENT
 from connector.retry import RetryableError, call_with_retries
 from connector.settings import GoogleAdsSettings
@@ -25,6 +29,7 @@ from connector.settings import GoogleAdsSettings
 T = TypeVar("T")
 API_VERSION = "v26"
 FAILURE_KEY = f"google.ads.googleads.{API_VERSION}.errors.googleadsfailure-bin"
+log = logging.getLogger("connector.google_ads")
 
 
 def ads_client(settings: GoogleAdsSettings) -> Any:
@@ -32,7 +37,7 @@ def ads_client(settings: GoogleAdsSettings) -> Any:
     if settings.api_ca_bundle is not None:
         # GoogleAdsClient takes no CA option; gRPC reads this once, before its first channel.
         os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(settings.api_ca_bundle)
-    token = settings.developer_token
+    token = settings.developer_token  # sunset and ignored by Google: sent only if still set
     return GoogleAdsClient(
         credentials=credentials(settings, ADWORDS_SCOPE),
         developer_token=token.get_secret_value() if token else None,
@@ -58,6 +63,20 @@ def describe(exc: Exception) -> str:
     if isinstance(exc, gexc.GoogleAPICallError):
         return f"Google Ads API {exc.code}: {exc.message}"
     return str(exc) or f"Google Ads API {type(exc).__name__}"  # RetryableError: described
+
+
+def stops_destination(exc: Exception, reported: set[str]) -> DestinationError | None:
+    """The destination-wide error `exc` is (errors.destination_error), logged once per run.
+
+    `reported` holds the codes already logged by this destination's run.
+    """
+    if not isinstance(exc, GoogleAdsException):
+        return None
+    found = destination_error({error_code(e)[1] for e in exc.failure.errors})
+    if found is not None and found.code not in reported:
+        reported.add(found.code)
+        log.error("%s", found)
+    return found
 
 
 def call_ads_api(call: Callable[[], T], *, sleep: Callable[[float], None] | None = None) -> T:

@@ -7,7 +7,6 @@ from google.auth.credentials import Credentials
 from connector.google_api import google_credentials
 from connector.settings import GoogleAdsSettings
 
-DATAMANAGER_SCOPE = "https://www.googleapis.com/auth/datamanager"
 ADWORDS_SCOPE = "https://www.googleapis.com/auth/adwords"
 
 

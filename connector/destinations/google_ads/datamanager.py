@@ -1,8 +1,9 @@
 """Google Ads offline conversions through the Data Manager API (`IngestEvents`).
 
 A request is accepted or rejected as a whole (API-NOTES §1), so every event
-is checked here first, and a request that is still rejected is split in
-halves until only the bad events are set aside, each with Google's reason.
+is checked here first; sending, splitting a rejected request, retries, field
+warnings and request status are the shared Data Manager code
+(`connector.destinations.datamanager`), also used by GA4.
 Transaction ids are deterministic per lead and stage: a resend is recognised
 by Google as the same conversion, never counted twice.
 
@@ -26,38 +27,27 @@ Error classes (API-NOTES §1) as this API reports them:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 from google.ads import datamanager_v1 as dm
-from google.api_core import exceptions as gexc
-from google.protobuf import json_format
 
-from connector.core import GOOGLE_ADS, Delivery, Outcome, Status, utcnow
+from connector.core import GOOGLE_ADS, Delivery, Outcome, utcnow
+from connector.destinations import request_status
 from connector.destinations.base import Capabilities, Plan, Settle
-from connector.destinations.google_ads import adjustments, request_status
+from connector.destinations.datamanager import CONSENT, IDENTIFIER_FIELD, SCOPE, DataManager
+from connector.destinations.google_ads import adjustments
 from connector.destinations.google_ads.actions import ActionIds, sendable
 from connector.destinations.google_ads.ads_api import ads_client
-from connector.destinations.google_ads.auth import DATAMANAGER_SCOPE, credentials
+from connector.destinations.google_ads.auth import credentials
 from connector.destinations.google_ads.eligibility import (
     click_id,
     consent_flags,
     hashed_identifiers,
 )
-from connector.errors import DestinationError
-from connector.google_api import GOOGLE_REST_TRANSIENT
-from connector.http import pin_ca
 from connector.ledger import Ledger
-from connector.retry import RetryableError, call_with_retries
 from connector.settings import GoogleAdsSettings
-
-_TRANSIENT = GOOGLE_REST_TRANSIENT
-_CONSENT = {True: dm.ConsentStatus.CONSENT_GRANTED, False: dm.ConsentStatus.CONSENT_DENIED}
-_DM_IDENTIFIER = {"email": "email_address", "phone": "phone_number"}
-T = TypeVar("T")
-_REQUEST_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")
 
 
 class DataManagerDestination:
@@ -69,31 +59,34 @@ class DataManagerDestination:
         self, settings: GoogleAdsSettings, *, sleep: Callable[[float], None] | None = None
     ) -> None:
         self._settings = settings
-        self._sleep = sleep  # tests skip the backoff waits
-        self._client = dm.IngestionServiceClient(
-            credentials=credentials(settings, DATAMANAGER_SCOPE),
-            transport="rest",
-            client_options={"api_endpoint": settings.datamanager_endpoint},
+        self._api = DataManager(
+            self.name,
+            endpoint=settings.datamanager_endpoint,
+            ca_bundle=settings.datamanager_ca_bundle,
+            credentials=credentials(settings, SCOPE),
+            timeout=settings.timeout_seconds,
+            batch_size=settings.batch_size,
+            sleep=sleep,
+            credentials_setting="CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE",
+            account=f"Google Ads account {settings.operating_account_id}",
         )
-        # The REST transport is a requests session: pin the CA bundle setting on it.
-        pin_ca(self._client.transport._session, settings.datamanager_ca_bundle)  # type: ignore[attr-defined]
         # Actions the mapping names (not ids) are looked up through the Google Ads API.
         self._action_ids = ActionIds(
             settings, lambda: ads_client(settings).get_service("GoogleAdsService"), sleep=sleep
         )
-
         self.capabilities = Capabilities(
             batch_size=settings.batch_size, request_status=True, deduplicates=True
         )
 
     def close(self) -> None:
-        self._client.transport.close()  # type: ignore[no-untyped-call]
+        self._api.close()
 
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
+        self._api.bind(ledger)
         return adjustments.plan(ledger, wave)
 
     def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
-        return request_status.check(ledger, self).as_dict()
+        return request_status.check(ledger, self._api).as_dict()
 
     def deliver(
         self,
@@ -105,75 +98,20 @@ class DataManagerDestination:
         outcomes, valid = self._check(batch)
         if settle:
             settle(outcomes)
-        size = self._settings.batch_size
-        for start in range(0, len(valid), size):
-            sent = self._send(valid[start : start + size], validate_only)
-            if settle:
-                settle(sent)
-            outcomes.extend(sent)
-        return outcomes
+        return outcomes + self._api.deliver(valid, self._request, validate_only, settle)
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
-        _, valid = self._check(batch)
-        size = self._settings.batch_size
-        return [
-            json_format.MessageToDict(
-                dm.IngestEventsRequest.pb(self._request(valid[i : i + size], validate_only=True))
-            )
-            for i in range(0, len(valid), size)
-        ]
+        return self._api.payloads(self._check(batch)[1], self._request)
+
+    def request_status(self, request_id: str) -> dm.RetrieveRequestStatusResponse:
+        return self._api.request_status(request_id)
 
     def _check(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
         """Outcomes for what cannot go, and the rest with their conversion action ids."""
         outcomes, valid = sendable(batch, self._action_ids, utcnow())
         return outcomes, [replace(d, target=action_id) for d, action_id in valid]
 
-    def request_status(self, request_id: str) -> dm.RetrieveRequestStatusResponse:
-        """Google's processing outcome for an accepted request (RetrieveRequestStatus).
-
-        Not retried: waiting out an outage or a quota would hold up the run, and a
-        request left unchecked is checked by the next one. Raises RetryableError for
-        a transient failure, GoogleAPICallError for any other.
-        """
-        request = dm.RetrieveRequestStatusRequest(request_id=request_id)
-        return self._call(self._client.retrieve_request_status, request)
-
-    def _send(self, batch: list[Delivery], validate_only: bool) -> list[Outcome]:
-        request = self._request(batch, validate_only=validate_only)
-        try:
-            response = call_with_retries(
-                lambda: self._call(self._client.ingest_events, request), sleep=self._sleep
-            )
-        except RetryableError as exc:
-            return [Outcome(d.id, Status.PENDING, error=str(exc)) for d in batch]
-        except gexc.GoogleAPICallError as exc:
-            return self._refused(batch, validate_only, exc)
-        request_id = response.request_id or None  # validate_only answers without one
-        return [Outcome(d.id, Status.DELIVERED, request_id=request_id) for d in batch]
-
-    def _refused(
-        self, batch: list[Delivery], validate_only: bool, exc: gexc.GoogleAPICallError
-    ) -> list[Outcome]:
-        if not _refuses_events(exc):
-            # Auth, permission, the account or the request itself: no event's fault, and
-            # nothing in this batch can go until it is fixed (splitting would burn rows).
-            raise DestinationError(_destination_problem(exc, self._settings), status=exc.code)
-        if len(batch) == 1:
-            return [_verdict(batch[0], exc)]
-        middle = len(batch) // 2
-        return self._send(batch[:middle], validate_only) + self._send(batch[middle:], validate_only)
-
-    def _call(self, method: Callable[..., T], request: Any) -> T:
-        """One call without the GAPIC default retry: ours (call_with_retries) is the only one."""
-        try:
-            return method(request=request, retry=None, timeout=self._settings.timeout_seconds)
-        except _TRANSIENT as exc:
-            raise RetryableError(
-                f"Data Manager transient failure: {type(exc).__name__}",
-                retry_after=_retry_after(exc),
-            ) from None
-
-    def _request(self, batch: list[Delivery], *, validate_only: bool) -> dm.IngestEventsRequest:
+    def _request(self, batch: list[Delivery], validate_only: bool) -> dm.IngestEventsRequest:
         actions = sorted({d.target for d in batch})
         return dm.IngestEventsRequest(
             destinations=[self._destination(action) for action in actions],
@@ -202,81 +140,6 @@ def _reference(action: str) -> str:
     return f"action_{action}"
 
 
-def _already_exists(exc: gexc.GoogleAPICallError) -> bool:
-    return isinstance(exc, gexc.AlreadyExists) or exc.reason == "ALREADY_EXISTS"
-
-
-def _refuses_events(exc: gexc.GoogleAPICallError) -> bool:
-    """An answer about the events themselves: split the batch to find which."""
-    if _already_exists(exc):
-        return True
-    if not isinstance(exc, gexc.BadRequest):
-        return False
-    fields = _violation_fields(exc)
-    return not fields or any(f.startswith("events[") for f in fields)
-
-
-def _violation_fields(exc: gexc.GoogleAPICallError) -> list[str]:
-    return [
-        str(v.get("field", ""))
-        for detail in exc.details or ()
-        if isinstance(detail, dict)
-        for v in detail.get("fieldViolations", ())
-    ]
-
-
-def _destination_problem(exc: gexc.GoogleAPICallError, settings: GoogleAdsSettings) -> str:
-    """What is wrong with the destination as a whole, and what to fix (API-NOTES §1)."""
-    code = f"{exc.code} {exc.reason or ''}".strip()
-    account = settings.operating_account_id
-    if isinstance(exc, gexc.Unauthenticated | gexc.Unauthorized):
-        fix = (
-            "check CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE (a service account or OAuth client "
-            "with the https://www.googleapis.com/auth/datamanager scope)"
-        )
-    elif isinstance(exc, gexc.PermissionDenied | gexc.Forbidden):
-        fix = (
-            f"give the credentials access to Google Ads account {account}, enable the Data "
-            "Manager API in their Cloud project, and accept the customer data terms"
-        )
-    elif isinstance(exc, gexc.NotFound):
-        fix = f"check CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID ({account})"
-    else:
-        fix = (
-            "check CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID / __LOGIN_ACCOUNT_ID and the "
-            "mapping's conversion actions"
-        )
-    return f"google_ads: Data Manager refused the request ({code}: {_violation(exc)}): {fix}"
-
-
-def _verdict(d: Delivery, exc: gexc.GoogleAPICallError) -> Outcome:
-    """One event Google refused: already there (delivered), or invalid (rejected, why)."""
-    if _already_exists(exc):
-        return Outcome(d.id, Status.DELIVERED)  # Google has it already: count it as delivered
-    code = exc.reason or "INVALID_ARGUMENT"
-    return Outcome(d.id, Status.REJECTED, reason=f"google_ads: {code}: {_violation(exc)}"[:200])
-
-
-def _violation(exc: gexc.GoogleAPICallError) -> str:
-    """The first field violation Google named ("field: description"), else its message."""
-    for detail in exc.details or ():
-        if isinstance(detail, dict) and detail.get("fieldViolations"):
-            first = detail["fieldViolations"][0]
-            return f"{first.get('field', '')}: {first.get('description', '')}"
-    # The REST client puts the method and URL in front: keep Google's words only.
-    return _REQUEST_PREFIX.sub("", str(exc.message))
-
-
-def _retry_after(exc: Exception) -> float:
-    """The server's Retry-After hint in seconds (REST errors carry the response)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        return float(headers.get("Retry-After", 0))
-    except ValueError:
-        return 0.0  # an HTTP date: the backoff alone will do
-
-
 def _event(d: Delivery) -> dm.Event:
     attrs = d.change.attributes
     event = dm.Event(
@@ -288,12 +151,12 @@ def _event(d: Delivery) -> dm.Event:
     if click := click_id(attrs):
         event.ad_identifiers = dm.AdIdentifiers(**{click[0]: click[1]})
     identifiers = [
-        dm.UserIdentifier(**{_DM_IDENTIFIER[kind]: digest})
+        dm.UserIdentifier(**{IDENTIFIER_FIELD[kind]: digest})
         for kind, digest in hashed_identifiers(attrs).items()
     ]
     if identifiers:
         event.user_data = dm.UserData(user_identifiers=identifiers)
-    consent = {key: _CONSENT[granted] for key, granted in consent_flags(attrs).items()}
+    consent = {key: CONSENT[granted] for key, granted in consent_flags(attrs).items()}
     if consent:
         event.consent = dm.Consent(**consent)
     if d.change.retraction:

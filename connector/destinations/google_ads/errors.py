@@ -9,6 +9,10 @@ conversion action (request status). What a code means:
     wait        too recent to import: pending, not retried for 6 hours
     next run    a transient or in-request conflict: pending, the next run resends it
     rejected    anything else: rejected for good, with Google's code
+
+Two codes are about the Cloud project of the credentials, not about a row
+(API-NOTES §0): nothing reaches this destination until they are fixed, so
+`destination_error` turns them into a DestinationError that says what to do.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from connector.core import Outcome, Status
+from connector.errors import DestinationError
 
 CLICK_NOT_FOUND = "click_not_found"  # the reason recorded for a click Google cannot find
 TOO_RECENT_WAIT = timedelta(hours=6)  # Google's own advice for the TOO_RECENT_* errors
@@ -24,6 +29,28 @@ TOO_RECENT_WAIT = timedelta(hours=6)  # Google's own advice for the TOO_RECENT_*
 TRANSIENT_CODES = frozenset(
     {"TRANSIENT_ERROR", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "RESOURCE_TEMPORARILY_EXHAUSTED"}
 )
+
+
+# What to do about a code that stops the whole destination (API-NOTES §0).
+_DESTINATION_FIXES = {
+    "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE": (
+        "this Cloud project may not import offline click conversions through the Google Ads "
+        "API (only allowlisted Cloud projects may): set CONNECTOR_GOOGLE_ADS__UPLOAD_API="
+        "datamanager to upload through the Data Manager API"
+    ),
+    "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION": (
+        "the Cloud project of these credentials has Test access only (test accounts): apply for "
+        "Explorer or Basic access for it in the Google Ads API Center, or use the credentials of "
+        "an approved project"
+    ),
+}
+
+
+def destination_error(codes: set[str]) -> DestinationError | None:
+    """The destination-wide error among Google's `codes`, with its fix; None for row errors."""
+    for code in sorted(codes & _DESTINATION_FIXES.keys()):
+        return DestinationError(f"Google Ads {code}: {_DESTINATION_FIXES[code]}", code=code)
+    return None
 
 
 class Consequence(Enum):

@@ -1,8 +1,14 @@
 """Google Ads offline conversions through the legacy Google Ads API upload path.
 
-For developer tokens still allowlisted for `ConversionUploadService`
-(setting `google_ads.upload_api = ads_api`). Same mapping, checks, hashing
-and ledger as the Data Manager path; only the wire format differs:
+For allowlisted Cloud projects: only projects that imported offline clicks
+between 2025-12-17 and 2026-06-15 may still use `ConversionUploadService`
+(setting `google_ads.upload_api = ads_api`; no developer token, API-NOTES §0).
+Any other project gets CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE, and a
+Test-access project CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION: errors of the
+destination, not of a row, so the rows stay pending with the fix as their
+error, the fix is logged once, and nothing more is sent to it this run.
+Same mapping, checks, hashing and ledger as the Data Manager path; only the
+wire format differs:
 - an ordinary delivery is a click conversion (`UploadClickConversions`);
 - a restated won amount is a RESTATEMENT and a reopened or lost won deal a
   RETRACTION of the won conversion (`UploadConversionAdjustments`, by order id),
@@ -47,7 +53,13 @@ from connector.destinations.google_ads import adjustments
 from connector.destinations.google_ads.account import account_zone
 from connector.destinations.google_ads.actions import ActionIds, sendable
 from connector.destinations.google_ads.adjustments import CONVERSION, RESTATEMENT, kind_of
-from connector.destinations.google_ads.ads_api import ads_client, call_ads_api, describe, error_code
+from connector.destinations.google_ads.ads_api import (
+    ads_client,
+    call_ads_api,
+    describe,
+    error_code,
+    stops_destination,
+)
 from connector.destinations.google_ads.eligibility import (
     click_id,
     consent_flags,
@@ -116,8 +128,12 @@ class GoogleAdsApiDestination:
         self._client = client if client is not None else ads_client(settings)
         self._sleep = sleep
         self._services: dict[str, Any] = {}
+        self._reported: set[str] = set()  # destination-wide errors logged this run
         self._action_ids = ActionIds(
-            settings, lambda: self._service("GoogleAdsService"), sleep=self._sleep
+            settings,
+            lambda: self._service("GoogleAdsService"),
+            sleep=self._sleep,
+            reported=self._reported,
         )
         self._zone: tzinfo | None = None
         self._adjusted: dict[tuple[str, str], datetime] = {}  # last adjustment time per order
@@ -210,6 +226,8 @@ class GoogleAdsApiDestination:
         try:
             response = call_ads_api(call, sleep=self._sleep)
         except (RetryableError, GoogleAdsException, gexc.GoogleAPICallError) as exc:
+            if (stop := stops_destination(exc, self._reported)) is not None:
+                raise stop from None  # the allowlist or access level: the fix is named
             if _needs_fix(exc):
                 raise DestinationError(
                     f"google_ads: the Google Ads API refused the upload ({describe(exc)}): check "

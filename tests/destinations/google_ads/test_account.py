@@ -20,7 +20,6 @@ from connector.destinations.google_ads.ads_api import ads_client
 from connector.mapping.rules import Mapping
 from connector.settings import GoogleAdsSettings
 from connector_sandbox.google_ads_api import (
-    DEVELOPER_TOKEN,
     EmulatedAction,
     EmulatedCustomer,
     GoogleAdsApiEmulator,
@@ -61,7 +60,6 @@ def settings(
         "operating_account_id": customer,
         "api_endpoint": emulator.endpoint,
         "api_ca_bundle": sandbox_ca().bundle_path,
-        "developer_token": SecretStr(DEVELOPER_TOKEN),
         "anonymous_credentials": True,
     }
     return GoogleAdsSettings(**(values | overrides))
@@ -89,13 +87,14 @@ def by_name(checks: list[AccountCheck]) -> dict[str, AccountCheck]:
 def test_a_ready_account_passes_every_line(emulator: GoogleAdsApiEmulator) -> None:
     checks = account_checks(settings(emulator), expected(mapping("700000001")))
     assert [(c.name, c.status) for c in checks] == [
+        ("google_ads developer token", "ok"),
         ("google_ads account", "ok"),
         ("google_ads customer data terms", "ok"),
         ("google_ads enhanced conversions for leads", "ok"),
         ("google_ads conversion action 700000001", "ok"),
     ]
-    assert checks[0].detail == f"customer {READY}: time zone Europe/Berlin, currency EUR"
-    assert "'MQL' (UPLOAD_CLICKS, ENABLED)" in checks[3].detail
+    assert checks[1].detail == f"customer {READY}: time zone Europe/Berlin, currency EUR"
+    assert "'MQL' (UPLOAD_CLICKS, ENABLED)" in checks[4].detail
     assert {"UPLOAD_CLICKS"} == IMPORTABLE_TYPES
 
 
@@ -141,23 +140,48 @@ def test_without_hashed_identifiers_terms_and_enhanced_conversions_are_not_neede
     assert "not needed" in checks["google_ads customer data terms"].detail
 
 
-def test_no_developer_token_skips_on_datamanager_and_fails_on_ads_api(
-    emulator: GoogleAdsApiEmulator,
+@pytest.mark.parametrize("upload_api", ["datamanager", "ads_api"])
+def test_the_account_is_read_without_a_developer_token(
+    emulator: GoogleAdsApiEmulator, upload_api: str
 ) -> None:
     m = mapping("700000001")
-    (skipped,) = account_checks(settings(emulator, developer_token=None), expected(m))
-    assert skipped.status == "warn" and skipped.detail.startswith("skipped")
-    assert "CONNECTOR_GOOGLE_ADS__DEVELOPER_TOKEN" in skipped.detail
-    legacy = settings(emulator, developer_token=None, upload_api="ads_api")
-    (failed,) = account_checks(legacy, expected(m))
-    assert failed.status == "fail" and "CONNECTOR_GOOGLE_ADS__DEVELOPER_TOKEN" in failed.detail
+    checks = by_name(account_checks(settings(emulator, upload_api=upload_api), expected(m)))
+    assert checks["google_ads account"].status == "ok"
+    assert checks["google_ads conversion action 700000001"].status == "ok"
+    assert all("developer-token" not in headers for headers in emulator.metadata)
+    assert checks["google_ads developer token"].status == "ok"
+    assert "none needed" in checks["google_ads developer token"].detail
     assert account_checks(settings(emulator, operating_account_id=""), expected(m)) == []
 
 
+def test_a_leftover_developer_token_is_a_warning_to_remove_it(
+    emulator: GoogleAdsApiEmulator,
+) -> None:
+    leftover = settings(emulator, developer_token=SecretStr("old-token"))
+    checks = by_name(account_checks(leftover, expected(mapping("700000001"))))
+    line = checks["google_ads developer token"]
+    assert line.status == "warn" and "CONNECTOR_GOOGLE_ADS__DEVELOPER_TOKEN" in line.detail
+    assert "old-token" not in line.detail
+    assert checks["google_ads account"].status == "ok"
+
+
+def test_a_test_access_project_is_one_failed_line_saying_what_to_do(
+    emulator: GoogleAdsApiEmulator,
+) -> None:
+    emulator.production_access = False
+    try:
+        _token, line = account_checks(settings(emulator), expected(mapping("700000001")))
+    finally:
+        emulator.production_access = True
+    assert line.status == "fail" and "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION" in line.detail
+    assert "Google Ads API Center" in line.detail
+
+
 def test_an_unreadable_account_is_one_failed_line(emulator: GoogleAdsApiEmulator) -> None:
-    (line,) = account_checks(settings(emulator, "9999999999"), expected(mapping("700000001")))
+    token, line = account_checks(settings(emulator, "9999999999"), expected(mapping("700000001")))
+    assert (token.name, token.status) == ("google_ads developer token", "ok")
     assert line.status == "fail" and "USER_PERMISSION_DENIED" in line.detail
-    assert "developer token" in line.detail
+    assert "no developer token is needed" in line.detail
 
 
 def test_read_account_selects_only_v26_fields(emulator: GoogleAdsApiEmulator) -> None:

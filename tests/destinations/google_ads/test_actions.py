@@ -77,16 +77,26 @@ def test_a_named_action_is_sent_by_its_id(
         assert ("700000001", f"{LEAD}:mql") in sandbox.datamanager.conversions
 
 
-def test_an_unknown_name_is_rejected_and_no_token_keeps_it_pending(
+def test_an_unknown_name_is_rejected_without_any_developer_token(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     mapping = named(tmp_path, "No such action")
-    sync(sandbox.settings(url, mapping), load_mapping(mapping), SyncOptions())
-    assert [r["reason"] for r in google_ads_rows(url)] == ["unknown_conversion_action"]
-
-    url = f"sqlite:///{tmp_path / 'other.db'}"
-    settings = sandbox.settings(url, mapping, google_ads={"developer_token": None})
+    settings = sandbox.settings(url, mapping)
+    assert settings.google_ads.developer_token is None
     sync(settings, load_mapping(mapping), SyncOptions())
+    assert [r["reason"] for r in google_ads_rows(url)] == ["unknown_conversion_action"]
+    assert all("developer-token" not in m for m in sandbox.google_ads_api.metadata)
+
+
+def test_a_test_access_project_keeps_named_actions_pending_with_the_fix(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    mapping = named(tmp_path, "Marketing qualified lead")
+    sandbox.google_ads_api.production_access = False
+    sync(sandbox.settings(url, mapping), load_mapping(mapping), SyncOptions())
     (row,) = google_ads_rows(url)
-    assert row["status"] == "pending" and "DEVELOPER_TOKEN" in row["last_error"]
+    assert row["status"] == "pending"
+    assert "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION" in row["last_error"]
+    assert sandbox.datamanager.requests == 0

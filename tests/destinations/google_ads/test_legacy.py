@@ -11,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from pydantic import SecretStr
 
 from connector.core import Delivery, Outcome, Status
 from connector.destinations.google_ads.actions import gaql_string
@@ -21,9 +20,9 @@ from connector.destinations.google_ads.legacy import (
     GoogleAdsApiDestination,
     conversion_date_time,
 )
+from connector.errors import DestinationError
 from connector.settings import GoogleAdsSettings
 from connector_sandbox.google_ads_api import (
-    DEVELOPER_TOKEN,
     EmulatedAction,
     EmulatedCustomer,
     GoogleAdsApiEmulator,
@@ -73,7 +72,6 @@ def make_destination(
         operating_account_id=customer,
         api_endpoint=emulator.endpoint,
         api_ca_bundle=sandbox_ca().bundle_path,
-        developer_token=SecretStr(DEVELOPER_TOKEN),
         anonymous_credentials=True,
         upload_api="ads_api",
     )
@@ -232,17 +230,37 @@ def test_transient_failures_are_retried_with_googles_delay(
     assert len(sleeps) == 2 and sleeps[0] >= 7
 
 
-def test_request_level_refusal_keeps_the_batch_pending(
-    emulator: GoogleAdsApiEmulator, destination: GoogleAdsApiDestination
+def test_a_project_not_allowlisted_stops_the_destination_with_its_fix(
+    emulator: GoogleAdsApiEmulator,
+    destination: GoogleAdsApiDestination,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     emulator.allowlisted = False
     try:
-        outcomes = destination.deliver([won(1), won(2)])
+        with pytest.raises(DestinationError) as stopped:
+            destination.deliver([won(1), won(2)])
     finally:
         emulator.allowlisted = True
-    assert [o.status for o in outcomes] == [Status.PENDING, Status.PENDING]
-    assert "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE" in (outcomes[0].error or "")
+    error = str(stopped.value)
+    assert "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE" in error
+    assert "CONNECTOR_GOOGLE_ADS__UPLOAD_API=datamanager" in error
     assert emulator.conversions == []
+    assert emulator.calls.count("UploadClickConversions") == 1
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == [error]  # logged once, with the fix
+
+
+def test_a_test_access_project_stops_the_destination_with_what_to_do(
+    emulator: GoogleAdsApiEmulator, destination: GoogleAdsApiDestination
+) -> None:
+    emulator.production_access = False
+    try:
+        with pytest.raises(DestinationError) as stopped:
+            destination.deliver([won(1)])
+    finally:
+        emulator.production_access = True
+    assert "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION" in str(stopped.value)
+    assert "Google Ads API Center" in str(stopped.value)
 
 
 def test_validate_only_and_payloads_store_nothing(

@@ -1,7 +1,9 @@
 """Google's own verdict on accepted uploads: Data Manager request status, checked each run.
 
+Shared by every Data Manager destination (Google Ads conversions, GA4 events).
 IngestEvents only says a request was well formed. What became of its events
-comes later through RetrieveRequestStatus, per destination (conversion action):
+comes later through RetrieveRequestStatus, per destination (a conversion
+action, or a GA4 web stream):
 PROCESSING, then SUCCESS, PARTIAL_SUCCESS or FAILED with the record count and
 the count of each processing error. Every accepted request is stored in
 `upload_requests`; each real run checks the oldest still PROCESSING (at most
@@ -13,11 +15,12 @@ MAX_CHECKS) and stores what Google says:
 - the status and error counts per conversion action, in `detail`.
 
 Errors are counts, never named per event. Where one reason covers every record
-a request sent to a conversion action, its deliveries are settled by it
+a request sent to a destination (its deliveries: those of the request with that
+target, or all of them when the request had one destination), they are settled by it
 (API-NOTES §1 error classes): CLICK_NOT_FOUND / INVALID_CLICK: rejected as
 `click_not_found`; TOO_RECENT_CLICK: pending again, not before 6 hours;
 INTERNAL_ERROR: pending again; a duplicate: stays delivered; any other: rejected
-with Google's reason. Mixed outcomes stay counts.
+with Google's reason, prefixed by the destination's name. Mixed outcomes stay counts.
 
 A status check that fails never fails the run: it is logged, and the request
 stays PROCESSING for the next run.
@@ -142,7 +145,7 @@ def check(ledger: Ledger, destination: StatusSource, *, limit: int = MAX_CHECKS)
             log.warning("request status check failed", extra={"error": _describe(exc)})
             break
         totals.checked += 1
-        _store(ledger, request_id, parse(response), totals)
+        _store(ledger, destination.name, request_id, parse(response), totals)
     return totals
 
 
@@ -151,21 +154,30 @@ def parse(response: dm.RetrieveRequestStatusResponse) -> RequestStatus:
 
 
 def attributed(
-    sent: Mapping[str, list[int]], status: RequestStatus, request_id: str, now: datetime
+    sent: Mapping[str, list[int]],
+    status: RequestStatus,
+    request_id: str,
+    now: datetime,
+    *,
+    prefix: str = "google_ads",
 ) -> list[Outcome]:
     """Outcomes for the deliveries whose fate the counts tell for certain (module doc)."""
     outcomes = []
     for action in status.actions:
-        ids = sent.get(action.action, [])
+        # One destination (a GA4 stream): the request's deliveries are all of it.
+        every = [i for ids in sent.values() for i in ids]
+        ids = every if len(status.actions) == 1 else sent.get(action.action, [])
         reason = action.sole_error
         if reason is None or len(ids) != action.records:
             continue
-        if (outcome := _outcome(reason, now)) is not None:
+        if (outcome := _outcome(reason, now, prefix)) is not None:
             outcomes += [replace(outcome, delivery_id=i, request_id=request_id) for i in ids]
     return outcomes
 
 
-def _store(ledger: Ledger, request_id: str, status: RequestStatus, totals: CheckTotals) -> None:
+def _store(
+    ledger: Ledger, name: str, request_id: str, status: RequestStatus, totals: CheckTotals
+) -> None:
     if status.status == PROCESSING:
         ledger.requests.update(request_id, PROCESSING)
         return
@@ -181,7 +193,8 @@ def _store(ledger: Ledger, request_id: str, status: RequestStatus, totals: Check
     totals.matched += status.matched
     for action in status.actions:
         totals.errors.update(action.errors)
-    outcomes = attributed(ledger.queue.of_request(request_id), status, request_id, utcnow())
+    sent = ledger.queue.of_request(request_id)
+    outcomes = attributed(sent, status, request_id, utcnow(), prefix=name)
     ledger.queue.settle(outcomes)
     totals.settled.update(o.reason or o.error or o.status for o in outcomes)
 
@@ -203,10 +216,10 @@ def _name(value: object) -> str:
     return str(getattr(value, "name", value))
 
 
-def _outcome(reason: str, now: datetime) -> Outcome | None:
+def _outcome(reason: str, now: datetime, prefix: str) -> Outcome | None:
     """The error class of a processing error (`errors`); None: it stays delivered."""
     found = outcome(
-        0, reason, now=now, error=f"Google: {reason}", rejected_as=f"google_ads: {reason}"
+        0, reason, now=now, error=f"Google: {reason}", rejected_as=f"{prefix}: {reason}"
     )
     return None if found.status == Status.DELIVERED else found
 

@@ -1,9 +1,11 @@
 """GA4 Measurement Protocol: lead-stage events, batched per client, checked before sending.
 
 `/mp/collect` answers 2xx even for a payload it drops (API-NOTES §3), so a
-2xx proves nothing: every event is validated here against the documented
-rules first, and a dry run asks `/debug/mp/collect` as well. GA4 has no event
-dedup, so the ledger is the only guard against a double send.
+2xx proves nothing: every event is validated first against the documented
+rules (`events`), and a dry run asks `/debug/mp/collect` as well. GA4 has no
+event dedup, so the ledger is the only guard against a double send. A wrong
+api_secret is only noticed by `connector reconcile`: the Data Manager path
+(`datamanager`) validates and authenticates for real.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,64 +22,14 @@ import httpx
 from connector import stopping
 from connector.core import GA4, Delivery, Outcome, Status, utcnow
 from connector.destinations.base import Capabilities, Plan, Settle
+from connector.destinations.ga4.events import GA4Event, GA4Extras, prepare
 from connector.http import ssl_context
 from connector.ledger import Ledger
 from connector.retry import RetryableError, call_with_retries
 from connector.settings import GA4Settings
 
 MAX_EVENTS_PER_REQUEST = 25
-MAX_PARAMS = 25
-MAX_NAME = 40
-MAX_VALUE = 100
 MAX_BODY_BYTES = 130_000
-BACKDATE_LIMIT = timedelta(hours=72)
-# Leave a margin so a change just inside 72 h is not clamped by the time it arrives.
-BACKDATE_SAFE = BACKDATE_LIMIT - timedelta(minutes=10)
-FUTURE_LIMIT = timedelta(minutes=5)
-
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_RESERVED_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
-_RESERVED_EVENTS = frozenset(
-    [
-        "ad_activeview",
-        "ad_click",
-        "ad_exposure",
-        "ad_impression",
-        "ad_query",
-        "ad_reward",
-        "adunit_exposure",
-        "app_background",
-        "app_clear_data",
-        "app_exception",
-        "app_remove",
-        "app_store_refund",
-        "app_store_subscription_cancel",
-        "app_store_subscription_convert",
-        "app_store_subscription_renew",
-        "app_update",
-        "app_upgrade",
-        "dynamic_link_app_open",
-        "dynamic_link_app_update",
-        "dynamic_link_first_open",
-        "error",
-        "first_open",
-        "first_visit",
-        "in_app_purchase",
-        "notification_dismiss",
-        "notification_foreground",
-        "notification_open",
-        "notification_receive",
-        "os_update",
-        "page_view",
-        "screen_view",
-        "session_start",
-        "user_engagement",
-    ]
-)
-_EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-_PHONE_LIKE = re.compile(r"^\+?[\d\s().\-/]{7,}$")
-
-
 # Transport failures before the request was fully sent: GA4 cannot have counted it.
 _NOT_SENT = (
     httpx.ConnectError,
@@ -94,43 +44,6 @@ class _MaybeSent(Exception):
     """No answer came after the request was sent (a read timeout, a reset): it may count."""
 
 
-@dataclass(frozen=True)
-class _Event:
-    delivery: Delivery
-    client_id: str
-    body: dict[str, Any]  # {"name", "params", "timestamp_micros"?}
-
-
-def event_problem(name: str, params: dict[str, Any]) -> str | None:
-    """Why GA4 would drop or mangle this event (API-NOTES §3), or None."""
-    if not _NAME.match(name) or len(name) > MAX_NAME:
-        return f"invalid_event_name: {name[:50]}"
-    if name.startswith(_RESERVED_PREFIXES) or name in _RESERVED_EVENTS:
-        return f"reserved_event_name: {name}"
-    if len(params) > MAX_PARAMS:
-        return f"too_many_params: {len(params)} > {MAX_PARAMS}"
-    for key, value in params.items():
-        if problem := _param_problem(key, value):
-            return problem
-    if "value" in params and "currency" not in params:
-        return "value_without_currency"
-    return None
-
-
-def _param_problem(key: str, value: Any) -> str | None:
-    if not _NAME.match(key) or len(key) > MAX_NAME:
-        return f"invalid_param_name: {key[:50]}"
-    if key.startswith(_RESERVED_PREFIXES):
-        return f"reserved_param_name: {key}"
-    if isinstance(value, str):
-        if len(value) > MAX_VALUE:
-            return f"param_value_too_long: {key}"
-        # Policy: no PII in GA4. Refuse rather than trust the mapping.
-        if _EMAIL_LIKE.search(value) or _PHONE_LIKE.match(value):
-            return f"pii_in_param: {key}"
-    return None
-
-
 class GA4Destination:
     """GA4 lead events through the Measurement Protocol."""
 
@@ -138,9 +51,12 @@ class GA4Destination:
     # Deliveries per call: the thread pool sends them per client, 25 events a request.
     capabilities = Capabilities(batch_size=2000)
 
-    def __init__(self, settings: GA4Settings, *, too_old: str = "skip") -> None:
+    def __init__(
+        self, settings: GA4Settings, *, too_old: str = "skip", extras: GA4Extras | None = None
+    ) -> None:
         self._settings = settings
         self._too_old = too_old  # the mapping's ga4_too_old: skip, or send_now
+        self._extras = extras or GA4Extras()
         self._client = httpx.Client(
             base_url=settings.mp_base_url,
             verify=ssl_context(settings.ca_bundle),
@@ -181,43 +97,12 @@ class GA4Destination:
         _, events = self._prepare(batch)
         return [_body(request) for request in _group(events)]
 
-    # building -------------------------------------------------------------------
-
-    def _prepare(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[_Event]]:
-        outcomes: list[Outcome] = []
-        events: list[_Event] = []
-        now = utcnow()
-        for delivery in batch:
-            event, reason, status = self._event(delivery, now)
-            if event is None:
-                outcomes.append(Outcome(delivery.id, status, reason=reason))
-            else:
-                events.append(event)
-        return outcomes, events
-
-    def _event(self, d: Delivery, now: datetime) -> tuple[_Event | None, str | None, Status]:
-        change = d.change
-        client_id = change.attributes.get("ga_client_id")
-        if not client_id:
-            return None, "no_ga_client_id", Status.SKIPPED
-        params = _params(d)
-        body: dict[str, Any] = {"name": d.target, "params": params}
-        age = now - change.changed_at
-        if age > BACKDATE_SAFE:
-            if self._too_old == "skip":
-                return None, "too_old_for_ga4", Status.SKIPPED
-            params["original_time"] = change.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        elif age < -FUTURE_LIMIT:
-            return None, "timestamp_in_future", Status.REJECTED
-        else:
-            body["timestamp_micros"] = int(change.changed_at.timestamp() * 1_000_000)
-        if problem := event_problem(d.target, params):
-            return None, problem, Status.REJECTED
-        return _Event(d, str(client_id), body), None, Status.PENDING
+    def _prepare(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[GA4Event]]:
+        return prepare(batch, utcnow(), too_old=self._too_old, extras=self._extras)
 
     # sending --------------------------------------------------------------------
 
-    def _send(self, request: list[_Event]) -> list[Outcome]:
+    def _send(self, request: list[GA4Event]) -> list[Outcome]:
         if stopping.requested():
             return []  # told to stop: not sent, no outcome; the caller puts these back
         body = json.dumps(_body(request)).encode()
@@ -241,7 +126,7 @@ class GA4Destination:
         reason = f"http_{response.status_code}"
         return [Outcome(e.delivery.id, Status.REJECTED, reason=reason) for e in request]
 
-    def _validate(self, request: list[_Event]) -> list[Outcome]:
+    def _validate(self, request: list[GA4Event]) -> list[Outcome]:
         body = json.dumps(_body(request)).encode()
         try:
             response = call_with_retries(lambda: self._post("/debug/mp/collect", body))
@@ -287,22 +172,13 @@ class GA4Destination:
         return response
 
 
-def _params(d: Delivery) -> dict[str, Any]:
-    attrs = d.change.attributes
-    params: dict[str, Any] = {"lead_id": d.change.lead_id, "lead_status": d.change.crm_status}
-    if d.value is not None and d.currency:
-        params["value"] = d.value
-        params["currency"] = d.currency
-    if attrs.get("lead_source"):
-        params["lead_source"] = attrs["lead_source"]
-    return params
-
-
-def _group(events: list[_Event]) -> list[list[_Event]]:
+def _group(events: list[GA4Event]) -> list[list[GA4Event]]:
     """Requests: a client's events together, in time order, at most 25 per request."""
-    by_client: dict[str, list[_Event]] = defaultdict(list)
+    # A request is one user: client id, and user id / user data when they are sent.
+    by_client: dict[tuple[str, str | None, str], list[GA4Event]] = defaultdict(list)
     for event in events:
-        by_client[event.client_id].append(event)
+        key = (event.client_id, event.user_id, json.dumps(event.user_data, sort_keys=True))
+        by_client[key].append(event)
     requests = []
     for client_events in by_client.values():
         client_events.sort(key=lambda e: e.delivery.change.changed_at)
@@ -311,9 +187,24 @@ def _group(events: list[_Event]) -> list[list[_Event]]:
     return requests
 
 
-def _body(request: list[_Event]) -> dict[str, Any]:
+def _event_body(event: GA4Event) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": event.name, "params": event.params}
+    if event.at is not None:  # else GA4 takes the time it receives the event
+        body["timestamp_micros"] = int(event.at.timestamp() * 1_000_000)
+    return body
+
+
+def _body(request: list[GA4Event]) -> dict[str, Any]:
     first = request[0].delivery.change.attributes
-    body: dict[str, Any] = {"client_id": request[0].client_id, "events": [e.body for e in request]}
+    events = [_event_body(e) for e in request]
+    body: dict[str, Any] = {"client_id": request[0].client_id, "events": events}
+    if request[0].user_id:
+        body["user_id"] = request[0].user_id
+    if user_data := request[0].user_data:
+        body["user_data"] = {
+            f"sha256_{'email_address' if kind == 'email' else 'phone_number'}": [digest]
+            for kind, digest in user_data.items()
+        }
     consent = {
         key: "GRANTED" if first.get(f"consent_{key}") else "DENIED"
         for key in ("ad_user_data", "ad_personalization")

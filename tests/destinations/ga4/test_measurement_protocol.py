@@ -12,6 +12,7 @@ import pytest
 
 from connector.core import Delivery, StageChange, Status, utcnow
 from connector.destinations.ga4 import GA4Destination, event_problem
+from connector.destinations.ga4.events import GA4Extras
 from connector.mapping.rules import load_mapping
 from connector.settings import GA4Settings
 from connector_sandbox.ga4 import GA4Emulator
@@ -114,3 +115,27 @@ def test_dry_run_uses_the_debug_endpoint_and_records_nothing(
     outcomes = destination.deliver([delivery(1)], validate_only=True)
     assert outcomes[0].status == Status.DELIVERED
     assert emulator.debug_requests == 1 and emulator.requests == 0 and emulator.accepted == []
+
+
+def test_hashed_user_data_only_when_the_mapping_asks_and_consent_is_granted(
+    emulator: GA4Emulator, destination: GA4Destination
+) -> None:
+    settings = GA4Settings(
+        measurement_id="G-TEST000001",
+        api_secret="s3cret-value",  # type: ignore[arg-type]
+        mp_base_url=emulator.url,
+        ca_bundle=Path(sandbox_ca().bundle_path),
+    )
+    opted_in = GA4Destination(settings, extras=GA4Extras(user_data=True, lead_id_as_user_id=True))
+    digest = "a" * 64
+    try:
+        opted_in.deliver([delivery(1, email_sha256=digest, consent_ad_user_data=True)])
+        opted_in.deliver([delivery(2, email_sha256=digest, consent_ad_user_data=False)])
+        destination.deliver([delivery(3, email_sha256=digest, consent_ad_user_data=True)])
+    finally:
+        opted_in.close()
+    granted, denied, default = (json.loads(b) for b in emulator.received_bodies)
+    assert granted["user_data"] == {"sha256_email_address": [digest]}
+    assert granted["user_id"] == "00Q000000000001AAA"
+    assert "user_data" not in denied and "user_data" not in default and "user_id" not in default
+    assert "@" not in "".join(emulator.received_bodies)

@@ -1,4 +1,4 @@
-"""The Data Manager emulator and a destination on it, shared by the Google Ads tests."""
+"""The Data Manager emulator and a Google Ads destination on it, shared by the destination tests."""
 
 from __future__ import annotations
 

@@ -1,0 +1,261 @@
+"""The Data Manager API (`IngestionService`), once, for every destination that uses it.
+
+Google Ads conversions and GA4 events both go through `IngestEvents`
+(API-NOTES §0, §1); what differs is only how a delivery becomes an event and
+which destination a request names. This module is everything else, shared:
+
+- one client per destination (REST transport, the CA bundle pinned on it,
+  no GAPIC retry: ours, `call_with_retries`, is the only one);
+- batches of at most `batch_size` events (2,000 is Google's limit);
+- a request is accepted or rejected as a whole, so a rejected one is split in
+  halves until only the bad events are set aside, each with Google's reason;
+  ALREADY_EXISTS for one event means it is there already: delivered;
+- transient failures (429, 5xx, timeouts) are retried, then left pending; a
+  refusal of the request itself (auth, permission, an unknown account, a
+  destination field) is a DestinationError naming the fix: the destination stops
+  for this run and no row is burnt;
+- `field_warnings` of an accepted request: stored per request in the ledger
+  (reason, field path, events) and put on the outcomes of the events they name;
+- `request_status`: Google's later verdict, read by `request_status.check`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from google.ads import datamanager_v1 as dm
+from google.api_core import exceptions as gexc
+from google.auth.credentials import Credentials
+from google.protobuf import json_format
+
+from connector.core import Delivery, Outcome, Status
+from connector.destinations.base import Settle
+from connector.errors import DestinationError
+from connector.google_api import GOOGLE_REST_TRANSIENT
+from connector.http import pin_ca
+from connector.ledger import Ledger
+from connector.retry import RetryableError, call_with_retries
+
+MAX_EVENTS = 2_000  # per IngestEvents request (Google's documented limit)
+SCOPE = "https://www.googleapis.com/auth/datamanager"
+CONSENT = {True: dm.ConsentStatus.CONSENT_GRANTED, False: dm.ConsentStatus.CONSENT_DENIED}
+IDENTIFIER_FIELD = {"email": "email_address", "phone": "phone_number"}
+_EVENT_PATH = re.compile(r"^events\[(\d+)\]\.?")
+_WARNING_PREFIX = "WARNING_REASON_"
+_REQUEST_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")
+T = TypeVar("T")
+# How a destination turns a batch into one request (validate_only or not).
+Build = Callable[[list[Delivery], bool], dm.IngestEventsRequest]
+
+
+class DataManager:
+    """One destination's IngestionService client, batcher and request splitter."""
+
+    def __init__(
+        self,
+        destination: str,
+        *,
+        endpoint: str,
+        ca_bundle: Path | None,
+        credentials: Credentials,
+        timeout: float,
+        batch_size: int = MAX_EVENTS,
+        sleep: Callable[[float], None] | None = None,
+        credentials_setting: str = "the credentials setting",
+        account: str = "the account",
+    ) -> None:
+        self.name = destination  # the ledger's destination name
+        self._credentials_setting = credentials_setting  # named in a destination error's fix
+        self._account = account
+        self.batch_size = min(batch_size, MAX_EVENTS)
+        self._timeout = timeout
+        self._sleep = sleep  # tests skip the backoff waits
+        self._ledger: Ledger | None = None
+        self._client = dm.IngestionServiceClient(
+            credentials=credentials,
+            transport="rest",
+            client_options={"api_endpoint": endpoint},
+        )
+        # The REST transport is a requests session: pin the CA bundle setting on it.
+        pin_ca(self._client.transport._session, ca_bundle)  # type: ignore[attr-defined]
+
+    def bind(self, ledger: Ledger) -> None:
+        """Store field warnings in `ledger` (a real run; a dry run or check binds none)."""
+        if not ledger.readonly:
+            self._ledger = ledger
+
+    def close(self) -> None:
+        self._client.transport.close()  # type: ignore[no-untyped-call]
+
+    def deliver(
+        self,
+        batch: Sequence[Delivery],
+        build: Build,
+        validate_only: bool,
+        settle: Settle | None = None,
+    ) -> list[Outcome]:
+        """Send `batch` (already checked locally) in requests of at most `batch_size` events;
+        each request's outcomes go to `settle` as soon as it returns."""
+        outcomes: list[Outcome] = []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = list(batch[start : start + self.batch_size])
+            sent = self._send(chunk, build, validate_only)
+            if settle:
+                settle(sent)
+            outcomes.extend(sent)
+        return outcomes
+
+    def payloads(self, batch: Sequence[Delivery], build: Build) -> list[dict[str, Any]]:
+        """The requests a send would make, as JSON (validate_only set: nothing is ingested)."""
+        size = self.batch_size
+        return [
+            json_format.MessageToDict(
+                dm.IngestEventsRequest.pb(build(list(batch[i : i + size]), True))
+            )
+            for i in range(0, len(batch), size)
+        ]
+
+    def request_status(self, request_id: str) -> dm.RetrieveRequestStatusResponse:
+        """Google's processing outcome for an accepted request (RetrieveRequestStatus).
+
+        Not retried: waiting out an outage or a quota would hold up the run, and a
+        request left unchecked is checked by the next one. Raises RetryableError for
+        a transient failure, GoogleAPICallError for any other.
+        """
+        request = dm.RetrieveRequestStatusRequest(request_id=request_id)
+        return self._call(self._client.retrieve_request_status, request)
+
+    def _send(self, batch: list[Delivery], build: Build, validate_only: bool) -> list[Outcome]:
+        request = build(batch, validate_only)
+        try:
+            response = call_with_retries(
+                lambda: self._call(self._client.ingest_events, request), sleep=self._sleep
+            )
+        except RetryableError as exc:
+            return [Outcome(d.id, Status.PENDING, error=str(exc)) for d in batch]
+        except gexc.GoogleAPICallError as exc:
+            return self._refused(batch, build, validate_only, exc)
+        request_id = response.request_id or None  # validate_only answers without one
+        per_event, per_request = field_warnings(response, len(batch))
+        if request_id and self._ledger is not None:
+            self._ledger.warnings.save(self.name, request_id, per_request)
+        return [
+            Outcome(d.id, Status.DELIVERED, request_id=request_id, warnings=per_event.get(i, ()))
+            for i, d in enumerate(batch)
+        ]
+
+    def _refused(
+        self,
+        batch: list[Delivery],
+        build: Build,
+        validate_only: bool,
+        exc: gexc.GoogleAPICallError,
+    ) -> list[Outcome]:
+        if not _refuses_events(exc):
+            # Auth, permission, the account or the request itself: no event's fault, and
+            # nothing in this batch can go until it is fixed (splitting would burn rows).
+            raise DestinationError(self._problem(exc), status=exc.code)
+        if len(batch) == 1:
+            return [self._verdict(batch[0], exc)]
+        middle = len(batch) // 2
+        first = self._send(batch[:middle], build, validate_only)
+        return first + self._send(batch[middle:], build, validate_only)
+
+    def _verdict(self, d: Delivery, exc: gexc.GoogleAPICallError) -> Outcome:
+        """One event Google refused: already there (delivered), or invalid (rejected, why)."""
+        if _already_exists(exc):
+            return Outcome(d.id, Status.DELIVERED)  # Google has it already: count it as delivered
+        code = exc.reason or "INVALID_ARGUMENT"
+        reason = f"{self.name}: {code}: {_violation(exc)}"[:200]
+        return Outcome(d.id, Status.REJECTED, reason=reason)
+
+    def _problem(self, exc: gexc.GoogleAPICallError) -> str:
+        """What is wrong with the destination as a whole, and what to fix."""
+        code = f"{exc.code} {exc.reason or ''}".strip()
+        if isinstance(exc, gexc.Unauthenticated | gexc.Unauthorized):
+            fix = (
+                f"check {self._credentials_setting} (a service account or OAuth client with "
+                f"the {SCOPE} scope)"
+            )
+        elif isinstance(exc, gexc.PermissionDenied | gexc.Forbidden):
+            fix = (
+                f"give the credentials access to {self._account}, enable the Data Manager API "
+                "in their Cloud project, and accept the customer data terms"
+            )
+        else:
+            fix = f"check the account settings ({self._account}) and the mapping's targets"
+        return f"{self.name}: Data Manager refused the request ({code}: {_violation(exc)}): {fix}"
+
+    def _call(self, method: Callable[..., T], request: Any) -> T:
+        """One call without the GAPIC default retry: ours (call_with_retries) is the only one."""
+        try:
+            return method(request=request, retry=None, timeout=self._timeout)
+        except GOOGLE_REST_TRANSIENT as exc:
+            raise RetryableError(
+                f"Data Manager transient failure: {type(exc).__name__}",
+                retry_after=_retry_after(exc),
+            ) from None
+
+
+def field_warnings(
+    response: dm.IngestEventsResponse, events: int
+) -> tuple[dict[int, tuple[str, ...]], Counter[tuple[str, str]]]:
+    """Google's field warnings: "REASON field" per event index, and (reason, field) counts.
+
+    A warning naming no event (or one outside the request) is put on the first event,
+    so that a summary counting per event still counts it once.
+    """
+    per_event: dict[int, tuple[str, ...]] = {}
+    per_request: Counter[tuple[str, str]] = Counter()
+    for warning in response.field_warnings:
+        reason = str(getattr(warning.reason, "name", warning.reason)).removeprefix(_WARNING_PREFIX)
+        match = _EVENT_PATH.match(warning.field)
+        index = int(match.group(1)) if match else 0
+        field = warning.field[match.end() :] if match else warning.field
+        per_request[(reason, field)] += 1
+        index = index if index < events else 0
+        per_event[index] = (*per_event.get(index, ()), f"{reason} {field}".strip())
+    return per_event, per_request
+
+
+def _already_exists(exc: gexc.GoogleAPICallError) -> bool:
+    return isinstance(exc, gexc.AlreadyExists) or exc.reason == "ALREADY_EXISTS"
+
+
+def _refuses_events(exc: gexc.GoogleAPICallError) -> bool:
+    """An answer about the events themselves: split the batch to find which."""
+    if _already_exists(exc):
+        return True
+    if not isinstance(exc, gexc.BadRequest):
+        return False
+    fields = [
+        str(v.get("field", ""))
+        for detail in exc.details or ()
+        if isinstance(detail, dict)
+        for v in detail.get("fieldViolations", ())
+    ]
+    return not fields or any(f.startswith("events[") for f in fields)
+
+
+def _violation(exc: gexc.GoogleAPICallError) -> str:
+    """The first field violation Google named ("field: description"), else its message."""
+    for detail in exc.details or ():
+        if isinstance(detail, dict) and detail.get("fieldViolations"):
+            first = detail["fieldViolations"][0]
+            return f"{first.get('field', '')}: {first.get('description', '')}"
+    # The REST client puts the method and URL in front: keep Google's words only.
+    return _REQUEST_PREFIX.sub("", str(exc.message))
+
+
+def _retry_after(exc: Exception) -> float:
+    """The server's Retry-After hint in seconds (REST errors carry the response)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After", 0))
+    except ValueError:
+        return 0.0  # an HTTP date: the backoff alone will do
