@@ -23,6 +23,7 @@ from connector.core import Delivery, Mapped, Outcome, Status, utcnow
 from connector.destinations.base import Destination
 from connector.errors import ConnectorError
 from connector.ledger import Ledger
+from connector.mapping.once import first_reached
 from connector.mapping.rules import Mapping
 from connector.mapping.translate import translate
 from connector.settings import Settings
@@ -170,7 +171,8 @@ class _Run:
         if self.summary.stopped:
             return  # the API budget is spent: later streams wait for the next run
         name = cursor.stream.name
-        for chunk in _chunks(self.changes(cursor), RECORD_CHUNK):
+        for pulled in _chunks(self.changes(cursor), RECORD_CHUNK):
+            chunk = self._first_reached(pulled)
             # The bookmark moves with the rows it covers, in the transaction that stores them.
             new = self.ledger.changes.record(run_id, chunk, name, cursor.bookmark)
             self.summary.new += len(new)
@@ -183,6 +185,10 @@ class _Run:
 
         # Records read but not changed (snapshot mode) move the bookmark too.
         self.ledger.changes.record(run_id, [], name, cursor.bookmark)
+
+    def _first_reached(self, chunk: list[Mapped]) -> list[Mapped]:
+        """A stage reached again is recorded but sent nowhere (`connector.mapping.once`)."""
+        return first_reached(chunk, self.ledger.changes.reached(m.change.lead_id for m in chunk))
 
     def _count(self, new: Sequence[Mapped]) -> None:
         for mapped in new:

@@ -21,6 +21,7 @@ import httpx
 
 from connector.core import GA4, Delivery, Outcome, Status, utcnow
 from connector.destinations.base import Capabilities, Plan
+from connector.destinations.client_id import INVALID_GA_CLIENT_ID, ga_client_id
 from connector.http import ssl_context
 from connector.ledger import Ledger
 from connector.retry import RetryableError, call_with_retries
@@ -172,9 +173,13 @@ class GA4Destination:
 
     def _event(self, d: Delivery, now: datetime) -> tuple[_Event | None, str | None, Status]:
         change = d.change
-        client_id = change.attributes.get("ga_client_id")
-        if not client_id:
+        raw_client = change.attributes.get("ga_client_id")
+        if not raw_client:
             return None, "no_ga_client_id", Status.SKIPPED
+        # Rows recorded by an older connector may hold the cookie form, or no client id.
+        client_id = ga_client_id(str(raw_client))
+        if client_id is None:
+            return None, INVALID_GA_CLIENT_ID, Status.SKIPPED
         params = _params(d)
         body: dict[str, Any] = {"name": d.target, "params": params}
         age = now - change.changed_at
@@ -188,7 +193,7 @@ class GA4Destination:
             body["timestamp_micros"] = int(change.changed_at.timestamp() * 1_000_000)
         if problem := event_problem(d.target, params):
             return None, problem, Status.REJECTED
-        return _Event(d, str(client_id), body), None, Status.PENDING
+        return _Event(d, client_id, body), None, Status.PENDING
 
     # sending --------------------------------------------------------------------
 
