@@ -123,6 +123,7 @@ class GoogleAdsApiDestination:
         self._adjusted: dict[tuple[str, str], datetime] = {}  # last adjustment time per order
         # Per delivery: the CRM time of the last delivered row of its conversion (the plan's).
         self._last_at: dict[int, datetime] = {}
+        self._checked: set[tuple[str, str]] = set()  # orders only validated (a dry run)
         self.capabilities = Capabilities(batch_size=settings.batch_size)
 
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
@@ -144,6 +145,13 @@ class GoogleAdsApiDestination:
         for chunk in self._chunks(conversions):
             outcomes.extend(self._upload(chunk, validate_only))
         held, adjustments = _after_conversions(rows, outcomes, validate_only)
+        if validate_only:  # a conversion only validated earlier (a dry run's wave) is not there
+            held += [
+                Outcome(r.delivery.id, Status.DELIVERED)
+                for r in adjustments
+                if r.key in self._checked
+            ]
+            adjustments = [r for r in adjustments if r.key not in self._checked]
         outcomes.extend(held)
         for chunk in self._chunks(adjustments):
             outcomes.extend(self._upload_adjustments(chunk, validate_only))
@@ -219,11 +227,14 @@ class GoogleAdsApiDestination:
         outcomes = self._call(
             rows, lambda: service.upload_click_conversions(request=request, **self._options())
         )
-        if not validate_only:  # an adjustment of it must be later than the conversion
-            delivered = {o.delivery_id for o in outcomes if o.status == Status.DELIVERED}
-            for row in rows:
-                if row.delivery.id in delivered:
-                    self._adjusted[row.key] = row.delivery.change.changed_at
+        delivered = {o.delivery_id for o in outcomes if o.status == Status.DELIVERED}
+        for row in rows:
+            if row.delivery.id not in delivered:
+                continue
+            if validate_only:
+                self._checked.add(row.key)
+            else:  # an adjustment of it must be later than the conversion
+                self._adjusted[row.key] = row.delivery.change.changed_at
         return outcomes
 
     def _request(self, rows: list[_Row], *, validate_only: bool) -> Any:
