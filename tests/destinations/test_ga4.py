@@ -114,3 +114,17 @@ def test_dry_run_uses_the_debug_endpoint_and_records_nothing(
     outcomes = destination.deliver([delivery(1)], validate_only=True)
     assert outcomes[0].status == Status.DELIVERED
     assert emulator.debug_requests == 1 and emulator.requests == 0 and emulator.accepted == []
+
+
+def test_a_recorded_cookie_form_client_id_is_sent_in_the_recommended_form(
+    destination: GA4Destination, emulator: GA4Emulator
+) -> None:
+    """Rows recorded before the mapping normalised client ids still go in the right form."""
+    cookie = delivery(1, ga_client_id="GA1.1.123456789.1700000000")
+    bad = delivery(2, ga_client_id="not a client id")
+    outcomes = {o.delivery_id: o for o in destination.deliver([cookie, bad])}
+    assert outcomes[1].status == Status.DELIVERED
+    assert (outcomes[2].status, outcomes[2].reason) == (Status.SKIPPED, "invalid_ga_client_id")
+    assert [(e["client_id"], e.get("warnings")) for e in emulator.accepted] == [
+        ("123456789.1700000000", None)
+    ]

@@ -110,3 +110,27 @@ def test_a_deleted_lead_is_recorded_and_sent_nowhere() -> None:
     mapped = translate(deleted, MAPPING, "DE")
     assert mapped.change.problems["lead"] == "deleted_in_crm"
     assert {t.skip_reason for t in mapped.targets} == {"deleted_in_crm"}
+
+
+def test_a_restated_amount_goes_to_google_ads_only() -> None:
+    crm = CrmChange(
+        "h", "00Q1", "Closed Won", "Closed Won", WHEN, WHEN,
+        {"gclid": "Cj0KCQiA-abcdEFGH_1234567890", "ga_client_id": "1.2", "Amount": 9},
+        opportunity_id="0061", restatement=True,
+    )  # fmt: skip
+    mapped = translate(crm, MAPPING, "DE")
+    assert mapped.change.restatement and [t.destination for t in mapped.targets] == [GOOGLE_ADS]
+
+
+def test_a_cookie_form_ga_client_id_is_kept_in_the_recommended_form() -> None:
+    mapped = translate(change(ga_client_id="GA1.1.123456789.1700000000"), MAPPING, "DE")
+    assert mapped.change.attributes["ga_client_id"] == "123456789.1700000000"
+    assert targets(mapped)[GA4].skip_reason is None
+
+
+def test_a_ga_client_id_that_is_none_is_a_reason_and_never_kept() -> None:
+    mapped = translate(change(ga_client_id="Jane.Doe@Example.com"), MAPPING, "DE")
+    assert mapped.change.attributes["ga_client_id"] is None
+    assert mapped.change.problems["ga_client_id"] == "invalid_ga_client_id"
+    assert targets(mapped)[GA4].skip_reason == "invalid_ga_client_id"
+    assert "Jane" not in repr(mapped)
