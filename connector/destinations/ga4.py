@@ -173,6 +173,9 @@ class GA4Destination:
 
     def _event(self, d: Delivery, now: datetime) -> tuple[_Event | None, str | None, Status]:
         change = d.change
+        if change.restatement:
+            # Recorded by an older connector: GA4 has no adjustments, the win counted once.
+            return None, "stage_already_reached", Status.SKIPPED
         raw_client = change.attributes.get("ga_client_id")
         if not raw_client:
             return None, "no_ga_client_id", Status.SKIPPED
