@@ -234,13 +234,7 @@ class SalesforceSource:
         if restatement:
             # An amount change restates a deal won *when it was edited*; one edited while
             # the deal was open is simply the value its win will carry.
-            stage = stages.at(opp_id, at)
-            if stage is None:  # no stage change read around it: the stage now held then
-                stage = str(opportunity.get(spec.stage_field) or "")
-                won = bool(opportunity.get("IsWon"))
-            else:
-                rule = self._mapping.rule_for(stage, opportunity=True)
-                won = rule is not None and rule.stage == "won"
+            stage, won = self._stage_then(opportunity, stages.at(opp_id, at))
             if not won:
                 return None
             opportunity[spec.amount_field] = record.get("NewValue")
@@ -250,6 +244,15 @@ class SalesforceSource:
         return self._opportunity_change(
             opportunity, leads.get(opp_id), statuses, at, (opp_id, str(record["Id"])), restatement
         )
+
+    def _stage_then(self, opportunity: dict[str, Any], then: str | None) -> tuple[str, bool]:
+        """The deal's stage at a time, and whether it was won; `then` None: no stage change
+        was read around that time, so the stage it has now is the one it had."""
+        if then is None:
+            stage = str(opportunity.get(self._opportunity().stage_field) or "")
+            return stage, bool(opportunity.get("IsWon"))
+        rule = self._mapping.rule_for(then, opportunity=True)
+        return then, rule is not None and rule.stage == "won"
 
     def _opportunity_change(
         self,

@@ -101,6 +101,15 @@ def _history(d: Delivery, rows: Sequence[SentBefore]) -> ConversionHistory:
         1 for row in earlier if row.status == Status.DELIVERED and row.retracts == conversion
     )
     adjusted = next((s for s in (Status.DELIVERED, Status.PENDING) if s in statuses), None)
+    value, last_at = _held_by_google(earlier, conversion)
+    return ConversionHistory(adjusted, retractions, value, last_at)
+
+
+def _held_by_google(
+    earlier: Sequence[SentBefore], conversion: str
+) -> tuple[float | None, datetime | None]:
+    """The value Google holds for the conversion (the newest delivered row's; none after a
+    retraction), and the CRM time of that row."""
     delivered = sorted(
         (
             (row.changed_at, row.retracts is not None, row.value)
@@ -109,7 +118,7 @@ def _history(d: Delivery, rows: Sequence[SentBefore]) -> ConversionHistory:
         ),
         key=lambda row: row[:2],
     )
-    last = delivered[-1] if delivered else None
-    # The newest delivered row's value is what Google holds; after a retraction, none.
-    value = last[2] if last is not None and not last[1] else None
-    return ConversionHistory(adjusted, retractions, value, last[0] if last else None)
+    if not delivered:
+        return None, None
+    at, retracted, value = delivered[-1]
+    return (None if retracted else value), at

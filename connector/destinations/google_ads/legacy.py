@@ -145,17 +145,20 @@ class GoogleAdsApiDestination:
         for chunk in self._chunks(conversions):
             outcomes.extend(self._upload(chunk, validate_only))
         held, adjustments = _after_conversions(rows, outcomes, validate_only)
-        if validate_only:  # a conversion only validated earlier (a dry run's wave) is not there
-            held += [
-                Outcome(r.delivery.id, Status.DELIVERED)
-                for r in adjustments
-                if r.key in self._checked
-            ]
-            adjustments = [r for r in adjustments if r.key not in self._checked]
+        if validate_only:
+            held, adjustments = self._unchecked(held, adjustments)
         outcomes.extend(held)
         for chunk in self._chunks(adjustments):
             outcomes.extend(self._upload_adjustments(chunk, validate_only))
         return outcomes
+
+    def _unchecked(self, held: list[Outcome], rows: list[_Row]) -> tuple[list[Outcome], list[_Row]]:
+        """Validate-only: an adjustment of a conversion only validated before (a dry run's
+        earlier wave) cannot be checked, Google has no such conversion: held as validated."""
+        held = held + [
+            Outcome(r.delivery.id, Status.DELIVERED) for r in rows if r.key in self._checked
+        ]
+        return held, [r for r in rows if r.key not in self._checked]
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
         _, rows = self._prepare(batch)
