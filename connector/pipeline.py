@@ -2,9 +2,10 @@
 
 A real run records every change (and moves the cursor) before anything is
 sent, so an upload failure never loses a change and a rerun never resends a
-delivered one. A dry run does the same pull, mapping and validation against
-the APIs' validate-only modes, writes the payloads to a file, and opens the
-state store read-only.
+delivered one. A dry run is the same run, planned the same way, over a
+ledger that keeps the run's writes in memory (the store is opened read-only),
+with every send switched to the APIs' validate-only modes; it writes the
+requests to a payloads file.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from connector import retry, stopping
-from connector.core import Delivery, Mapped, utcnow
+from connector.core import Mapped, utcnow
 from connector.delivery import Claims, DeliveryLoop
 from connector.destinations.base import Destination
+from connector.dry_run import DryLedger, ValidateOnly
 from connector.errors import ConnectorError, StateStoreError
 from connector.ledger import Ledger
 from connector.ledger.database import state_errors
 from connector.ledger.locks import RunLock, run_lock, stream_lock
+from connector.mapping.once import first_reached
 from connector.mapping.rules import Mapping
 from connector.mapping.translate import translate
 from connector.settings import Settings
@@ -226,10 +229,11 @@ class _Run:
 
     def _pull_stream(self, run_id: int, cursor: Cursor) -> None:
         name = cursor.stream.name
-        for chunk in _chunks(self.changes(cursor), RECORD_CHUNK):
+        for pulled in _chunks(self.changes(cursor), RECORD_CHUNK):
             if stopping.requested():
                 self.summary.stopped = self.summary.stopped or stopping.REASON
                 return  # the bookmark moved only with what was recorded
+            chunk = self._first_reached(pulled)
             # The bookmark moves with the rows it covers, in the transaction that stores them.
             new = self.ledger.changes.record(run_id, chunk, name, cursor.bookmark)
             self.summary.new += len(new)
@@ -242,6 +246,10 @@ class _Run:
 
         # Records read but not changed (snapshot mode) move the bookmark too.
         self.ledger.changes.record(run_id, [], name, cursor.bookmark)
+
+    def _first_reached(self, chunk: list[Mapped]) -> list[Mapped]:
+        """A stage reached again is recorded but sent nowhere (`connector.mapping.once`)."""
+        return first_reached(chunk, self.ledger.changes.reached(m.change.lead_id for m in chunk))
 
     def _count(self, new: Sequence[Mapped]) -> None:
         for mapped in new:
@@ -266,30 +274,20 @@ class _Run:
 
 
 class _DryRun(_Run):
-    """Pull, map and validate with the APIs' validate-only modes; write nothing to state."""
+    """A real run over a ledger that keeps the run's writes in memory, every send only
+    validated (`connector.dry_run`): the same plan as a run, nothing written."""
 
     def execute(self, pulls: list[Cursor]) -> None:
-        mapped = [m for cursor in pulls for m in self.changes(cursor)]
-        known = self.ledger.changes.known(
-            (m.change.lead_id, m.change.stage, m.change.changed_at) for m in mapped
-        )
-        fresh = [
-            m
-            for m in mapped
-            if (m.change.lead_id, m.change.stage, m.change.changed_at) not in known
-        ]
-        self.summary.new = len(fresh)
-        self._count(fresh)
-        payloads: dict[str, list[dict[str, Any]]] = {}
-        for destination in self.destinations:
-            batch = _would_deliver(fresh, destination.name, self.summary)
-            outcomes = destination.deliver(batch, validate_only=True)
-            self.summary.tally(destination.name).add_outcomes(outcomes)
-            payloads[destination.name] = destination.payloads(batch)
-        self.summary.cursor = _iso(self.ledger.cursors.get(pulls[0].stream.name))
+        self.ledger = DryLedger(self.ledger.db)
+        validating = [ValidateOnly(d) for d in self.destinations]
+        self.destinations = list(validating)
+        super().execute(pulls)
         if self.options.payloads_path:
-            _write_json(self.options.payloads_path, payloads)
+            _write_json(self.options.payloads_path, {d.name: d.sent for d in validating})
             self.summary.payloads_file = str(self.options.payloads_path)
+
+    def _check_requests(self) -> dict[str, dict[str, Any]]:
+        return {}  # Google's verdict on earlier requests would be written down
 
 
 def _close_quietly(ledger: Ledger, run_id: int, summary: RunSummary) -> None:
@@ -298,32 +296,6 @@ def _close_quietly(ledger: Ledger, run_id: int, summary: RunSummary) -> None:
         ledger.runs.finish(run_id, summary.status, summary.as_dict())
     except Exception:  # the store is already known to be failing
         log.debug("could not close run %s in the state store", run_id, exc_info=True)
-
-
-def _would_deliver(
-    fresh: Sequence[Mapped], destination: str, summary: RunSummary
-) -> list[Delivery]:
-    tally = summary.tally(destination)
-    batch = []
-    for index, mapped in enumerate(fresh):
-        for target in mapped.targets:
-            if target.destination != destination:
-                continue
-            if target.skip_reason:
-                tally.add("skipped", target.skip_reason)
-                continue
-            batch.append(
-                Delivery(
-                    id=-(index + 1),  # not in the ledger: a dry run has no delivery rows
-                    destination=destination,
-                    target=target.name,
-                    value=target.value,
-                    currency=target.currency,
-                    attempts=0,
-                    change=mapped.change,
-                )
-            )
-    return batch
 
 
 def _chunks(items: Iterable[Mapped], size: int) -> Iterator[list[Mapped]]:

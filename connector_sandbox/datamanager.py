@@ -265,8 +265,9 @@ def _check_event_name(path: str, name: str) -> Iterator[Violation]:
         yield Violation(path, "Reserved event name.", "RESERVED_NAME_USED")
 
 
-def field_warnings(request: Any) -> list[dict[str, str]]:
-    """Warnings for accepted events (proto3 JSON of `FieldWarning`)."""
+def field_warnings(request: Any, warn: set[str] = frozenset()) -> list[dict[str, str]]:  # type: ignore[assignment]
+    """Warnings for accepted events (proto3 JSON of `FieldWarning`): a cookie value sent as
+    the client id, or a client id the emulator was told to warn about."""
     return [
         {
             "reason": "WARNING_REASON_INVALID_CLIENT_ID",
@@ -274,7 +275,7 @@ def field_warnings(request: Any) -> list[dict[str, str]]:
             "description": "A cookie value, not a client id: send the client id it holds.",
         }
         for index, event in enumerate(request.events)
-        if _COOKIE_CLIENT_ID.fullmatch(event.client_id)
+        if _COOKIE_CLIENT_ID.fullmatch(event.client_id) or (event.client_id in warn)
     ]
 
 
@@ -547,6 +548,8 @@ class DataManagerEmulator(ServedEmulator):
         self._known_users: set[str] = set()
         self._unknown_clicks: set[str] = set()
         self._click_times: dict[str, datetime] = {}
+        # Client ids Google would accept with a warning (as if it did not know them yet).
+        self.warn_client_ids: set[str] = set()
         self._quota = self._default_quota
         self._calls: deque[datetime] = deque()
 
@@ -669,7 +672,7 @@ class DataManagerEmulator(ServedEmulator):
         violations += self._switched_off(parsed)
         if violations:
             return self._reject(violations, request_id)
-        warnings = field_warnings(parsed)
+        warnings = field_warnings(parsed, self.warn_client_ids)
         if parsed.validate_only:
             with self._lock:
                 self._validated_requests += 1

@@ -65,6 +65,9 @@ CONSENT_VALUES = frozenset({"GRANTED", "DENIED"})
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+# The `_ga` cookie value: accepted since 2026-02, but not the form Google recommends.
+_COOKIE_CLIENT_ID = re.compile(r"GA\d\.\d+\.\d+\.\d+")
+COOKIE_FORM_WARNING = "client_id in _ga cookie form; the recommended form is <random>.<timestamp>"
 
 
 @dataclass(frozen=True)
@@ -481,6 +484,9 @@ class GA4Emulator(ServedEmulator):
             "consent": payload.get("consent"),
             "user_properties": payload.get("user_properties"),
         }
+        client_id = payload.get("client_id")
+        if isinstance(client_id, str) and _COOKIE_CLIENT_ID.fullmatch(client_id):
+            record["warnings"] = [COOKIE_FORM_WARNING]  # kept, as GA4 does: a warning only
         if problems:
             record["reason"] = "; ".join(f"{m.validation_code}: {m.description}" for m in problems)
             record["validation_codes"] = [m.validation_code for m in problems]

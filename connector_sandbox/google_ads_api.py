@@ -916,7 +916,7 @@ def _adjustment_problem(target: StoredConversion, kind: str, at: datetime) -> Pr
         return problem("CONVERSION_ACTION_NOT_ELIGIBLE_FOR_ENHANCEMENT")
     if target.retracted:
         return problem("CONVERSION_ALREADY_RETRACTED")
-    if converted_at is not None and at < converted_at:
+    if converted_at is not None and at <= converted_at:  # Google: strictly after it
         return problem("ADJUSTMENT_PRECEDES_CONVERSION")
     if kind == "RESTATEMENT" and target.restated_at is not None:
         # A later restatement must carry a later adjustment time.

@@ -90,7 +90,7 @@ DATA_CASES = [
         "an email as GA client id",
         {"GA_Client_ID__c": "dave.private@acme.example"},
         {"ga_client_id": "pii_redacted"},
-        {"ga4": ("skipped", "no_ga_client_id"), "google_ads": DELIVERED},
+        {"ga4": ("skipped", "pii_redacted"), "google_ads": DELIVERED},
         clear=["dave.private@acme.example"],
     ),
     DataCase(

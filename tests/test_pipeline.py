@@ -230,10 +230,10 @@ def _history_row(
 ) -> dict[str, object]:
     """A new MQL status change for a lead that has a usable gclid and GA client id."""
     leads = box.salesforce.records("Lead")
-    taken = {str(r["LeadId"]) for r in box.salesforce.records("LeadHistory")}
-    lead = next(
-        r for r in leads if _sendable(r) and (r["Id"] not in taken or r["Status"] == "Open")
-    )
+    # A new lead, a copy of a sendable one: a stage reached again would be sent nowhere.
+    lead = {**next(r for r in leads if _sendable(r)), "Status": "Open"}
+    lead["Id"] = f"00Q9{len(leads):011d}AAA"
+    box.salesforce.insert("Lead", lead)
     when = at or datetime.now(UTC) - timedelta(minutes=minutes_ago)
     return {
         "LeadId": lead["Id"],

@@ -8,18 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, RowMapping, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connector.core import Mapped, StageChange, Status, Target, utcnow
+from connector.core import Mapped, StageChange, Status, Target, conversion_id, utcnow
 from connector.errors import ConfigError
 from connector.ledger import cursors, states
 from connector.ledger.database import Database, chunked
 from connector.ledger.schema import deliveries, stage_changes
 
 Key = tuple[str, str, datetime]  # (lead id, stage, time): what makes a change unique
+
+
+class Reached(NamedTuple):
+    """A recorded change as a milestone: the conversion it reached, when, and the one it
+    took back (a retraction)."""
+
+    conversion_id: str
+    changed_at: datetime
+    retracts: str | None
 
 
 class Changes:
@@ -60,6 +69,22 @@ class Changes:
                 query = select(sc.lead_id, sc.stage, sc.changed_at).where(sc.lead_id.in_(chunk))
                 found.update((r[0], r[1], r[2]) for r in conn.execute(query))
         return found & wanted
+
+    def reached(self, lead_ids: Iterable[str]) -> list[Reached]:
+        """What these leads' recorded changes reached (restatements reach nothing new)."""
+        ids = sorted(set(lead_ids))
+        if not ids or not self._db.exists():
+            return []  # a dry run on a store never written
+        sc = stage_changes.c
+        columns = (sc.lead_id, sc.stage, sc.opportunity_id, sc.changed_at, sc.retracts)
+        found: list[Reached] = []
+        with self._db.engine.connect() as conn:
+            for chunk in chunked(ids):
+                query = select(*columns).where(sc.lead_id.in_(chunk), sc.restatement.is_(False))
+                for r in conn.execute(query):
+                    reached = conversion_id(r.lead_id, r.stage, r.opportunity_id)
+                    found.append(Reached(reached, r.changed_at, r.retracts))
+        return found
 
 
 def stage_change(row: Mapping[str, Any] | RowMapping) -> StageChange:

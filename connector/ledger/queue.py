@@ -57,6 +57,7 @@ class SentBefore:
     changed_at: datetime
     conversion_id: str  # the conversion the change is
     retracts: str | None  # the conversion it took back, for a retraction
+    value: float | None = None  # the value it carried
 
 
 class DeliveryQueue:
@@ -269,7 +270,7 @@ class DeliveryQueue:
         with self._db.engine.connect() as conn:
             for chunk in chunked(ids):
                 query = (
-                    select(*columns, sc.opportunity_id, sc.retracts)
+                    select(*columns, sc.opportunity_id, sc.retracts, d.value)
                     .join_from(deliveries, stage_changes, d.change_id == sc.id)
                     .where(sc.lead_id.in_(chunk))
                 )
@@ -316,6 +317,7 @@ def _sent_before(row: Any) -> SentBefore:
         changed_at=row.changed_at,
         conversion_id=conversion_id(row.lead_id, row.stage, row.opportunity_id),
         retracts=row.retracts,
+        value=row.value,
     )
 
 

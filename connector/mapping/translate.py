@@ -21,6 +21,7 @@ from connector.core import (
     Target,
     conversion_id,
 )
+from connector.destinations.client_id import INVALID_GA_CLIENT_ID, ga_client_id
 from connector.destinations.google_ads.eligibility import blocked
 from connector.mapping.currency import ISO_4217
 from connector.mapping.identifiers import (
@@ -79,6 +80,10 @@ def _attributes(
         key: _text(lead.get(key))
         for key in ("ga_client_id", "lead_source", "utm_source", "utm_medium", "utm_campaign")
     }
+    raw_client = attrs["ga_client_id"]
+    attrs["ga_client_id"] = ga_client_id(raw_client) if raw_client else None
+    if raw_client and attrs["ga_client_id"] is None:
+        problems["ga_client_id"] = INVALID_GA_CLIENT_ID  # maybe an email: never kept in clear
     for kind in ("gclid", "gbraid", "wbraid"):
         value = _text(lead.get(kind))
         if value and (problem := click_id_problem(value)):
@@ -115,7 +120,8 @@ def _targets(
     rule: StageRule, crm: CrmChange, change: StageChange, mapping: Mapping
 ) -> list[Target]:
     targets = []
-    if rule.ga4 is not None:
+    # GA4 has no adjustments: a restated amount would be a second win there.
+    if rule.ga4 is not None and not change.restatement:
         value, currency, problem = _value(rule.ga4.value, crm, change, mapping)
         reason = problem or _ga4_block(change)
         targets.append(Target(GA4, rule.ga4.event, value, currency, reason))
@@ -163,7 +169,9 @@ def _value(
 
 
 def _ga4_block(change: StageChange) -> str | None:
-    return None if change.attributes.get("ga_client_id") else "no_ga_client_id"
+    if change.attributes.get("ga_client_id"):
+        return None
+    return change.problems.get("ga_client_id", "no_ga_client_id")
 
 
 def _text(value: object) -> str | None:

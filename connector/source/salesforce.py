@@ -141,6 +141,7 @@ class SalesforceSource:
     def _opportunity_history(self, pull: Pull) -> Iterator[CrmChange]:
         """Opportunity stage (and won-amount) changes, under the lead they came from."""
         spec = self._opportunity()
+        stages = _Stages(spec)
         query = q.opportunity_history_query(self._mapping, pull.cursor.since)
         for page in self._stream(pull, query, bulk=pull.cursor.backfill):
             leads = self._leads_for(pull, {str(r["OpportunityId"]) for r in page})
@@ -151,13 +152,14 @@ class SalesforceSource:
                 for r in page
                 if r["Field"] != spec.amount_field
             }
+            stages.read(page)
             for record in page:
                 self._advance(pull, record["CreatedDate"])
                 if record["Field"] == spec.amount_field and (
                     (record["OpportunityId"], record["CreatedDate"]) in staged
                 ):
                     continue
-                if change := self._opportunity_history_change(record, leads):
+                if change := self._opportunity_history_change(record, leads, stages):
                     yield change
 
     # snapshot mode --------------------------------------------------------------
@@ -224,25 +226,35 @@ class SalesforceSource:
         )
 
     def _opportunity_history_change(
-        self, record: dict[str, Any], leads: dict[str, dict[str, Any]]
+        self, record: dict[str, Any], leads: dict[str, dict[str, Any]], stages: _Stages
     ) -> CrmChange | None:
         spec = self._opportunity()
         opportunity = dict(record.get("Opportunity") or {})
-        stage = str(opportunity.get(spec.stage_field) or "")
+        opp_id = str(record["OpportunityId"])
+        at = parse_sf_datetime(record["CreatedDate"])
         restatement = record["Field"] == spec.amount_field
         if restatement:
-            # An amount change matters only for a won deal: it restates its value.
-            if not opportunity.get("IsWon"):
+            # An amount change restates a deal won *when it was edited*; one edited while
+            # the deal was open is simply the value its win will carry.
+            stage, won = self._stage_then(opportunity, stages.at(opp_id, at))
+            if not won:
                 return None
             opportunity[spec.amount_field] = record.get("NewValue")
             statuses: tuple[str | None, str] = (stage, stage)
         else:
             statuses = (record.get("OldValue"), str(record.get("NewValue") or ""))
-        opp_id = str(record["OpportunityId"])
-        at = parse_sf_datetime(record["CreatedDate"])
         return self._opportunity_change(
             opportunity, leads.get(opp_id), statuses, at, (opp_id, str(record["Id"])), restatement
         )
+
+    def _stage_then(self, opportunity: dict[str, Any], then: str | None) -> tuple[str, bool]:
+        """The deal's stage at a time, and whether it was won; `then` None: no stage change
+        was read around that time, so the stage it has now is the one it had."""
+        if then is None:
+            stage = str(opportunity.get(self._opportunity().stage_field) or "")
+            return stage, bool(opportunity.get("IsWon"))
+        rule = self._mapping.rule_for(then, opportunity=True)
+        return then, rule is not None and rule.stage == "won"
 
     def _opportunity_change(
         self,
@@ -404,6 +416,45 @@ class SalesforceSource:
             raise SourceError(
                 f"{exc} after retries; the cursor was kept, rerun later", retryable=True
             ) from None
+
+
+class _Stages:
+    """Each opportunity's stage at a given time, from the stage rows of one pull.
+
+    The newest stage row before the time gives it; else the oldest one after it (its old
+    value); else None: no stage change was read around it. Rows of earlier pages are kept
+    as one (the newest) per opportunity, so a long pull stays small.
+    """
+
+    def __init__(self, spec: OpportunitySpec) -> None:
+        self._field = spec.stage_field
+        self._before: dict[str, tuple[datetime, str]] = {}
+        self._page: dict[str, list[tuple[datetime, str | None, str]]] = {}
+
+    def read(self, page: list[dict[str, Any]]) -> None:
+        for opp_id, rows in self._page.items():
+            newest = rows[-1]
+            if opp_id not in self._before or self._before[opp_id][0] < newest[0]:
+                self._before[opp_id] = (newest[0], newest[2])
+        self._page = {}
+        for r in page:
+            if r["Field"] == self._field:
+                new = str(r.get("NewValue") or "")
+                row = (parse_sf_datetime(r["CreatedDate"]), r.get("OldValue"), new)
+                self._page.setdefault(str(r["OpportunityId"]), []).append(row)
+        for rows in self._page.values():
+            rows.sort(key=lambda row: row[0])  # Bulk API pages come in no order
+
+    def at(self, opportunity_id: str, when: datetime) -> str | None:
+        rows = self._page.get(opportunity_id, [])
+        earlier = [row[2] for row in rows if row[0] < when]
+        if earlier:
+            return earlier[-1]
+        prior = self._before.get(opportunity_id)
+        if prior is not None and prior[0] < when:
+            return prior[1]
+        later = [row[1] for row in rows if row[0] > when]
+        return str(later[0]) if later and later[0] else None
 
 
 def _number(value: object) -> float | None:

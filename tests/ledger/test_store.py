@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -125,3 +126,25 @@ def test_a_version_1_store_is_upgraded_in_place(state_url: str) -> None:
     # Flags that rode in attributes (schema 2) are typed fields now.
     assert (pending.change.opportunity_id, pending.change.restatement) == ("006A", True)
     assert pending.change.attributes == {"gclid": "Cj0KCQiA-abc"}
+
+
+def test_reached_answers_which_conversions_a_lead_reached_and_took_back(
+    state_url: str, tmp_path: Path
+) -> None:
+    ledger = Ledger.open(state_url)
+    run = ledger.runs.start()
+    won = mapped("A", "won", T0)
+    won = Mapped(replace(won.change, opportunity_id="006A"), won.targets)
+    restated = Mapped(
+        replace(won.change, changed_at=T0 + timedelta(minutes=1), restatement=True), []
+    )
+    retracts = replace(won.change, stage="opportunity", changed_at=T0 + timedelta(minutes=2))
+    reopened = Mapped(replace(retracts, retracts="A:won:006A"), [])
+    ledger.changes.record(run, [mapped("A"), won, restated, reopened, mapped("B")], "s", T0)
+    assert sorted(ledger.changes.reached(["A"])) == [
+        ("A:mql", T0, None),
+        ("A:opportunity:006A", T0 + timedelta(minutes=2), "A:won:006A"),
+        ("A:won:006A", T0, None),  # the restatement reached nothing new
+    ]
+    absent = Ledger.open(f"sqlite:///{tmp_path / 'absent.db'}", readonly=True)
+    assert absent.changes.reached(["A"]) == []  # a dry run on a store never written

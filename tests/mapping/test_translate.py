@@ -147,3 +147,32 @@ def test_a_consent_value_the_mapping_does_not_list_is_recorded() -> None:
     assert mapped.change.problems["consent_ad_user_data"] == "unknown_consent_value"
     assert mapped.change.attributes["consent_ad_user_data"] is None
     assert "consent_ad_user_data" not in translate(change(), MAPPING, "DE").change.problems
+
+
+def test_a_restated_amount_goes_to_google_ads_only() -> None:
+    crm = CrmChange(
+        "h", "00Q1", "Closed Won", "Closed Won", WHEN, WHEN,
+        {"gclid": "Cj0KCQiA-abcdEFGH_1234567890", "ga_client_id": "1.2", "Amount": 9},
+        opportunity_id="0061", restatement=True,
+    )  # fmt: skip
+    mapped = translate(crm, MAPPING, "DE")
+    assert mapped.change.restatement and [t.destination for t in mapped.targets] == [GOOGLE_ADS]
+
+
+def test_a_cookie_form_ga_client_id_is_kept_in_the_recommended_form() -> None:
+    mapped = translate(change(ga_client_id="GA1.1.123456789.1700000000"), MAPPING, "DE")
+    assert mapped.change.attributes["ga_client_id"] == "123456789.1700000000"
+    assert targets(mapped)[GA4].skip_reason is None
+
+
+def test_a_ga_client_id_that_is_none_is_a_reason_and_never_kept() -> None:
+    mapped = translate(change(ga_client_id="lead from the fair"), MAPPING, "DE")
+    assert mapped.change.attributes["ga_client_id"] is None
+    assert mapped.change.problems["ga_client_id"] == "invalid_ga_client_id"
+    assert targets(mapped)[GA4].skip_reason == "invalid_ga_client_id"
+    assert "fair" not in repr(mapped)
+    # An email there is personal data first: redacted, and GA4 skipped for the same reason.
+    mapped = translate(change(ga_client_id="Jane.Doe@Example.com"), MAPPING, "DE")
+    assert mapped.change.problems["ga_client_id"] == "pii_redacted"
+    assert targets(mapped)[GA4].skip_reason == "pii_redacted"
+    assert "Jane" not in repr(mapped)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from connector_sandbox.ga4 import (
+    COOKIE_FORM_WARNING,
     GA4Emulator,
     rate_limited_fault,
     server_error_fault,
@@ -319,3 +320,12 @@ def test_eu_region_path_is_the_same(http: httpx.Client, emulator: GA4Emulator) -
     # region1.google-analytics.com differs only by host: the same base URL serves both.
     assert collect(http, emulator, payload()).status_code == 204
     assert len(emulator.accepted) == 1
+
+
+def test_a_cookie_form_client_id_is_accepted_with_a_warning(
+    http: httpx.Client, emulator: GA4Emulator
+) -> None:
+    collect(http, emulator, payload(client_id="GA1.1.123456789.1700000000"))
+    collect(http, emulator, payload(client_id="123456789.1700000000"))
+    cookie, plain = emulator.accepted
+    assert cookie["warnings"] == [COOKIE_FORM_WARNING] and "warnings" not in plain

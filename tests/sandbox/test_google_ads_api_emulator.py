@@ -425,3 +425,22 @@ def test_unknown_customer_is_permission_denied(emulator: GoogleAdsApiEmulator) -
     with pytest.raises(GoogleAdsException) as caught:
         list(service.search(customer_id="999", query="SELECT customer.id FROM customer"))
     assert ads_codes(caught.value) == ["USER_PERMISSION_DENIED"]
+
+
+def test_one_order_id_twice_in_a_validate_only_request_and_an_adjustment_at_its_conversion(
+    emulator: GoogleAdsApiEmulator,
+) -> None:
+    """What a dry run must never send: two wins of one order in a request (even only to
+    validate, with different clicks), and an adjustment not after its conversion."""
+    service = client(emulator).get_service("ConversionUploadService")
+    twice = UploadClickConversionsRequest(
+        customer_id=CUSTOMER,
+        conversions=[conversion("D"), conversion("D", gclid="Cj0KCQiA-other-1234567890")],
+        partial_failure=True,
+        validate_only=True,
+    )
+    assert row_errors(service.upload_click_conversions(request=twice)) == {1: "DUPLICATE_ORDER_ID"}
+    upload(emulator, conversion("E"))
+    at_conversion = adjust(emulator, adjustment("E", WHEN, value=5.0))
+    assert row_errors(at_conversion) == {0: "ADJUSTMENT_PRECEDES_CONVERSION"}
+    assert emulator.conversion("E").adjustments == []  # type: ignore[union-attr]

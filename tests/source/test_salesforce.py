@@ -125,11 +125,16 @@ def test_the_whole_journey_arrives_under_one_lead_id(sandbox: Sandbox, sqlite_ur
         (ORPHAN, "won"),
         (LEAD, "won"),
     ]
-    # Won with the opportunity's amount and currency, then restated: an adjustment, not a
-    # second conversion.
+    # Won with the opportunity's amount and currency, read after the Amount changed: the
+    # restatement to that same amount changes nothing and is not sent (nor sent to GA4).
     won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won:{OPP}")]
     assert won["conversion_value"] == 30000.0 and won["currency"] == "GBP"
-    assert sandbox.datamanager.adjustments == 1
+    assert sandbox.datamanager.adjustments == 0
+    restated = [c["id"] for c in changes if c["restatement"]]
+    assert [
+        (r["destination"], r["status"], r["reason"]) for r in rows if r["change_id"] in restated
+    ] == [("google_ads", "skipped", "value_unchanged")]
+    assert [e["name"] for e in sandbox.ga4.accepted].count("close_convert_lead") == 1
     assert len(sandbox.datamanager.conversions) == 4
     orphan_rows = [r for r in rows if r["reason"] == "no_source_lead"]
     assert len(orphan_rows) == 2  # recorded for both destinations, sent nowhere

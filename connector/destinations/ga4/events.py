@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connector.core import Delivery, Outcome, Status
+from connector.destinations.client_id import INVALID_GA_CLIENT_ID, ga_client_id
 from connector.destinations.google_ads.eligibility import consent_flags, hashed_identifiers
 
 MAX_PARAMS = 25
@@ -146,9 +147,16 @@ def _event(
     d: Delivery, now: datetime, too_old: str, extras: GA4Extras
 ) -> tuple[GA4Event | None, str | None, Status]:
     change = d.change
-    client_id = change.attributes.get("ga_client_id")
-    if not client_id:
+    if change.restatement:
+        # Recorded by an older connector: GA4 has no adjustments, the win counted once.
+        return None, "stage_already_reached", Status.SKIPPED
+    raw_client = change.attributes.get("ga_client_id")
+    if not raw_client:
         return None, "no_ga_client_id", Status.SKIPPED
+    # Rows recorded by an older connector may hold the cookie form, or no client id.
+    client_id = ga_client_id(str(raw_client))
+    if client_id is None:
+        return None, INVALID_GA_CLIENT_ID, Status.SKIPPED
     params = _params(d)
     at: datetime | None = change.changed_at
     age = now - change.changed_at
@@ -162,7 +170,7 @@ def _event(
     if problem := event_problem(d.target, params):
         return None, problem, Status.REJECTED
     user_id = change.lead_id if extras.lead_id_as_user_id else None
-    event = GA4Event(d, str(client_id), params, at, user_id, _user_data(d, extras))
+    event = GA4Event(d, client_id, params, at, user_id, _user_data(d, extras))
     return event, None, Status.PENDING
 
 

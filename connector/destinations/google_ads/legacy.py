@@ -12,7 +12,9 @@ wire format differs:
 - an ordinary delivery is a click conversion (`UploadClickConversions`);
 - a restated won amount is a RESTATEMENT and a reopened or lost won deal a
   RETRACTION of the won conversion (`UploadConversionAdjustments`, by order id),
-  sent after the batch's click conversions, as an adjustment needs its conversion.
+  sent after the batch's click conversions, as an adjustment needs its conversion;
+  its `adjustment_date_time` is the CRM change time, strictly after the conversion
+  and the order's adjustment before it.
 
 Uploads run with `partial_failure=True`: good rows are accepted even when
 others fail. A row counts as delivered only when no error points at its index
@@ -25,7 +27,6 @@ account's time zone with an explicit offset.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -137,10 +138,15 @@ class GoogleAdsApiDestination:
         )
         self._zone: tzinfo | None = None
         self._adjusted: dict[tuple[str, str], datetime] = {}  # last adjustment time per order
+        # Per delivery: the CRM time of the last delivered row of its conversion (the plan's).
+        self._last_at: dict[int, datetime] = {}
+        self._checked: set[tuple[str, str]] = set()  # orders only validated (a dry run)
         self.capabilities = Capabilities(batch_size=settings.batch_size, deduplicates=True)
 
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
-        return adjustments.plan(ledger, wave)
+        plan, history = adjustments.planned(ledger, wave)
+        self._last_at.update({i: h.last_at for i, h in history.items() if h.last_at})
+        return plan
 
     def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
         return None  # this API answers per row at once: there is no later verdict
@@ -166,6 +172,8 @@ class GoogleAdsApiDestination:
             report(sent)
             outcomes.extend(sent)
         held, adjustments = _after_conversions(rows, outcomes, validate_only)
+        if validate_only:
+            held, adjustments = self._unchecked(held, adjustments)
         report(held)
         outcomes.extend(held)
         for chunk in self._chunks(adjustments):
@@ -173,6 +181,14 @@ class GoogleAdsApiDestination:
             report(sent)
             outcomes.extend(sent)
         return outcomes
+
+    def _unchecked(self, held: list[Outcome], rows: list[_Row]) -> tuple[list[Outcome], list[_Row]]:
+        """Validate-only: an adjustment of a conversion only validated before (a dry run's
+        earlier wave) cannot be checked, Google has no such conversion: held as validated."""
+        held = held + [
+            Outcome(r.delivery.id, Status.DELIVERED) for r in rows if r.key in self._checked
+        ]
+        return held, [r for r in rows if r.key not in self._checked]
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
         _, rows = self._prepare(batch)
@@ -249,9 +265,18 @@ class GoogleAdsApiDestination:
     def _upload(self, rows: list[_Row], validate_only: bool) -> list[Outcome]:
         request = self._request(rows, validate_only=validate_only)
         service = self._service("ConversionUploadService")
-        return self._call(
+        outcomes = self._call(
             rows, lambda: service.upload_click_conversions(request=request, **self._options())
         )
+        delivered = {o.delivery_id for o in outcomes if o.status == Status.DELIVERED}
+        for row in rows:
+            if row.delivery.id not in delivered:
+                continue
+            if validate_only:
+                self._checked.add(row.key)
+            else:  # an adjustment of it must be later than the conversion
+                self._adjusted[row.key] = row.delivery.change.changed_at
+        return outcomes
 
     def _request(self, rows: list[_Row], *, validate_only: bool) -> Any:
         zone = self._account_zone()
@@ -267,9 +292,12 @@ class GoogleAdsApiDestination:
     def _upload_adjustments(self, rows: list[_Row], validate_only: bool) -> list[Outcome]:
         request = self._adjustments(rows, validate_only=validate_only)
         service = self._service("ConversionAdjustmentUploadService")
-        return self._call(
+        outcomes = self._call(
             rows, lambda: service.upload_conversion_adjustments(request=request, **self._options())
         )
+        if not validate_only:  # only what Google now holds bounds the next adjustment
+            self._remember_adjusted(rows, outcomes)
+        return outcomes
 
     def _adjustments(self, rows: list[_Row], *, validate_only: bool) -> Any:
         zone = self._account_zone()
@@ -285,24 +313,34 @@ class GoogleAdsApiDestination:
         )
 
     def _adjustment_times(self, rows: list[_Row]) -> list[datetime]:
-        """Now, to the second; each adjustment of an order strictly after the one before it.
+        """The CRM change time of each adjustment, to the second, each strictly after its
+        conversion and the adjustment of the same order before it.
 
-        Google keeps the restatement with the latest adjustment time and refuses one
-        that is not newer, so several adjustments of one order in a batch (in change
-        order) end a second apart at now, and never at or before an earlier one.
+        Google refuses an adjustment not after its conversion and keeps the restatement
+        with the latest adjustment time, refusing one that is not newer. A pure function of
+        the rows and what was sent before: a payload shows the times a send would use.
         """
-        now = utcnow().replace(microsecond=0)
-        left = Counter(row.key for row in rows)
-        times = []
+        times: list[datetime] = []
+        previous: dict[tuple[str, str], datetime] = {}
         for row in rows:
-            left[row.key] -= 1
-            at = now - timedelta(seconds=left[row.key])
-            last = self._adjusted.get(row.key)
-            if last is not None and at <= last:
-                at = last + timedelta(seconds=1)
-            self._adjusted[row.key] = at
+            known = (
+                self._last_at.get(row.delivery.id),
+                self._adjusted.get(row.key),
+                previous.get(row.key),
+            )
+            floor = max((t for t in known if t is not None), default=None)
+            at = row.delivery.change.changed_at.replace(microsecond=0)
+            if floor is not None and at <= floor:
+                at = floor.replace(microsecond=0) + timedelta(seconds=1)
+            previous[row.key] = at
             times.append(at)
         return times
+
+    def _remember_adjusted(self, rows: list[_Row], outcomes: list[Outcome]) -> None:
+        delivered = {o.delivery_id for o in outcomes if o.status == Status.DELIVERED}
+        for row, at in zip(rows, self._adjustment_times(rows), strict=True):
+            if row.delivery.id in delivered:
+                self._adjusted[row.key] = at
 
 
 def _after_conversions(

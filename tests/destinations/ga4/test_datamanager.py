@@ -132,7 +132,8 @@ def test_field_warnings_are_stored_per_request_and_put_on_the_event(
     ga4: GA4DataManagerDestination, emulator: DataManagerEmulator, sqlite_url: str
 ) -> None:
     ledger = Ledger.open(sqlite_url)
-    cookie = delivery(2, ga_client_id="GA1.1.222.1700000000")
+    emulator.warn_client_ids = {"222.1700000000"}
+    cookie = delivery(2, ga_client_id="222.1700000000")
     ga4.plan(ledger, [cookie])
     plain, warned = ga4.deliver([delivery(1), cookie])
     assert plain.warnings == () and warned.warnings == ("INVALID_CLIENT_ID client_id",)
@@ -165,7 +166,8 @@ def test_request_status_is_checked_on_the_next_run(
 
 
 def sf_tables(now: datetime) -> dict[str, list[dict[str, Any]]]:
-    """Two leads made MQL an hour ago, one with its client id in `_ga` cookie form."""
+    """Two leads made MQL an hour ago, one with its client id in `_ga` cookie form (sent in
+    the recommended form; the emulator is told to warn about that one)."""
     leads, history = [], []
     for n, client_id in ((1, "111.1700000000"), (2, "GA1.1.222.1700000000")):
         lead_id = f"00Q00000000000{n}AAA"
@@ -196,6 +198,7 @@ def test_a_sync_to_ga4_through_data_manager_needs_no_api_secret_and_shows_warnin
     now = datetime.now(UTC).replace(microsecond=0)
     url = f"sqlite:///{tmp_path / 'state.db'}"
     with Sandbox(sf_tables(now)) as box:
+        box.datamanager.warn_client_ids = {"222.1700000000"}
         ga4 = {
             "upload_api": "datamanager",
             "api_secret": None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,23 @@ def test_hashed_user_data_only_when_the_mapping_asks_and_consent_is_granted(
     assert granted["user_id"] == "00Q000000000001AAA"
     assert "user_data" not in denied and "user_data" not in default and "user_id" not in default
     assert "@" not in "".join(emulator.received_bodies)
+
+
+def test_a_recorded_cookie_form_client_id_is_sent_in_the_recommended_form(
+    destination: GA4Destination, emulator: GA4Emulator
+) -> None:
+    """Rows recorded by an older connector: client ids go in the right form, restatements
+    not at all."""
+    cookie = delivery(1, ga_client_id="GA1.1.123456789.1700000000")
+    bad = delivery(2, ga_client_id="not a client id")
+    restated = delivery(3, event="close_convert_lead")
+    restated = Delivery(
+        3, "ga4", restated.target, 9.0, "EUR", 0, replace(restated.change, restatement=True)
+    )
+    outcomes = {o.delivery_id: o for o in destination.deliver([cookie, bad, restated])}
+    assert (outcomes[3].status, outcomes[3].reason) == (Status.SKIPPED, "stage_already_reached")
+    assert outcomes[1].status == Status.DELIVERED
+    assert (outcomes[2].status, outcomes[2].reason) == (Status.SKIPPED, "invalid_ga_client_id")
+    assert [(e["client_id"], e.get("warnings")) for e in emulator.accepted] == [
+        ("123456789.1700000000", None)
+    ]

@@ -346,7 +346,7 @@ def test_an_adjustment_of_an_unknown_order_is_rejected_with_googles_code(
     assert "conversion_adjustment_upload_error.CONVERSION_NOT_FOUND" in (outcome.error or "")
 
 
-def test_adjustment_times_are_now_in_the_account_zone_and_strictly_increasing(
+def test_adjustment_times_are_crm_times_in_the_account_zone_and_strictly_increasing(
     emulator: GoogleAdsApiEmulator, destination: GoogleAdsApiDestination
 ) -> None:
     # Won, restated twice and reopened in one batch, then restated again within the second.
@@ -364,12 +364,38 @@ def test_adjustment_times_are_now_in_the_account_zone_and_strictly_increasing(
         if a.order_id == "00Q000000000001:won"
     ]
     assert times == sorted(set(times)) and len(times) == 2
-    assert all(abs(t - datetime.now(UTC)) < timedelta(minutes=1) for t in times)
-    offset = BERLIN.utcoffset(datetime.now())
+    # The CRM change time; two of one order in the same second: the later one a second on.
+    restated_at = restated(1, 0.0).change.changed_at
+    assert times == [restated_at, restated_at + timedelta(seconds=1)]
+    offset = BERLIN.utcoffset(restated_at.replace(tzinfo=None))
     assert all(t.utcoffset() == offset for t in times)
     stored = emulator.conversion("00Q000000000001:won")
     assert stored is not None and stored.value == 1300.0  # the later restatement wins
     assert emulator.conversion("00Q000000000003:won").value == 20.0  # type: ignore[union-attr]
+
+
+def test_an_adjustment_is_never_at_or_before_its_conversion_nor_the_one_before(
+    emulator: GoogleAdsApiEmulator, destination: GoogleAdsApiDestination
+) -> None:
+    """A restatement stamped in the CRM no later than the win (clock skew, a same-second
+    save) still goes a second after it; the next one after that."""
+    won_at = NOW - timedelta(hours=3)
+    destination.deliver([won(4, at=won_at)])
+    early = replace(restated(4, 10.0), change=replace(restated(4, 0.0).change, changed_at=won_at))
+    (first,) = destination.deliver([early])
+    (second,) = destination.deliver([replace(early, id=999, value=20.0)])
+    assert (first.status, second.status) == (Status.DELIVERED, Status.DELIVERED)
+    sent = [
+        a.adjustment_date_time
+        for r in emulator.adjustment_requests
+        for a in r.conversion_adjustments
+    ]
+    assert sent == [
+        conversion_date_time(won_at + timedelta(seconds=1), BERLIN),
+        conversion_date_time(won_at + timedelta(seconds=2), BERLIN),
+    ]
+    stored = emulator.conversion("00Q000000000004:won")
+    assert stored is not None and stored.value == 20.0
 
 
 def test_an_adjustment_waits_for_its_conversion_in_the_same_batch(
