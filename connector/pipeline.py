@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from connector import logs
 from connector.core import Delivery, Mapped, Outcome, Status, utcnow
 from connector.destinations.base import Destination
 from connector.errors import ConnectorError
@@ -112,6 +114,8 @@ class _Run:
         from connector.report.measurability import summary_measurability
 
         run_id = self.ledger.runs.start()
+        bound, started = logs.bind_run(run_id), time.monotonic()
+        _log_start(pulls)
         try:
             # Google's verdict on earlier uploads first: it may put deliveries back to pending.
             self.summary.request_status = self._check_requests()
@@ -130,6 +134,8 @@ class _Run:
                 precedence=self.mapping.attribution_precedence,
             )
             self.ledger.runs.finish(run_id, self.summary.status, self.summary.as_dict())
+            _log_end(self.summary, time.monotonic() - started)
+            logs.unbind(bound)
 
     def _check_requests(self) -> dict[str, dict[str, Any]]:
         checked = {}
@@ -283,6 +289,42 @@ def _would_deliver(
                 )
             )
     return batch
+
+
+def _log_start(pulls: Sequence[Cursor]) -> None:
+    log.info(
+        "run started",
+        extra={
+            "window_start": pulls[0].since.isoformat(),
+            "window_end": pulls[0].end.isoformat(),
+            "streams": [cursor.stream.name for cursor in pulls],
+        },
+    )
+
+
+def _log_end(summary: RunSummary, seconds: float) -> None:
+    """One line per destination, then the run's end: what an on-call engineer looks for."""
+    data = summary.as_dict()
+    for name, tally in data["destinations"].items():
+        log.info("destination %s done", name, extra={"destination": name, **tally})
+    level = logging.WARNING if summary.error else logging.INFO  # the CLI logs the error itself
+    log.log(
+        level,
+        "run %s",
+        "failed" if summary.error else "finished",
+        extra={
+            "status": summary.status,
+            "duration_s": round(seconds, 3),
+            "pulled": summary.pulled,
+            "new": summary.new,
+            "delivered": {n: t["delivered"] for n, t in data["destinations"].items()},
+            "pending": {n: t["pending"] for n, t in data["destinations"].items()},
+            "cursor": summary.cursor,
+            "salesforce_api_usage": summary.api_usage,
+            "stopped": summary.stopped,
+            "error": summary.error,
+        },
+    )
 
 
 def _chunks(items: Iterable[Mapped], size: int) -> Iterator[list[Mapped]]:

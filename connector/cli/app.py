@@ -4,11 +4,16 @@ Exit codes: 0 done (rows the data made unusable are recorded, not failures);
 1 unexpected error; 2 configuration or mapping error; 3 Salesforce could not
 be read; 4 some deliveries are still pending after retries (a later run
 sends them).
+
+Help is plain click formatting (`rich_markup_mode=None`): flags show no
+`<bool>` placeholder, choices show as `<a|b>`, and nothing is boxed or wrapped
+for a terminal that is not there.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,11 +41,40 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 err = Console(stderr=True)
 log = logging.getLogger("connector")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"connector {version('connector')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Sync Salesforce lead stage changes to Google Ads and GA4, exactly once."""
+
+
+def console() -> Console:
+    """Stdout for a person; when it is not a terminal (a pipe, a log file), lines are not
+    wrapped at rich's default 80 columns."""
+    out = Console()
+    return out if out.is_terminal else Console(width=1000, soft_wrap=True)
 
 
 def load_mapping_of(settings: Settings) -> Mapping:
@@ -62,22 +96,41 @@ def load_settings_or_exit() -> Settings:
 
 
 def run_sync(settings: Settings, dry_run: bool, payloads: Path | None) -> RunSummary:
-    from connector.pipeline import SyncOptions, sync
+    try:
+        return sync_once(settings, dry_run, payloads)
+    except ConnectorError as exc:
+        fail(exc)
 
+
+def sync_once(settings: Settings, dry_run: bool, payloads: Path | None) -> RunSummary:
+    """One run (`sync`, and each of `run --every`), then the metrics file if one is set."""
+    from connector.pipeline import SyncOptions, sync
+    from connector.summary import RunSummary
+
+    started = time.monotonic()
+    summary = RunSummary(dry_run=dry_run, since="")
     try:
         mapping = load_mapping_of(settings)
         with progress_display() as progress:
             options = SyncOptions(dry_run=dry_run, payloads_path=payloads, progress=progress)
-            return sync(settings, mapping, options)
+            summary = sync(settings, mapping, options)
+            return summary
     except ConnectorError as exc:
-        fail(exc)
+        summary.error = summary.error or str(exc)
+        raise
+    finally:
+        if settings.metrics_file and not dry_run:
+            from connector.metrics import write_metrics
+
+            seconds = time.monotonic() - started
+            write_metrics(settings.metrics_file, settings.state_url, summary, seconds)
 
 
 def finish(summary: RunSummary, as_json: bool) -> None:
     if as_json:
         print_json(summary.as_dict())
     else:
-        print_summary(summary, Console())
+        print_summary(summary, console())
     raise typer.Exit(EXIT_PENDING if summary.status == "partial" else 0)
 
 
@@ -110,7 +163,7 @@ def progress_display() -> Iterator[Progress | None]:
         totals[phase] = totals.get(phase, 0) + done
         bar.update(tasks[phase], description=f"{phase}: {totals[phase]}")
 
-    with bar:
+    with bar, logs.route_to(err):
         yield advance
 
 
