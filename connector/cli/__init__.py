@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from connector.cli import analytics, check, demo, report, runs, sandbox, sync
+from connector.cli import analytics, check, demo, report, run, runs, sandbox, sync
 from connector.cli.app import app
 
-__all__ = ["analytics", "app", "check", "demo", "main", "report", "runs", "sandbox", "sync"]
+__all__ = ["analytics", "app", "check", "demo", "main", "report", "run", "runs", "sandbox", "sync"]
 
 
 def main() -> None:
