@@ -51,6 +51,7 @@ def test_runs_lists_recent_runs_in_the_words_of_the_table(sandbox: Sandbox, tmp_
     assert isinstance(oldest["duration"], float) and oldest["error"] is None
     table = invoke("runs", "--limit", "1", env=env).stdout
     header, _rule, row = table.splitlines()[:3]
+    assert len(header) > 80  # not a terminal: not wrapped at rich's default 80 columns
     for word in ("run", "started", "status", "duration", "pulled", "new", "delivered", "error"):
         assert word in header
     assert row.split()[0] == "2" and " ok " in row and "google_ads 0" in row
