@@ -12,6 +12,7 @@ One small module per job, each answering questions about its rows:
     requests     upload requests and Google's verdict on them
     channels     each lead's GA4 channel
     reporting    the rows a report period reads
+    stats        counts for monitoring (the metrics file)
 """
 
 from __future__ import annotations
