@@ -133,7 +133,11 @@ def write_metrics(path: Path, state_url: str, summary: RunSummary, seconds: floa
     from connector.ledger.stats import ledger_stats
 
     try:
-        stats = ledger_stats(Ledger.open(state_url, readonly=True).db)
+        db = Ledger.open(state_url, readonly=True).db
+        try:
+            stats = ledger_stats(db)
+        finally:
+            db.engine.dispose()  # `run --every` opens it once per run: no pool left behind
     except ConnectorError as exc:
         log.warning("metrics: cannot read the ledger: %s", exc, extra={"metrics_file": str(path)})
         stats = LedgerStats()

@@ -224,6 +224,8 @@ class _DryRun(_Run):
     """Pull, map and validate with the APIs' validate-only modes; write nothing to state."""
 
     def execute(self, pulls: list[Cursor]) -> None:
+        started = time.monotonic()
+        _log_start(pulls, dry_run=True)
         mapped = [m for cursor in pulls for m in self.changes(cursor)]
         known = self.ledger.changes.known(
             (m.change.lead_id, m.change.stage, m.change.changed_at) for m in mapped
@@ -245,6 +247,7 @@ class _DryRun(_Run):
         if self.options.payloads_path:
             _write_json(self.options.payloads_path, payloads)
             self.summary.payloads_file = str(self.options.payloads_path)
+        _log_end(self.summary, time.monotonic() - started)
 
 
 def waves(pending: Sequence[Delivery]) -> list[list[Delivery]]:
@@ -291,10 +294,11 @@ def _would_deliver(
     return batch
 
 
-def _log_start(pulls: Sequence[Cursor]) -> None:
+def _log_start(pulls: Sequence[Cursor], dry_run: bool = False) -> None:
     log.info(
         "run started",
         extra={
+            "dry_run": dry_run,
             "window_start": pulls[0].since.isoformat(),
             "window_end": pulls[0].end.isoformat(),
             "streams": [cursor.stream.name for cursor in pulls],
@@ -314,6 +318,7 @@ def _log_end(summary: RunSummary, seconds: float) -> None:
         "failed" if summary.error else "finished",
         extra={
             "status": summary.status,
+            "dry_run": summary.dry_run,
             "duration_s": round(seconds, 3),
             "pulled": summary.pulled,
             "new": summary.new,

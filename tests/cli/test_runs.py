@@ -55,3 +55,14 @@ def test_runs_lists_recent_runs_in_the_words_of_the_table(sandbox: Sandbox, tmp_
     for word in ("run", "started", "status", "duration", "pulled", "new", "delivered", "error"):
         assert word in header
     assert row.split()[0] == "2" and " ok " in row and "google_ads 0" in row
+
+
+def test_a_dry_run_logs_its_start_and_end_too(sandbox: Sandbox, tmp_path: Path) -> None:
+    payloads = str(tmp_path / "p.json")
+    result = invoke(
+        "sync", "--dry-run", "--payloads-file", payloads, env=env_for(sandbox, tmp_path)
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = {json.loads(line)["message"]: json.loads(line) for line in result.stderr.splitlines()}
+    assert lines["run started"]["dry_run"] and lines["run finished"]["dry_run"]
+    assert "run_id" not in lines["run finished"]  # a dry run records no run
