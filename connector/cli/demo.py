@@ -62,8 +62,8 @@ def demo_command(
         print_json(result.as_dict())
     else:
         out = console()
-        print_summary(result.first, out, title="Demo sync")
-        print_summary(result.second, out, title="Second sync right after")
+        print_summary(result.first, out, title="First sync")
+        print_summary(result.second, out, title="Second sync, right after")
         out.print(f"State store: {result.state_url}")
         out.print(f"Attribution report: {result.report_file}")
         _print_next_steps(result.commands(), out)
