@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import sys
 
-from connector.cli import analytics, check, demo, report, run, runs, sandbox, sync
+from connector.cli import analytics, check, demo, init, report, run, runs, sandbox, sync
 from connector.cli.app import app
 
-__all__ = ["analytics", "app", "check", "demo", "main", "report", "run", "runs", "sandbox", "sync"]
+__all__ = [
+    "analytics",
+    "app",
+    "check",
+    "demo",
+    "init",
+    "main",
+    "report",
+    "run",
+    "runs",
+    "sandbox",
+    "sync",
+]
 
 
 def main() -> None:

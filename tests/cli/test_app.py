@@ -8,7 +8,18 @@ import pytest
 
 from tests.cli.conftest import invoke
 
-COMMANDS = ["sync", "run", "runs", "demo", "sandbox", "check", "report", "reconcile", "channels"]
+COMMANDS = [
+    "sync",
+    "run",
+    "runs",
+    "init",
+    "demo",
+    "sandbox",
+    "check",
+    "report",
+    "reconcile",
+    "channels",
+]
 
 
 def test_version() -> None:
