@@ -82,7 +82,9 @@ def _complete(salesforce: SalesforceSettings) -> SalesforceSettings:
     from connector.settings import env_name
 
     updates: dict[str, Any] = {}
-    missing = [f for f, _, _ in PROMPTS[1:] if not getattr(salesforce, f)]
+    # The JWT bearer flow (a private key) needs no password, token or secret.
+    jwt = ("password", "security_token", "client_secret") if salesforce.private_key_file else ()
+    missing = [f for f, _, _ in PROMPTS[1:] if not getattr(salesforce, f) and f not in jwt]
     if missing and not sys.stdin.isatty():
         names = ", ".join(env_name("salesforce", f) for f in missing if f != "security_token")
         if names:
