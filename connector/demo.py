@@ -1,9 +1,18 @@
-"""`connector demo`: the whole job against local emulators, with a generated dataset."""
+"""`connector demo`: the whole job against local emulators, with a generated dataset.
+
+Every demo (and `connector sandbox`) keeps its state in a directory of its own
+under one parent, `<temp dir>/connector-demo/`; only the newest few are kept.
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +29,8 @@ _MAPPINGS = (
     Path(__file__).resolve().parent.parent / "mappings" / "salesforce.yaml",
     Path.cwd() / "mappings" / "salesforce.yaml",
 )
+DEMO_ROOT = Path(tempfile.gettempdir()) / "connector-demo"
+KEEP = 3  # state directories kept per kind (demo, sandbox)
 
 
 @dataclass
@@ -29,6 +40,20 @@ class DemoResult:
     state_url: str
     emulators: dict[str, Any]
     report_file: Path
+    mapping_path: Path
+
+    def commands(self) -> dict[str, str]:
+        """What to type next: open the report, and run commands on the demo's state."""
+        env = f"CONNECTOR_STATE_URL={shlex.quote(self.state_url)} " + (
+            f"CONNECTOR_MAPPING_PATH={shlex.quote(str(self.mapping_path))}"
+        )
+        program = command_name()
+        return {
+            "open_report": f"{_opener()} {shlex.quote(str(self.report_file))}",
+            "report": f"{env} {program} report",
+            "runs": f"{env} {program} runs",
+            "sandbox": f"{program} sandbox",
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -37,7 +62,35 @@ class DemoResult:
             "state_url": self.state_url,
             "emulators": self.emulators,
             "report_file": str(self.report_file),
+            "commands": self.commands(),
         }
+
+
+def demo_mapping() -> Path:
+    return next((p for p in _MAPPINGS if p.exists()), _MAPPINGS[0])
+
+
+def new_state_dir(kind: str, root: Path = DEMO_ROOT) -> Path:
+    """A fresh `<root>/<kind>-<time>` directory; older ones of that kind beyond KEEP go."""
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    directory = Path(tempfile.mkdtemp(prefix=f"{kind}-{stamp}-", dir=root))
+    # Names sort by time; the one just made is the newest.
+    for old in sorted(root.glob(f"{kind}-*"))[:-KEEP]:
+        if old.is_dir() and old != directory:
+            shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def command_name() -> str:
+    """How the user started us: `uv run connector` from a checkout, else `connector`."""
+    return "uv run connector" if os.environ.get("UV_RUN_RECURSION_DEPTH") else "connector"
+
+
+def _opener() -> str:
+    if sys.platform == "darwin":
+        return "open"
+    return "start" if os.name == "nt" else "xdg-open"
 
 
 def run_demo(
@@ -48,12 +101,13 @@ def run_demo(
     progress: Progress | None,
     upload_api: Literal["datamanager", "ads_api"] = "datamanager",
 ) -> DemoResult:
-    directory = state_dir or Path(tempfile.mkdtemp(prefix="connector-demo-"))
+    directory = state_dir or new_state_dir("demo")
     directory.mkdir(parents=True, exist_ok=True)
+    directory = directory.resolve()  # the printed commands work from any directory
     state_url = f"sqlite:///{directory / 'connector.db'}"
     data = generate(n_leads=leads, seed=seed)
     with Sandbox(data.tables()) as sandbox:
-        mapping_path = next((p for p in _MAPPINGS if p.exists()), _MAPPINGS[0])
+        mapping_path = demo_mapping()
         settings = sandbox.settings(state_url, mapping_path, upload_api=upload_api)
         mapping = load_mapping(settings.mapping_path)
         first = sync(settings, mapping, SyncOptions(progress=progress))
@@ -67,7 +121,7 @@ def run_demo(
         precedence=mapping.attribution_precedence,
     )
     report_file.write_text(to_html(report), encoding="utf-8")
-    return DemoResult(first, second, state_url, emulators, report_file)
+    return DemoResult(first, second, state_url, emulators, report_file, mapping_path)
 
 
 def _emulator_counts(sandbox: Sandbox, upload_api: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from connector import retry, stopping
+from connector import logs, retry, stopping
 from connector.core import Mapped, utcnow
 from connector.delivery import Claims, DeliveryLoop
 from connector.destinations.base import Destination
@@ -147,6 +148,10 @@ class _Run:
 
         run_id = self.ledger.runs.start()
         self.worker = f"{socket.gethostname()}:{os.getpid()}:run-{run_id}"
+        # A dry run records no run: its lines carry no run id.
+        bound = None if self.summary.dry_run else logs.bind_run(run_id)
+        started = time.monotonic()
+        _log_start(pulls, dry_run=self.summary.dry_run)
         try:
             # Google's verdict on earlier uploads first: it may put deliveries back to pending.
             self.summary.request_status = self._check_requests()
@@ -169,6 +174,10 @@ class _Run:
             raise
         else:
             self._finish(run_id, pulls, summary_measurability)
+        finally:
+            _log_end(self.summary, time.monotonic() - started)
+            if bound is not None:
+                logs.unbind(bound)
 
     def _finish(self, run_id: int, pulls: list[Cursor], measurability: Any) -> None:
         self.summary.cursor = _iso(self.ledger.cursors.get(pulls[0].stream.name))
@@ -296,6 +305,44 @@ def _close_quietly(ledger: Ledger, run_id: int, summary: RunSummary) -> None:
         ledger.runs.finish(run_id, summary.status, summary.as_dict())
     except Exception:  # the store is already known to be failing
         log.debug("could not close run %s in the state store", run_id, exc_info=True)
+
+
+def _log_start(pulls: Sequence[Cursor], dry_run: bool = False) -> None:
+    log.info(
+        "run started",
+        extra={
+            "dry_run": dry_run,
+            "window_start": pulls[0].since.isoformat(),
+            "window_end": pulls[0].end.isoformat(),
+            "streams": [cursor.stream.name for cursor in pulls],
+        },
+    )
+
+
+def _log_end(summary: RunSummary, seconds: float) -> None:
+    """One line per destination, then the run's end: what an on-call engineer looks for."""
+    data = summary.as_dict()
+    for name, tally in data["destinations"].items():
+        log.info("destination %s done", name, extra={"destination": name, **tally})
+    level = logging.WARNING if summary.error else logging.INFO  # the CLI logs the error itself
+    log.log(
+        level,
+        "run %s",
+        "failed" if summary.error else "finished",
+        extra={
+            "status": summary.status,
+            "dry_run": summary.dry_run,
+            "duration_s": round(seconds, 3),
+            "pulled": summary.pulled,
+            "new": summary.new,
+            "delivered": {n: t["delivered"] for n, t in data["destinations"].items()},
+            "pending": {n: t["pending"] for n, t in data["destinations"].items()},
+            "cursor": summary.cursor,
+            "salesforce_api_usage": summary.api_usage,
+            "stopped": summary.stopped,
+            "error": summary.error,
+        },
+    )
 
 
 def _chunks(items: Iterable[Mapped], size: int) -> Iterator[list[Mapped]]:

@@ -240,6 +240,8 @@ class Settings(BaseSettings):
     mapping_path: Path = Path("mappings/salesforce.yaml")
     log_format: Literal["auto", "text", "json"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Prometheus textfile metrics written after each run (node-exporter's textfile collector).
+    metrics_file: Path | None = None
     salesforce: SalesforceSettings = SalesforceSettings()
     google_ads: GoogleAdsSettings = GoogleAdsSettings()
     ga4: GA4Settings = GA4Settings()

@@ -17,17 +17,22 @@ def print_json(data: dict[str, Any]) -> None:
 
 def print_summary(summary: RunSummary, console: Console, title: str = "Sync") -> None:
     data = summary.as_dict()
-    mode = " (dry run: nothing sent, state unchanged)" if summary.dry_run else ""
+    mode = (
+        " (dry run: nothing sent, state unchanged; delivered = valid, would be sent)"
+        if summary.dry_run
+        else ""
+    )
     console.print(f"[bold]{title}[/bold]{mode}: status [bold]{data['status']}[/bold]")
     console.print(
         f"  pulled {data['pulled']} stage changes since {data['since']}: "
         f"{data['new']} new, {data['already_recorded']} already recorded"
     )
     if data["unmapped_statuses"]:
-        console.print(f"  statuses the mapping doesn't know: {_pairs(data['unmapped_statuses'])}")
+        unmapped = _pairs(data["unmapped_statuses"])
+        console.print(f"  unmapped statuses (the mapping doesn't know them): {unmapped}")
     if data["row_problems"]:
         console.print(f"  row problems: {_pairs(data['row_problems'])}")
-    console.print(_destinations_table(data["destinations"], summary.dry_run))
+    console.print(_destinations_table(data["destinations"]))
     for name, tally in data["destinations"].items():
         if tally.get("field_warnings"):
             console.print(
@@ -66,8 +71,8 @@ def print_summary(summary: RunSummary, console: Console, title: str = "Sync") ->
         ("cursor", data["cursor"]),
         ("Salesforce API usage", data["salesforce_api_usage"]),
         ("Salesforce query calls", data["salesforce_query_calls"]),
-        ("payloads written to", data["payloads_file"]),
-        ("stopped early", data["stopped"]),
+        ("payloads file", data["payloads_file"]),
+        ("stopped", data["stopped"]),
         ("error", data["error"]),
     ]
     for label, value in extras:
@@ -75,10 +80,10 @@ def print_summary(summary: RunSummary, console: Console, title: str = "Sync") ->
             console.print(f"  {label}: {value}")
 
 
-def _destinations_table(destinations: dict[str, Any], dry_run: bool) -> Table:
+def _destinations_table(destinations: dict[str, Any]) -> Table:
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("destination")
-    table.add_column("valid" if dry_run else "delivered", justify="right")
+    table.add_column("delivered", justify="right")  # the JSON's word, in a dry run too
     table.add_column("pending", justify="right")
     table.add_column("skipped (reason)")
     table.add_column("rejected (reason)")

@@ -125,7 +125,7 @@ def test_the_product_imports_the_emulators_only_in_the_demo() -> None:
                 continue
             if any(n.startswith("connector_sandbox") for n in names):
                 users.add(name)
-    assert users <= {"connector.demo"}
+    assert users <= {"connector.demo", "connector.cli.sandbox"}
 
 
 def test_a_sync_needs_no_emulator_dependency() -> None:

@@ -137,7 +137,7 @@ def test_dry_run_json_names_the_payload_file(sandbox: Sandbox, tmp_path: Path) -
     assert_no_secret(result)
 
 
-@pytest.mark.parametrize("command", [[], ["sync"], ["demo"], ["check"]])
+@pytest.mark.parametrize("command", [[], ["sync"], ["demo"], ["check"], ["runs"], ["sandbox"]])
 def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     result = connector(*command, "--help", env=dict(os.environ), cwd=tmp_path)
     assert result.returncode == 0

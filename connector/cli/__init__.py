@@ -6,10 +6,34 @@ import logging
 import sys
 
 from connector import exit_codes
-from connector.cli import analytics, check, demo, failures, report, sync
+from connector.cli import (
+    analytics,
+    check,
+    demo,
+    failures,
+    init,
+    report,
+    run,
+    runs,
+    sandbox,
+    sync,
+)
 from connector.cli.app import app
 
-__all__ = ["analytics", "app", "check", "demo", "failures", "main", "report", "sync"]
+__all__ = [
+    "analytics",
+    "app",
+    "check",
+    "demo",
+    "failures",
+    "init",
+    "main",
+    "report",
+    "run",
+    "runs",
+    "sandbox",
+    "sync",
+]
 
 
 def main() -> None:

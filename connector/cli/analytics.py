@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from connector.cli.app import (
     EXIT_PENDING,
     JsonOption,
     app,
+    console,
     fail,
     load_mapping_of,
     load_settings_or_exit,
@@ -54,7 +54,7 @@ def reconcile_command(
     if as_json:
         print_json(result.as_dict())
     else:
-        print_reconciliation(result, Console())
+        print_reconciliation(result, console())
     # Only events GA4 lacks fail the check: the website's own generate_lead hits (and other
     # sources of the same events) legitimately make GA4 count more than the connector sent.
     missing = [d for d in result.differences if d.gap > 0]
@@ -87,7 +87,7 @@ def channels_command(
     if as_json:
         print_json(result)
     else:
-        Console().print(
+        console().print(
             f"looked up {len(wanted)} leads, found {len(found)}: "
             + (", ".join(f"{name} {count}" for name, count in groups.most_common()) or "none")
         )

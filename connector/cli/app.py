@@ -4,16 +4,22 @@ Exit codes: 0 done (rows the data made unusable are recorded, not failures);
 1 unexpected error; 2 configuration or mapping error; 3 Salesforce could not
 be read; 4 some deliveries are still pending after retries (a later run
 sends them).
+
+Help is plain click formatting (`rich_markup_mode=None`): flags show no
+`<bool>` placeholder, choices show as `<a|b>`, and nothing is boxed or wrapped
+for a terminal that is not there.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,11 +43,40 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 err = Console(stderr=True)
 log = logging.getLogger("connector")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"connector {version('connector')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Sync Salesforce lead stage changes to Google Ads and GA4, exactly once."""
+
+
+def console() -> Console:
+    """Stdout for a person; when it is not a terminal (a pipe, a log file), lines are not
+    wrapped at rich's default 80 columns."""
+    out = Console()
+    return out if out.is_terminal else Console(width=1000, soft_wrap=True)
 
 
 def load_mapping_of(settings: Settings) -> Mapping:
@@ -73,34 +108,65 @@ def run_sync(
     wait: float = 0.0,
     as_json: bool = False,
 ) -> RunSummary:
-    from connector.pipeline import SyncOptions, sync
+    try:
+        return sync_once(settings, dry_run, payloads, wait)
+    except ConnectorError as exc:
+        fail(exc, as_json)
 
+
+def sync_once(
+    settings: Settings, dry_run: bool, payloads: Path | None, wait: float = 0.0
+) -> RunSummary:
+    """One run (`sync`, and each of `run --every`), then the metrics file if one is set."""
+    from connector.pipeline import SyncOptions, sync
+    from connector.summary import RunSummary
+
+    started = time.monotonic()
+    summary = RunSummary(dry_run=dry_run, since="")
     try:
         mapping = load_mapping_of(settings)
         with progress_display() as progress, stop_on_sigterm():
             options = SyncOptions(
                 dry_run=dry_run, payloads_path=payloads, progress=progress, wait=wait
             )
-            return sync(settings, mapping, options)
+            summary = sync(settings, mapping, options)
+            return summary
     except ConnectorError as exc:
-        fail(exc, as_json)
+        summary.error = summary.error or str(exc)
+        raise
+    finally:
+        if settings.metrics_file and not dry_run:
+            from connector.metrics import write_metrics
+
+            seconds = time.monotonic() - started
+            write_metrics(settings.metrics_file, settings.state_url, summary, seconds)
 
 
 def finish(summary: RunSummary, as_json: bool) -> None:
     if as_json:
         print_json(summary.as_dict())
     else:
-        print_summary(summary, Console())
+        print_summary(summary, console())
     raise typer.Exit(summary.exit_code)
 
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
     """SIGTERM (a pod evicted, a timer stopped): finish and settle the request in flight,
-    claim nothing more, release what is left, exit as stopped early."""
+    claim nothing more, release what is left, exit as stopped early. Only in the main
+    thread (where signals are delivered); `run --every` installs its own."""
     from connector import stopping
 
-    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.request())
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        stopping.request()
+        if callable(previous):
+            previous(signum, frame)  # `run --every` also stops its loop
+
+    previous = signal.signal(signal.SIGTERM, handle)
     try:
         yield
     finally:
@@ -136,7 +202,7 @@ def progress_display() -> Iterator[Progress | None]:
         totals[phase] = totals.get(phase, 0) + done
         bar.update(tasks[phase], description=f"{phase}: {totals[phase]}")
 
-    with bar:
+    with bar, logs.route_to(err):
         yield advance
 
 

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.console import Console
 
 from connector import logs
 from connector.cli.app import (
     EXIT_PENDING,
     JsonOption,
     app,
+    console,
     fail,
     progress_display,
 )
 from connector.errors import ConnectorError
 from connector.summary_view import print_json, print_summary
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @app.command("demo")
@@ -26,10 +29,13 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="Seed of the generated dataset.")] = 7,
     state_dir: Annotated[
         Path | None,
-        typer.Option(help="Keep the demo's SQLite state here (default: a fresh temp dir)."),
+        typer.Option(
+            help="Keep the demo's SQLite state here (default: a new directory under "
+            "<temp>/connector-demo/, where only the newest few are kept)."
+        ),
     ] = None,
     upload_api: Annotated[
-        str,
+        Literal["datamanager", "ads_api"],
         typer.Option(
             help="Google Ads upload path: datamanager, or ads_api (the legacy Google Ads API "
             "path, with restatements and retractions as conversion adjustments)."
@@ -40,8 +46,6 @@ def demo_command(
     """Run a full sync against local emulators with a generated dataset: no credentials."""
     from connector.demo import run_demo
 
-    if upload_api not in ("datamanager", "ads_api"):
-        raise typer.BadParameter("use datamanager or ads_api", param_hint="--upload-api")
     logs.setup("auto", "INFO", [])
     try:
         with progress_display() as progress:
@@ -50,16 +54,29 @@ def demo_command(
                 seed=seed,
                 state_dir=state_dir,
                 progress=progress,
-                upload_api="ads_api" if upload_api == "ads_api" else "datamanager",
+                upload_api=upload_api,
             )
     except ConnectorError as exc:
         fail(exc)
     if as_json:
         print_json(result.as_dict())
     else:
-        out = Console()
-        print_summary(result.first, out, title="Demo sync")
-        print_summary(result.second, out, title="Second sync right after")
+        out = console()
+        print_summary(result.first, out, title="First sync")
+        print_summary(result.second, out, title="Second sync, right after")
         out.print(f"State store: {result.state_url}")
         out.print(f"Attribution report: {result.report_file}")
+        _print_next_steps(result.commands(), out)
     raise typer.Exit(EXIT_PENDING if result.first.status == "partial" else 0)
+
+
+def _print_next_steps(commands: dict[str, str], out: Console) -> None:
+    out.print("\nNext:")
+    steps = (
+        ("open the report", commands["open_report"]),
+        ("report on this state", commands["report"]),
+        ("list its runs", commands["runs"]),
+        ("try every command by hand against the emulators", commands["sandbox"]),
+    )
+    for label, command in steps:
+        out.print(f"  {label}:\n    {command}", markup=False, highlight=False)

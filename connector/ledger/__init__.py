@@ -13,6 +13,7 @@ One small module per job, each answering questions about its rows:
     warnings     field warnings Google attached to accepted requests
     channels     each lead's GA4 channel
     reporting    the rows a report period reads
+    stats        counts for monitoring (the metrics file)
 """
 
 from __future__ import annotations
