@@ -117,6 +117,10 @@ class _Run:
             self.summary.request_status = self._check_requests()
             for cursor in pulls:
                 self._pull(run_id, cursor)
+            if not self.summary.stopped:  # the org's currency rates, for the report only
+                from connector.source.currency import refresh_rates
+
+                refresh_rates(self._source().client, self.ledger, utcnow())
             for destination in self.destinations:
                 self._deliver(destination)
         except ConnectorError as exc:

@@ -11,6 +11,7 @@ One small module per job, each answering questions about its rows:
     queue        the delivery queue: pending, settled, what a lead sent before
     requests     upload requests and Google's verdict on them
     channels     each lead's GA4 channel
+    rates        the org's currency conversion rates (CurrencyType, DatedConversionRate)
     reporting    the rows a report period reads
 """
 
@@ -22,12 +23,13 @@ from connector.ledger.cursors import Cursors
 from connector.ledger.database import Database, open_database
 from connector.ledger.migrations import migrate
 from connector.ledger.queue import DeliveryQueue, SentBefore
+from connector.ledger.rates import CurrencyRate, CurrencyRates
 from connector.ledger.reporting import PeriodRows, ReportReads
 from connector.ledger.requests import PROCESSING, UploadRequests
 from connector.ledger.runs import Runs
 from connector.ledger.states import RecordStates
 
-__all__ = ["PROCESSING", "LeadChannel", "Ledger", "PeriodRows", "SentBefore"]
+__all__ = ["PROCESSING", "CurrencyRate", "LeadChannel", "Ledger", "PeriodRows", "SentBefore"]
 
 
 class Ledger:
@@ -43,6 +45,7 @@ class Ledger:
         self.requests = UploadRequests(db)
         self.channels = ChannelCache(db)
         self.reporting = ReportReads(db)
+        self.rates = CurrencyRates(db)
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False) -> Ledger:
