@@ -159,7 +159,7 @@ def currency_rates(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, 
         for i, (code, (rate, _)) in enumerate(_RATES.items())
     ]
     months = [_month_start(now, back) for back in range(len(_RATES["USD"][1]), -1, -1)]
-    dated = []
+    dated: list[dict[str, Any]] = []
     for code, (_, monthly) in _RATES.items():
         for i, rate in enumerate(monthly):
             until = months[i + 1] if i + 1 < len(monthly) else None
