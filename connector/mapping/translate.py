@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 from connector.core import (
@@ -25,59 +26,17 @@ from connector.destinations.google_ads.eligibility import blocked
 from connector.mapping.identifiers import click_id_problem, hash_email, hash_phone
 from connector.mapping.rules import Mapping, StageRule, Value
 
-# ISO 4217 codes in active use; the list is short on purpose: an exotic code
-# is far more often a CRM typo than a real currency.
-ISO_4217 = frozenset(
-    [
-        "AED",
-        "ARS",
-        "AUD",
-        "BGN",
-        "BRL",
-        "CAD",
-        "CHF",
-        "CLP",
-        "CNY",
-        "COP",
-        "CZK",
-        "DKK",
-        "EGP",
-        "EUR",
-        "GBP",
-        "HKD",
-        "HUF",
-        "IDR",
-        "ILS",
-        "INR",
-        "ISK",
-        "JPY",
-        "KES",
-        "KRW",
-        "MAD",
-        "MXN",
-        "MYR",
-        "NGN",
-        "NOK",
-        "NZD",
-        "PEN",
-        "PHP",
-        "PKR",
-        "PLN",
-        "QAR",
-        "RON",
-        "RSD",
-        "SAR",
-        "SEK",
-        "SGD",
-        "THB",
-        "TRY",
-        "TWD",
-        "UAH",
-        "USD",
-        "VND",
-        "ZAR",
-    ]
-)
+
+@cache
+def currencies_in_use() -> frozenset[str]:
+    """ISO 4217 codes some territory uses today (CLDR, through Babel): a withdrawn or
+    made-up code is far more often a CRM typo than a real currency."""
+    # Imported here: CLDR's data is only needed once a value is mapped.
+    from babel.core import get_global
+    from babel.numbers import get_territory_currencies
+
+    territories = get_global("territory_currencies")
+    return frozenset(code for t in territories for code in get_territory_currencies(t))
 
 
 def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
@@ -187,7 +146,7 @@ def _value(
     if amount is None or not math.isfinite(amount) or amount < 0:
         return None, None, "missing_amount" if raw in (None, "") else "invalid_amount"
     currency = spec.currency or change.attributes.get("currency") or mapping.default_currency
-    if currency not in ISO_4217:
+    if currency not in currencies_in_use():
         return None, None, "unknown_currency"
     return amount, currency, None
 
