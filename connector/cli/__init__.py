@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from connector.cli import analytics, check, demo, report, sync
+from connector.cli import analytics, check, costs, demo, report, sync
 from connector.cli.app import app
 
-__all__ = ["analytics", "app", "check", "demo", "main", "report", "sync"]
+__all__ = ["analytics", "app", "check", "costs", "demo", "main", "report", "sync"]
 
 
 def main() -> None:

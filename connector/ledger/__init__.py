@@ -11,6 +11,7 @@ One small module per job, each answering questions about its rows:
     queue        the delivery queue: pending, settled, what a lead sent before
     requests     upload requests and Google's verdict on them
     channels     each lead's GA4 channel
+    costs        Google Ads cost per campaign and day, and each click's campaign
     rates        the org's currency conversion rates (CurrencyType, DatedConversionRate)
     reporting    the rows a report period reads
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from connector.ledger.changes import Changes
 from connector.ledger.channels import ChannelCache, LeadChannel
+from connector.ledger.costs import AdsCosts
 from connector.ledger.cursors import Cursors
 from connector.ledger.database import Database, open_database
 from connector.ledger.migrations import migrate
@@ -46,6 +48,7 @@ class Ledger:
         self.channels = ChannelCache(db)
         self.reporting = ReportReads(db)
         self.rates = CurrencyRates(db)
+        self.costs = AdsCosts(db)
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False) -> Ledger:

@@ -128,3 +128,13 @@ class _Rates:
                 return RateUse(code, per, r.rate, DATED, r.start_date, r.next_start_date)
         current = self._current.get(code)
         return RateUse(code, per, current.rate, CURRENT) if current else None
+
+
+def convert_amount(
+    amount: float, source: str, target: str, on: date, rates: Sequence[CurrencyRate]
+) -> float | None:
+    """`amount` of `source` in `target` on day `on` (Google Ads cost, say); None: no rate."""
+    if source == target:
+        return amount
+    found = _Rates(rates).convert(amount, source, target, on)
+    return found[0] if found else None

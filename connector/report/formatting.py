@@ -7,6 +7,7 @@ from datetime import timedelta
 from babel.numbers import format_currency, get_currency_symbol
 
 from connector.report.breakdown import Cell
+from connector.report.costs import CostRow
 from connector.report.currency import RateUse
 from connector.report.metrics import Funnel
 
@@ -81,4 +82,24 @@ def value_cells(f: Funnel, currency: str) -> list[str]:
         money(f.average_deal, currency),
         days(f.median_days_to_contract),
         money(f.velocity_per_day, currency),
+    ]
+
+
+COST_COLUMNS = (
+    "cost", "leads", "MQL", "SQL", "opps", "won", "per SQL", "per opp", "won revenue", "ROAS", "CAC"
+)  # fmt: skip
+
+
+def cost_cells(r: CostRow, currency: str) -> list[str]:
+    """One campaign's (or channel's) cells under COST_COLUMNS."""
+    counts = (r.leads, r.mql, r.sql, r.opportunities, r.won)
+    roas = NONE if r.roas is None else f"{r.roas:.1f}×"
+    return [
+        money(r.cost, currency),
+        *(f"{n:,}" for n in counts),
+        money(r.cost_per_sql, currency),
+        money(r.cost_per_opportunity, currency),
+        money(r.won_revenue, currency),
+        roas,
+        money(r.cac, currency),
     ]

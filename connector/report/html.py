@@ -14,9 +14,11 @@ from connector.report.attribution import REASONS, SIGNAL_LABELS
 from connector.report.breakdown import Mix
 from connector.report.currency import UNVALUED_REASONS
 from connector.report.formatting import (
+    COST_COLUMNS,
     FUNNEL_COLUMNS,
     VALUE_COLUMNS,
     amount_text,
+    cost_cells,
     days,
     funnel_cells,
     money,
@@ -104,6 +106,7 @@ def to_html(report: Report) -> str:
             f"Won deals valued in {report.currency} (other currencies at the org's rates).",
             revenue_chart(report) + _currency_html(report),
         ),
+        _costs_html(report),
         _section(
             "Delivery health",
             "What reached Google Ads and GA4, what waits, and why the rest did not.",
@@ -234,6 +237,20 @@ def _currency_html(report: Report) -> str:
             + _scroll(_table(("lead", "amount in the CRM", "why"), rows))
         )
     return "".join(parts)
+
+
+def _costs_html(report: Report) -> str:
+    if not report.costs.known:
+        return ""
+    cur = report.currency
+    rows = [_html_row([r.name, *cost_cells(r, cur)]) for r in report.costs.campaigns]
+    rows += [_html_row([r.name, *cost_cells(r, cur)], "total") for r in report.costs.channels]
+    return _section(
+        "Google Ads cost and return",
+        f"Per campaign of the leads' clicks (connector costs), in {cur}. ROAS = won revenue ÷ "
+        "cost; CAC = cost ÷ won deals. Open pipeline value is not recorded until a deal is won.",
+        _scroll(_table(("campaign", *COST_COLUMNS), rows)),
+    )
 
 
 def _table(head: Sequence[str], rows: Sequence[str]) -> str:

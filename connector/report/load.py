@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from connector.ledger import CurrencyRate, Ledger
+from connector.ledger.costs import CampaignDay, ClickCampaign
 
 DEFAULT_DAYS = 90
 
@@ -102,6 +103,8 @@ class LedgerData:
     requests: list[RequestRow] = field(default_factory=list)
     rates: list[CurrencyRate] = field(default_factory=list)  # the org's, as the sync read them
     rates_read_at: datetime | None = None
+    ad_costs: list[CampaignDay] = field(default_factory=list)  # `connector costs`, in the period
+    clicks: dict[str, ClickCampaign] = field(default_factory=dict)  # gclid -> its campaign
 
 
 def load(ledger: Ledger, period: Period) -> LedgerData:
@@ -122,6 +125,8 @@ def load(ledger: Ledger, period: Period) -> LedgerData:
         ],
         rates=stored.rates,
         rates_read_at=stored.read_at,
+        ad_costs=ledger.costs.costs(period.since, period.until),
+        clicks=ledger.costs.clicks(),
     )
 
 

@@ -26,6 +26,7 @@ from connector.report.attribution import (
     check_precedence,
 )
 from connector.report.breakdown import Mix, campaign_of, channel_of, mix
+from connector.report.costs import Costs, cost_rows
 from connector.report.currency import Valuation, WonDeal, value_deals
 from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RequestRow
 from connector.report.unattributed import ReasonSets, reason_sets
@@ -138,6 +139,7 @@ class Report:
     unattributed: ReasonSets = field(default_factory=lambda: ReasonSets(0, {}, {}, 0))
     by_channel: Mix = field(default_factory=lambda: Mix("channel", [], []))
     by_campaign: Mix = field(default_factory=lambda: Mix("campaign", [], []))
+    costs: Costs = field(default_factory=lambda: Costs([], []))
 
 
 def rate(part: float, whole: float) -> float | None:
@@ -346,6 +348,15 @@ def build_report(
         rates_read_at=data.rates_read_at,
         leads=list(data.leads),
         unattributed=reason_sets(data.leads, attributions),
+        costs=cost_rows(
+            data.leads,
+            {lead: a.channel for lead, a in attributions.items()},
+            data.ad_costs,
+            data.clicks,
+            values_of,
+            data.rates,
+            reached,
+        ),
         **_mixes(data, attributions, group_by, values_of),
     )
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connector.report.breakdown import Cell, Mix
+from connector.report.costs import CostRow
 from connector.report.metrics import DeliveryHealth, Funnel, Report, Share
 from connector.report.unattributed import ReasonSets, unattributed_leads
 
@@ -43,6 +44,11 @@ def report_dict(report: Report) -> dict[str, Any]:
         "by_campaign": _mix(report.by_campaign),
         "funnel": _funnel(report.funnel),
         "channels": {name: _funnel(f) for name, f in report.channels.items()},
+        "google_ads_costs": {
+            "campaigns": [_cost(r) for r in report.costs.campaigns],
+            "channels": [_cost(r) for r in report.costs.channels],
+            "campaign_days_without_rate": report.costs.unconverted,
+        },
         "won_unvalued": unvalued_rows(report),
         "currency_rates": rates_used(report),
         "delivery": {name: _health(h) for name, h in report.delivery.items()},
@@ -144,6 +150,25 @@ def _funnel_cells(f: Funnel | None) -> list[Any]:
     if f is None:
         return [""] * len(_FUNNEL_COLUMNS)
     return [f.mql, f.sql, f.opportunities, f.won, f.won_without_value]
+
+
+def _cost(r: CostRow) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "cost": _r(r.cost, 2),
+        "clicks": r.clicks,
+        "leads": r.leads,
+        "mql": r.mql,
+        "sql": r.sql,
+        "opportunities": r.opportunities,
+        "won": r.won,
+        "cost_per_sql": _r(r.cost_per_sql, 2),
+        "cost_per_opportunity": _r(r.cost_per_opportunity, 2),
+        "won_revenue": round(r.won_revenue, 2),
+        "pipeline": None,  # open opportunity amounts are not in the ledger
+        "roas": _r(r.roas),
+        "cac": _r(r.cac, 2),
+    }
 
 
 def _reason_sets(sets: ReasonSets) -> dict[str, Any]:
@@ -254,6 +279,9 @@ def _csv_rows(data: dict[str, Any]) -> Iterator[list[Any]]:
     yield from _flat("funnel", "all", data["funnel"])
     for name, values in data["channels"].items():
         yield from _flat("funnel", name, values)
+    for kind in ("campaigns", "channels"):
+        for row in data["google_ads_costs"][kind]:
+            yield from _flat(f"google_ads_cost_by_{kind[:-1]}", row["name"], row)
     for deal in data["won_unvalued"]:
         yield from _flat("won_unvalued", deal["lead_id"], {k: deal[k] for k in list(deal)[1:]})
     for rate in data["currency_rates"]["rates"]:

@@ -9,10 +9,12 @@ from connector.report.attribution import REASONS
 from connector.report.breakdown import Mix
 from connector.report.currency import UNVALUED_REASONS
 from connector.report.formatting import (
+    COST_COLUMNS,
     FUNNEL_COLUMNS,
     STAGE_LABELS,
     VALUE_COLUMNS,
     amount_text,
+    cost_cells,
     funnel_cells,
     money,
     pairs,
@@ -44,6 +46,8 @@ def print_table(report: Report, console: Console) -> None:
         console.print(table)
     for line in currency_lines(report):
         console.print(line, highlight=False)
+    if report.costs.known:
+        console.print(_cost_table(report))
     velocity = report.funnel.velocity_per_day
     console.print(f"  pipeline velocity: {money(velocity, cur)} per day")
     console.print(_delivery_table(report))
@@ -107,6 +111,22 @@ def print_unattributed(report: Report, console: Console) -> None:
     console.print(table)
     for line in reason_lines(report):
         console.print(line, highlight=False)
+
+
+def _cost_table(report: Report) -> Table:
+    table = Table(
+        title=f"Google Ads cost and return ({report.currency})",
+        title_justify="left",
+        show_edge=False,
+    )
+    table.add_column("campaign", no_wrap=True)
+    for column in COST_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True)
+    rows = [*report.costs.campaigns, *report.costs.channels]
+    for i, r in enumerate(rows):
+        last_campaign = i == len(report.costs.campaigns) - 1
+        table.add_row(r.name, *cost_cells(r, report.currency), end_section=last_campaign)
+    return table
 
 
 def _mix_table(report: Report, mix: Mix) -> Table:
