@@ -60,7 +60,7 @@ class Costs:
 
     @property
     def known(self) -> bool:
-        return bool(self.campaigns)
+        return bool(self.channels)
 
 
 def cost_rows(
@@ -72,7 +72,10 @@ def cost_rows(
     rates: Sequence[CurrencyRate],
     reached: Callable[[Lead, str], bool],  # the funnel's rule (metrics.reached)
 ) -> Costs:
-    """The cost rows of every campaign with cost or leads, and of the paid search channel."""
+    """The cost rows of every campaign with cost or leads, and of the paid search channel;
+    none before `connector costs` stored any cost for the period."""
+    if not days:
+        return Costs([], [])
     spend: dict[str, list[float | None]] = {}
     names: dict[str, str] = {}
     clicked: dict[str, int] = {}
@@ -111,7 +114,7 @@ def cost_rows(
     paid = [lead for lead in leads if channels.get(lead.lead_id) == PAID_SEARCH]
     all_cost = None if unconverted else sum(total(c) or 0.0 for c in spend)
     channel = row(PAID_SEARCH, all_cost, sum(clicked.values()), paid)
-    return Costs(campaigns, [channel] if spend else [], unconverted)
+    return Costs(campaigns, [channel], unconverted)
 
 
 def _per(cost: float | None, count: int) -> float | None:

@@ -85,21 +85,33 @@ def value_cells(f: Funnel, currency: str) -> list[str]:
     ]
 
 
-COST_COLUMNS = (
-    "cost", "leads", "MQL", "SQL", "opps", "won", "per SQL", "per opp", "won revenue", "ROAS", "CAC"
-)  # fmt: skip
+# In two halves, like the channel table, so each fits an 80-column terminal.
+COST_COUNT_COLUMNS = ("cost", "leads", "MQL", "SQL", "opps", "won")
+COST_VALUE_COLUMNS = ("per SQL", "per opp", "won revenue", "ROAS", "CAC")
+COST_COLUMNS = (*COST_COUNT_COLUMNS, *COST_VALUE_COLUMNS)
 
 
-def cost_cells(r: CostRow, currency: str) -> list[str]:
-    """One campaign's (or channel's) cells under COST_COLUMNS."""
+def cost_count_cells(r: CostRow, currency: str) -> list[str]:
     counts = (r.leads, r.mql, r.sql, r.opportunities, r.won)
+    return [money(r.cost, currency), *(f"{n:,}" for n in counts)]
+
+
+def cost_value_cells(r: CostRow, currency: str) -> list[str]:
     roas = NONE if r.roas is None else f"{r.roas:.1f}×"
     return [
-        money(r.cost, currency),
-        *(f"{n:,}" for n in counts),
         money(r.cost_per_sql, currency),
         money(r.cost_per_opportunity, currency),
         money(r.won_revenue, currency),
         roas,
         money(r.cac, currency),
     ]
+
+
+def cost_cells(r: CostRow, currency: str) -> list[str]:
+    """One campaign's (or channel's) cells under COST_COLUMNS."""
+    return [*cost_count_cells(r, currency), *cost_value_cells(r, currency)]
+
+
+def short_share(cell: Cell) -> str:
+    """`12/40 30%`: share_cell for narrow terminal columns."""
+    return f"{cell.leads:,}/{cell.period_leads:,} {pct(cell.lead_share)}"

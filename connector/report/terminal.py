@@ -9,18 +9,20 @@ from connector.report.attribution import REASONS
 from connector.report.breakdown import Mix
 from connector.report.currency import UNVALUED_REASONS
 from connector.report.formatting import (
-    COST_COLUMNS,
+    COST_COUNT_COLUMNS,
+    COST_VALUE_COLUMNS,
     FUNNEL_COLUMNS,
     STAGE_LABELS,
     VALUE_COLUMNS,
     amount_text,
-    cost_cells,
+    cost_count_cells,
+    cost_value_cells,
     funnel_cells,
     money,
     pairs,
     pct,
     rate_text,
-    share_cell,
+    short_share,
     value_cells,
 )
 from connector.report.metrics import DeliveryHealth, Report
@@ -47,7 +49,8 @@ def print_table(report: Report, console: Console) -> None:
     for line in currency_lines(report):
         console.print(line, highlight=False)
     if report.costs.known:
-        console.print(_cost_table(report))
+        for table in _cost_tables(report):
+            console.print(table)
     velocity = report.funnel.velocity_per_day
     console.print(f"  pipeline velocity: {money(velocity, cur)} per day")
     console.print(_delivery_table(report))
@@ -113,20 +116,22 @@ def print_unattributed(report: Report, console: Console) -> None:
         console.print(line, highlight=False)
 
 
-def _cost_table(report: Report) -> Table:
-    table = Table(
-        title=f"Google Ads cost and return ({report.currency})",
-        title_justify="left",
-        show_edge=False,
-    )
-    table.add_column("campaign", no_wrap=True)
-    for column in COST_COLUMNS:
-        table.add_column(column, justify="right", no_wrap=True)
+def _cost_tables(report: Report) -> list[Table]:
     rows = [*report.costs.campaigns, *report.costs.channels]
-    for i, r in enumerate(rows):
-        last_campaign = i == len(report.costs.campaigns) - 1
-        table.add_row(r.name, *cost_cells(r, report.currency), end_section=last_campaign)
-    return table
+    tables = []
+    for title, columns, cells in (
+        ("Google Ads cost and funnel", COST_COUNT_COLUMNS, cost_count_cells),
+        (f"Google Ads return ({report.currency})", COST_VALUE_COLUMNS, cost_value_cells),
+    ):
+        table = Table(title=title, title_justify="left", show_edge=False)
+        table.add_column("campaign", max_width=28)
+        for column in columns:
+            table.add_column(column, justify="right", no_wrap=True)
+        for i, r in enumerate(rows):
+            last_campaign = i == len(report.costs.campaigns) - 1
+            table.add_row(r.name, *cells(r, report.currency), end_section=last_campaign)
+        tables.append(table)
+    return tables
 
 
 def _mix_table(report: Report, mix: Mix) -> Table:
@@ -140,7 +145,7 @@ def _mix_table(report: Report, mix: Mix) -> Table:
         table.add_column(period, justify="right")
     table.add_column("all", justify="right")
     for row in mix.rows:
-        table.add_row(row.name, *(share_cell(c) for c in [*row.cells, row.total]))
+        table.add_row(row.name, *(short_share(c) for c in [*row.cells, row.total]))
     return table
 
 

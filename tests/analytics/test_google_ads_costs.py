@@ -6,16 +6,19 @@ September 2026). Every figure below is worked out by hand from the fixture.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from google.ads.googleads.errors import GoogleAdsException
+from rich.console import Console
 
 from connector.analytics.google_ads_costs import fetch_costs
 from connector.destinations.google_ads.ads_api import ads_client
 from connector.ledger import Ledger
-from connector.report import Period, build_report, load
+from connector.report import Period, build_report, load, print_table, report_dict, to_csv, to_html
 from connector.report.costs import NOT_FOUND
 from connector.settings import GoogleAdsSettings
 from connector_sandbox.google_ads_api import EmulatedCustomer, GoogleAdsApiEmulator
@@ -134,3 +137,22 @@ def test_click_view_answers_one_day_at_a_time(emulator: GoogleAdsApiEmulator) ->
     with pytest.raises(GoogleAdsException) as raised:
         list(service.search(customer_id=CUSTOMER, query=query))
     assert "DATE_RANGE_TOO_WIDE" in str(raised.value.failure)
+
+
+def test_every_format_shows_the_cost_rows(emulator: GoogleAdsApiEmulator, sqlite_url: str) -> None:
+    ledger = Ledger.open(sqlite_url)
+    fill(ledger)
+    fetch_costs(settings(emulator), ledger, DAY1, DAY2)
+    report = build_report(load(ledger, Period(DAY1, DAY2)), currency="EUR")
+    brand = next(
+        r for r in report_dict(report)["google_ads_costs"]["campaigns"] if r["name"] == "Brand"
+    )
+    assert (brand["cost"], brand["cost_per_sql"], brand["roas"], brand["cac"]) == (150, 75, 20, 150)
+    console = Console(record=True, width=80)
+    print_table(report, console)
+    text = console.export_text()
+    assert "Google Ads return (EUR)" in text and "20.0×" in text
+    assert "Google Ads cost and return" in to_html(report)
+    assert ("google_ads_cost_by_campaign", "Brand", "roas", "20.0") in {
+        tuple(r.values()) for r in csv.DictReader(io.StringIO(to_csv(report)))
+    }
