@@ -76,24 +76,10 @@ def cost_rows(
     none before `connector costs` stored any cost for the period."""
     if not days:
         return Costs([], [])
-    spend: dict[str, list[float | None]] = {}
-    names: dict[str, str] = {}
-    clicked: dict[str, int] = {}
-    for d in days:
-        names[d.campaign_id] = d.campaign_name
-        value = convert_amount(d.cost_micros / 1e6, d.currency, values.currency, d.day, rates)
-        spend.setdefault(d.campaign_id, []).append(value)
-        clicked[d.campaign_id] = clicked.get(d.campaign_id, 0) + d.clicks
-    groups: dict[str, list[Lead]] = {}
-    for lead in leads:
-        gclid = lead.attributes.get("gclid")
-        if not gclid:
-            continue
-        click = clicks.get(str(gclid))
-        key = click.campaign_id if click else NOT_FOUND
-        if click:
-            names.setdefault(click.campaign_id, click.campaign_name)
-        groups.setdefault(key, []).append(lead)
+    spend = _spend(days, values.currency, rates)
+    groups = _campaign_leads(leads, clicks)
+    names = {c.campaign_id: c.campaign_name for c in clicks.values()}
+    names |= {cid: s.name for cid, s in spend.items()}
 
     def row(name: str, cost: float | None, n_clicks: int, group: Sequence[Lead]) -> CostRow:
         mql, sql, opportunities, won = (
@@ -102,19 +88,56 @@ def cost_rows(
         revenue = sum(values.value(lead.lead_id) or 0.0 for lead in group)
         return CostRow(name, cost, n_clicks, len(group), mql, sql, opportunities, won, revenue)
 
-    def total(cid: str) -> float | None:
-        parts = spend.get(cid, [])
-        return None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
-
-    ids = sorted(set(spend) | (set(groups) - {NOT_FOUND}), key=lambda c: -(total(c) or 0.0))
-    campaigns = [row(names.get(c, c), total(c), clicked.get(c, 0), groups.get(c, [])) for c in ids]
+    none = _Spend("", None, 0, 0)
+    ids = sorted(
+        set(spend) | (set(groups) - {NOT_FOUND}), key=lambda c: -(spend.get(c, none).cost or 0)
+    )
+    campaigns = [
+        row(names.get(c, c), spend.get(c, none).cost, spend.get(c, none).clicks, groups.get(c, []))
+        for c in ids
+    ]
     if NOT_FOUND in groups:
         campaigns.append(row(NOT_FOUND, None, 0, groups[NOT_FOUND]))
-    unconverted = sum(1 for parts in spend.values() for p in parts if p is None)
+    unconverted = sum(s.unconverted for s in spend.values())
     paid = [lead for lead in leads if channels.get(lead.lead_id) == PAID_SEARCH]
-    all_cost = None if unconverted else sum(total(c) or 0.0 for c in spend)
-    channel = row(PAID_SEARCH, all_cost, sum(clicked.values()), paid)
+    all_cost = None if unconverted else sum(s.cost or 0.0 for s in spend.values())
+    channel = row(PAID_SEARCH, all_cost, sum(s.clicks for s in spend.values()), paid)
     return Costs(campaigns, [channel], unconverted)
+
+
+@dataclass(frozen=True)
+class _Spend:
+    name: str
+    cost: float | None  # None when a day's cost could not be converted
+    clicks: int
+    unconverted: int  # days without a rate into the report's currency
+
+
+def _spend(
+    days: Sequence[CampaignDay], currency: str, rates: Sequence[CurrencyRate]
+) -> dict[str, _Spend]:
+    """Each campaign's cost in the report's currency (each day at its own rate) and clicks."""
+    found: dict[str, _Spend] = {}
+    for d in days:
+        value = convert_amount(d.cost_micros / 1e6, d.currency, currency, d.day, rates)
+        was = found.get(d.campaign_id, _Spend(d.campaign_name, 0.0, 0, 0))
+        cost = None if value is None or was.cost is None else was.cost + value
+        found[d.campaign_id] = _Spend(
+            d.campaign_name, cost, was.clicks + d.clicks, was.unconverted + (value is None)
+        )
+    return found
+
+
+def _campaign_leads(
+    leads: Sequence[Lead], clicks: Mapping[str, ClickCampaign]
+) -> dict[str, list[Lead]]:
+    """Leads with a gclid by the campaign of its click (NOT_FOUND when click_view had none)."""
+    groups: dict[str, list[Lead]] = {}
+    for lead in leads:
+        if gclid := lead.attributes.get("gclid"):
+            click = clicks.get(str(gclid))
+            groups.setdefault(click.campaign_id if click else NOT_FOUND, []).append(lead)
+    return groups
 
 
 def _per(cost: float | None, count: int) -> float | None:
