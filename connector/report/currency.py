@@ -19,12 +19,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from babel.numbers import is_currency
+
 from connector.ledger.rates import CURRENT, DATED, CurrencyRate
 
-NO_AMOUNT, NO_RATE = "no_amount", "no_rate"
+NO_AMOUNT, NO_RATE, UNKNOWN_CURRENCY = "no_amount", "no_rate", "unknown_currency"
 UNVALUED_REASONS = {
     NO_AMOUNT: "won without an amount",
     NO_RATE: "no conversion rate for its currency",
+    # The mapping refuses a code that is no currency, so no amount was recorded with it.
+    UNKNOWN_CURRENCY: "not a currency code: amount not recorded",
 }
 
 
@@ -82,7 +86,8 @@ def value_deals(
     for deal in deals:
         own = deal.currency or currency
         if deal.amount is None:
-            unvalued.append(UnvaluedDeal(deal.lead_id, None, deal.currency, NO_AMOUNT))
+            reason = NO_AMOUNT if is_currency(own) else UNKNOWN_CURRENCY
+            unvalued.append(UnvaluedDeal(deal.lead_id, None, deal.currency, reason))
             continue
         if own == currency:
             values[deal.lead_id] = deal.amount

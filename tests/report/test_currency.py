@@ -7,7 +7,13 @@ from datetime import UTC, date, datetime
 import pytest
 
 from connector.ledger.rates import CURRENT, DATED, CurrencyRate
-from connector.report.currency import NO_AMOUNT, NO_RATE, RateUse, UnvaluedDeal
+from connector.report.currency import (
+    NO_AMOUNT,
+    NO_RATE,
+    UNKNOWN_CURRENCY,
+    RateUse,
+    UnvaluedDeal,
+)
 from connector.report.load import Lead, LedgerData
 from connector.report.metrics import build_report, valuation
 from tests.report.cases import MARCH, lead
@@ -77,3 +83,11 @@ def test_the_report_counts_every_won_deal_and_revenue_in_one_currency() -> None:
     assert (f.won, f.deals_with_value, f.won_without_value) == (6, 4, 2)
     assert f.won_revenue == pytest.approx(26_000)  # 10,000 + 4,000 + 10,000 + 2,000
     assert f.average_deal == pytest.approx(6_500)
+
+
+def test_a_deal_in_a_code_that_is_no_currency_says_so() -> None:
+    # The mapping refuses "XYZ" (unknown_currency), so no amount was recorded with it.
+    typo = lead("T", "won", amount=None, currency="XYZ", created=MAR, days_to_won=9)
+    assert valuation([typo], "EUR", RATES).unvalued == [
+        UnvaluedDeal("T", None, "XYZ", UNKNOWN_CURRENCY)
+    ]
