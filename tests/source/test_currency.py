@@ -10,9 +10,14 @@ import pytest
 
 from connector.ledger import CurrencyRate, Ledger
 from connector.ledger.rates import CURRENT, DATED
+from connector.mapping.rules import load_mapping
+from connector.pipeline import SyncOptions, sync
 from connector.source.auth import connect
 from connector.source.currency import read_rates, refresh_rates
+from connector_sandbox.dataset import generate
 from connector_sandbox.salesforce import SalesforceEmulator
+from connector_sandbox.stack import Sandbox
+from tests.conftest import MAPPING
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CURRENCY_TYPES = [
@@ -80,3 +85,12 @@ def test_refresh_replaces_the_stored_rates(org: SalesforceEmulator, state_url: s
 def test_a_store_without_the_rates_table_reads_as_no_rates(tmp_path: Any) -> None:
     missing = Ledger.open(f"sqlite:///{tmp_path / 'absent.db'}", readonly=True)
     assert missing.rates.get().rates == []
+
+
+def test_a_sync_stores_the_orgs_rates(sqlite_url: str) -> None:
+    data = generate(n_leads=20, seed=3)
+    with Sandbox(data.tables()) as box:
+        sync(box.settings(sqlite_url, MAPPING), load_mapping(MAPPING), SyncOptions())
+    stored = Ledger.open(sqlite_url, readonly=True).rates.get()
+    assert len(stored.rates) == len(data.currency_types) + len(data.dated_rates)
+    assert {r.iso_code for r in stored.rates if r.corporate} == {"EUR"}
