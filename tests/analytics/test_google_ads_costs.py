@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from google.ads.googleads.errors import GoogleAdsException
 from rich.console import Console
+from typer.testing import CliRunner
 
 from connector.analytics.google_ads_costs import fetch_costs
+from connector.cli import app
 from connector.destinations.google_ads.ads_api import ads_client
 from connector.ledger import Ledger
 from connector.report import Period, build_report, load, print_table, report_dict, to_csv, to_html
@@ -24,6 +27,7 @@ from connector.settings import GoogleAdsSettings
 from connector_sandbox.google_ads_api import EmulatedCustomer, GoogleAdsApiEmulator
 from connector_sandbox.google_ads_reporting import EmulatedCampaign
 from connector_sandbox.tls import sandbox_ca
+from tests.conftest import MAPPING
 from tests.report.cases import change
 
 CUSTOMER = "1234567890"
@@ -156,3 +160,26 @@ def test_every_format_shows_the_cost_rows(emulator: GoogleAdsApiEmulator, sqlite
     assert ("google_ads_cost_by_campaign", "Brand", "roas", "20.0") in {
         tuple(r.values()) for r in csv.DictReader(io.StringIO(to_csv(report)))
     }
+
+
+def test_costs_command(
+    emulator: GoogleAdsApiEmulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(Ledger.open(sqlite_url))
+    env = {
+        "CONNECTOR_STATE_URL": sqlite_url,
+        "CONNECTOR_MAPPING_PATH": str(MAPPING),
+        "CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID": CUSTOMER,
+        "CONNECTOR_GOOGLE_ADS__API_ENDPOINT": emulator.endpoint,
+        "CONNECTOR_GOOGLE_ADS__API_CA_BUNDLE": str(sandbox_ca().bundle_path),
+        "CONNECTOR_GOOGLE_ADS__ANONYMOUS_CREDENTIALS": "true",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    period = ["--since", DAY1.isoformat(), "--until", DAY2.isoformat()]
+    result = CliRunner().invoke(app, ["costs", *period, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["clicks_found"] == 3
+    table = CliRunner().invoke(app, ["costs", *period])
+    assert "cost 450.00 EUR" in table.output
+    assert CliRunner().invoke(app, ["costs", "--since", "someday"]).exit_code == 2
