@@ -157,6 +157,11 @@ class _Run:
             self.summary.request_status = self._check_requests()
             for cursor in pulls:
                 self._pull(run_id, cursor)
+            # The org's currency rates, for the report only (a dry run writes nothing).
+            if not self.summary.stopped and not self.summary.dry_run:
+                from connector.source.currency import refresh_rates
+
+                refresh_rates(self._source().client, self.ledger, utcnow())
             for destination in self.destinations:
                 self._deliver(destination)
         except StateStoreError as exc:

@@ -68,15 +68,23 @@ class SalesforceData:
     lead_history: list[dict[str, Any]] = field(default_factory=list)
     opportunities: list[dict[str, Any]] = field(default_factory=list)
     opportunity_history: list[dict[str, Any]] = field(default_factory=list)
+    currency_types: list[dict[str, Any]] = field(default_factory=list)
+    dated_rates: list[dict[str, Any]] = field(default_factory=list)
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """Object name -> records, the shape `SalesforceEmulator` takes."""
-        return {
+        tables = {
             "Lead": self.leads,
             "LeadHistory": self.lead_history,
             "Opportunity": self.opportunities,
             "OpportunityFieldHistory": self.opportunity_history,
         }
+        # A multi-currency org with advanced currency management; absent: single-currency.
+        if self.currency_types:
+            tables["CurrencyType"] = self.currency_types
+        if self.dated_rates:
+            tables["DatedConversionRate"] = self.dated_rates
+        return tables
 
 
 def sf_id(prefix: str, number: int) -> str:
@@ -120,7 +128,57 @@ def generate(n_leads: int = 3000, seed: int = 7, now: datetime | None = None) ->
     builder = _Builder(rng, now)
     for age in ages:  # oldest first: lead ids grow with CreatedDate, as in a real org
         builder.add_lead(now - timedelta(seconds=age))
-    return builder.finish()
+    data = builder.finish()
+    data.currency_types, data.dated_rates = currency_rates(now)
+    return data
+
+
+# Units per euro (the corporate currency): current, then monthly from 5 months back.
+# XYZ, a CRM typo, has no rate: its won deals stay unvalued in the report.
+_RATES = {
+    "EUR": (1.0, ()),
+    "USD": (1.08, (1.05, 1.07, 1.10, 1.09, 1.08)),
+    "GBP": (0.86, (0.84, 0.85, 0.87, 0.86, 0.86)),
+    "CHF": (0.94, ()),
+}
+
+
+def currency_rates(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """CurrencyType and DatedConversionRate records (no randomness: the leads stay the same)."""
+    created = sf_datetime(now - timedelta(days=400))
+    current = [
+        {
+            "Id": sf_id("02c", i + 1),
+            "IsoCode": code,
+            "ConversionRate": rate,
+            "DecimalPlaces": 2,
+            "IsActive": True,
+            "IsCorporate": code == "EUR",
+            "CreatedDate": created,
+        }
+        for i, (code, (rate, _)) in enumerate(_RATES.items())
+    ]
+    months = [_month_start(now, back) for back in range(len(_RATES["USD"][1]), -1, -1)]
+    dated: list[dict[str, Any]] = []
+    for code, (_, monthly) in _RATES.items():
+        for i, rate in enumerate(monthly):
+            until = months[i + 1] if i + 1 < len(monthly) else None
+            dated.append(
+                {
+                    "Id": sf_id("04w", len(dated) + 1),
+                    "IsoCode": code,
+                    "ConversionRate": rate,
+                    "StartDate": sf_date(months[i]),
+                    "NextStartDate": sf_date(until) if until else None,
+                    "CreatedDate": created,
+                }
+            )
+    return current, dated
+
+
+def _month_start(now: datetime, back: int) -> date:
+    year, month = divmod(now.year * 12 + now.month - 1 - back, 12)
+    return date(year, month + 1, 1)
 
 
 class _Builder:

@@ -262,13 +262,19 @@ class _Parser:
 # --------------------------------------------------------------------------- evaluation
 
 
+# Resources a FROM resource may select fields of besides its own, metrics and segments.
+ATTRIBUTED = {"click_view": frozenset({"campaign", "ad_group", "customer"})}
+
+
 def run(query: Query, rows: list[Any]) -> list[Any]:
     """Filter, order, limit and mask full row protobufs (GoogleAdsRow) as Google would."""
+    allowed = {query.resource, "metrics", "segments", *ATTRIBUTED.get(query.resource, ())}
     for name in query.fields:
-        if name.split(".")[0] != query.resource:
+        if name.split(".")[0] not in allowed:
             raise GaqlError(
                 "PROHIBITED_RESOURCE_TYPE_IN_SELECT_CLAUSE", f"{name} is not of {query.resource}"
             )
+    _check_date_range(query)
     if not rows:
         return []
     descriptor = rows[0].DESCRIPTOR
@@ -282,6 +288,17 @@ def run(query: Query, rows: list[Any]) -> list[Any]:
     # The resource name always comes back, selected or not.
     mask = field_mask_pb2.FieldMask(paths=[*selected, f"{query.resource}.resource_name"])
     return [_masked(r, mask) for r in matching]
+
+
+def _check_date_range(query: Query) -> None:
+    """Rows by day need a finite date range; click_view needs exactly one day."""
+    dated = [c for c in query.conditions if c.field == "segments.date"]
+    single_day = any(c.operator == "=" for c in dated)
+    if query.resource == "click_view" and not single_day:
+        code = "DATE_RANGE_TOO_WIDE" if dated else "EXPECTED_FILTERS_ON_DATE_RANGE"
+        raise GaqlError(code, "click_view needs a filter on segments.date for a single day")
+    if "segments.date" in query.fields and not dated:
+        raise GaqlError("EXPECTED_FILTERS_ON_DATE_RANGE", "segments.date needs a date range")
 
 
 def pb_path(name: str, descriptor: Any) -> str:
@@ -325,6 +342,13 @@ def _matches(row: Any, condition: Condition) -> bool:
         return actual in wanted
     if condition.operator in ("!=", "NOT IN"):
         return actual not in wanted
+    if isinstance(actual, str) and isinstance(wanted[0], str):  # dates: YYYY-MM-DD sorts
+        return {
+            ">": actual > wanted[0],
+            ">=": actual >= wanted[0],
+            "<": actual < wanted[0],
+            "<=": actual <= wanted[0],
+        }[condition.operator]
     if not isinstance(actual, int | float):
         raise GaqlError("OPERATOR_FIELD_MISMATCH", f"{condition.operator} needs a number")
     bound = float(str(wanted[0]))

@@ -17,7 +17,10 @@ handlers using the library's own message types for (de)serialisation.
   click not registered, `known_clicks_only`), order ids whose adjustments get
   TOO_RECENT_CONVERSION.
 - GoogleAdsService.Search / SearchStream: GAQL over `conversion_action` and
-  `customer`, only the selected fields returned.
+  `customer`, only the selected fields returned; and over `campaign` (cost and
+  clicks per `segments.date`) and `click_view` (a gclid's campaign, one day per
+  query, the last 90 days only) from `add_campaign` / `add_click`
+  (`google_ads_reporting`).
 
 Request-level errors abort the call with a serialised GoogleAdsFailure in the
 trailing metadata, which the client's interceptor turns into GoogleAdsException.
@@ -69,6 +72,7 @@ from google.protobuf import any_pb2, duration_pb2, field_mask_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from connector_sandbox import gaql
+from connector_sandbox.google_ads_reporting import REPORTING_RESOURCES, AdsReporting
 from connector_sandbox.tls import sandbox_ca
 
 VERSION = "v26"
@@ -281,6 +285,7 @@ class GoogleAdsApiEmulator:
     ) -> None:
         self.customers = {c.id: c for c in customers}
         self.actions = {a.id: a for a in actions}
+        self.reporting = AdsReporting()  # campaigns and clicks: `campaign`, `click_view`
         # False: the Cloud project is not allowlisted for offline click imports (uploads fail).
         self.allowlisted = allowlisted
         # False: a Test-access Cloud project calling a production account (every call fails).
@@ -707,6 +712,8 @@ class GoogleAdsApiEmulator:
                 GoogleAdsRow.pb(GoogleAdsRow(conversion_action=_action_resource(customer, a)))
                 for a in self.actions.values()
             ]
+        if resource in REPORTING_RESOURCES:
+            return self.reporting.rows(customer.id, resource, self._clock().date())
         if resource in GoogleAdsRow.pb().DESCRIPTOR.fields_by_name:
             message = f"the emulator serves customer and conversion_action, not {resource}"
             raise _Abort(grpc.StatusCode.UNIMPLEMENTED, [], message)

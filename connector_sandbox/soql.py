@@ -58,6 +58,17 @@ KNOWN_FIELDS: dict[str, dict[str, str]] = {
         "IsPrimary:boolean Role:picklist"
     ),
 }
+# Multi-currency objects: only an org that has the feature has them (a single-currency
+# org answers INVALID_TYPE), so they exist only when the data brings records of them.
+MULTI_CURRENCY_FIELDS: dict[str, dict[str, str]] = {
+    "CurrencyType": _schema(
+        f"{_SYSTEM} IsoCode:picklist ConversionRate:double DecimalPlaces:int "
+        "IsActive:boolean IsCorporate:boolean"
+    ),
+    "DatedConversionRate": _schema(
+        f"{_SYSTEM} IsoCode:picklist ConversionRate:double StartDate:date NextStartDate:date"
+    ),
+}
 # Lookups whose target object is not named after the field.
 REFERENCE_TARGETS = {
     "ConvertedOpportunityId": "Opportunity",
@@ -554,7 +565,8 @@ class OrgStore:
             self._objects[name.lower()] = name
             self.records[name], self.by_id[name] = [], {}
             self.fields[name], self._field_names[name] = {}, {}
-            for field_name, field_type in KNOWN_FIELDS.get(name, {}).items():
+            schema = KNOWN_FIELDS.get(name) or MULTI_CURRENCY_FIELDS.get(name, {})
+            for field_name, field_type in schema.items():
                 self._learn(name, field_name, field_type)
         return self._objects[name.lower()]
 

@@ -9,6 +9,7 @@ from connector import exit_codes
 from connector.cli import (
     analytics,
     check,
+    costs,
     demo,
     failures,
     init,
@@ -24,6 +25,7 @@ __all__ = [
     "analytics",
     "app",
     "check",
+    "costs",
     "demo",
     "failures",
     "init",

@@ -157,6 +157,7 @@ def stop_on_sigterm() -> Iterator[None]:
     thread (where signals are delivered); `run --every` installs its own."""
     from connector import stopping
 
+    stopping.reset()  # a request to stop belongs to one run
     if threading.current_thread() is not threading.main_thread():
         yield
         return

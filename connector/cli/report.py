@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +18,9 @@ from connector.cli.app import (
     load_settings_or_exit,
 )
 from connector.errors import ConnectorError
-from connector.summary_view import print_json
+
+if TYPE_CHECKING:
+    from connector.report import Report
 
 
 @app.command("report")
@@ -28,22 +32,33 @@ def report_command(
         str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")
     ] = None,
     group_by: Annotated[str, typer.Option(help="Trend buckets: month or week.")] = "month",
-    fmt: Annotated[str, typer.Option("--format", help="table, json, csv or html.")] = "table",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="table, json, csv (long), wide-csv (a row per channel) or html."
+        ),
+    ] = "table",
     output: Annotated[
-        Path | None, typer.Option(help="File for html / csv (default report.html / report.csv).")
+        Path | None,
+        typer.Option(help="File for html / csv (default report.html / report.csv); - for stdout."),
     ] = None,
+    unattributed: Annotated[
+        bool,
+        typer.Option(
+            "--unattributed", help="List the leads no channel can claim, with every reason."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Attribution and funnel report for the leads first seen in a period, from the ledger."""
     # Imported here: the report's modules are only needed by this command.
-    from connector.errors import ConfigError
     from connector.ledger import Ledger
-    from connector.report import Period, build_report, load, print_table, to_csv, to_html
-    from connector.report.tabular import report_dict
+    from connector.report import Period, build_report, load
 
     fmt = "json" if as_json else fmt
-    if fmt not in ("table", "json", "csv", "html"):
-        raise typer.BadParameter("use table, json, csv or html", param_hint="--format")
+    formats = ("table", "json", "csv") if unattributed else FORMATS
+    if fmt not in formats:
+        raise typer.BadParameter(f"use {', '.join(formats)}", param_hint="--format")
     if group_by not in ("month", "week"):
         raise typer.BadParameter("use month or week", param_hint="--group-by")
     try:
@@ -66,14 +81,50 @@ def report_command(
         precedence=mapping.attribution_precedence,
         ga4_channels=ga4_channels,
     )
+    if unattributed:
+        _unattributed(report, fmt, output)
+    else:
+        _report(report, fmt, output)
+
+
+FORMATS = ("table", "json", "csv", "wide-csv", "html")
+
+
+def _report(report: Report, fmt: str, output: Path | None) -> None:
+    from connector.report import print_table, to_csv, to_html
+    from connector.report.tabular import report_dict, to_wide_csv
+
     if fmt == "json":
-        print_json(report_dict(report))
+        _emit(json.dumps(report_dict(report), indent=2) + "\n", output, "json")
     elif fmt == "table":
         print_table(report, Console())
     else:
-        path = output or Path(f"report.{fmt}")
-        try:
-            path.write_text(to_html(report) if fmt == "html" else to_csv(report), "utf-8")
-        except OSError as exc:
-            fail(ConfigError(f"cannot write the report to {path}: {exc.strerror}"))
-        Console().print(f"report written to {path.resolve()}")
+        render = {"html": to_html, "csv": to_csv, "wide-csv": to_wide_csv}.get(fmt, to_csv)
+        default = "html" if fmt == "html" else "csv"
+        _emit(render(report), output or Path(f"report.{default}"), default)
+
+
+def _unattributed(report: Report, fmt: str, output: Path | None) -> None:
+    from connector.report.tabular import unattributed_csv, unattributed_dict
+    from connector.report.terminal import print_unattributed
+
+    if fmt == "json":
+        _emit(json.dumps(unattributed_dict(report), indent=2) + "\n", output, "json")
+    elif fmt == "csv":
+        _emit(unattributed_csv(report), output or Path("unattributed.csv"), "csv")
+    else:
+        print_unattributed(report, Console())
+
+
+def _emit(text: str, output: Path | None, kind: str) -> None:
+    """`text` to the file, or to standard output for `-` (and for JSON without --output)."""
+    from connector.errors import ConfigError
+
+    if output is None or str(output) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, "utf-8")
+    except OSError as exc:
+        fail(ConfigError(f"cannot write the report to {output}: {exc.strerror}"))
+    Console(stderr=kind == "json").print(f"report written to {output.resolve()}")

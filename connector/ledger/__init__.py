@@ -12,6 +12,8 @@ One small module per job, each answering questions about its rows:
     requests     upload requests and Google's verdict on them
     warnings     field warnings Google attached to accepted requests
     channels     each lead's GA4 channel
+    costs        Google Ads cost per campaign and day, and each click's campaign
+    rates        the org's currency conversion rates (CurrencyType, DatedConversionRate)
     reporting    the rows a report period reads
     stats        counts for monitoring (the metrics file)
 """
@@ -20,17 +22,19 @@ from __future__ import annotations
 
 from connector.ledger.changes import Changes
 from connector.ledger.channels import ChannelCache, LeadChannel
+from connector.ledger.costs import AdsCosts
 from connector.ledger.cursors import Cursors
 from connector.ledger.database import Database, open_database
 from connector.ledger.migrations import migrate
 from connector.ledger.queue import DeliveryQueue, SentBefore
+from connector.ledger.rates import CurrencyRate, CurrencyRates
 from connector.ledger.reporting import PeriodRows, ReportReads
 from connector.ledger.requests import PROCESSING, UploadRequests
 from connector.ledger.runs import Runs
 from connector.ledger.states import RecordStates
 from connector.ledger.warnings import FieldWarnings
 
-__all__ = ["PROCESSING", "LeadChannel", "Ledger", "PeriodRows", "SentBefore"]
+__all__ = ["PROCESSING", "CurrencyRate", "LeadChannel", "Ledger", "PeriodRows", "SentBefore"]
 
 
 class Ledger:
@@ -47,6 +51,8 @@ class Ledger:
         self.warnings = FieldWarnings(db)
         self.channels = ChannelCache(db)
         self.reporting = ReportReads(db)
+        self.rates = CurrencyRates(db)
+        self.costs = AdsCosts(db)
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False) -> Ledger:

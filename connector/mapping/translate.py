@@ -23,7 +23,7 @@ from connector.core import (
 )
 from connector.destinations.client_id import INVALID_GA_CLIENT_ID, ga_client_id
 from connector.destinations.google_ads.eligibility import blocked
-from connector.mapping.currency import ISO_4217
+from connector.mapping.currency import currencies_in_use
 from connector.mapping.identifiers import (
     click_id_problem,
     hash_email,
@@ -163,7 +163,7 @@ def _value(
     if amount is None or not math.isfinite(amount) or amount < 0:
         return None, None, "missing_amount" if raw in (None, "") else "invalid_amount"
     currency = spec.currency or change.attributes.get("currency") or mapping.default_currency
-    if currency not in ISO_4217:
+    if currency not in currencies_in_use():
         return None, None, "unknown_currency"
     return amount, currency, None
 

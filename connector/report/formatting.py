@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from babel.numbers import format_currency, get_currency_symbol
+
+from connector.report.breakdown import Cell
+from connector.report.costs import CostRow
+from connector.report.currency import RateUse
 from connector.report.metrics import Funnel
 
 STAGE_LABELS = {
@@ -12,7 +19,6 @@ STAGE_LABELS = {
     "won": "Won",
 }
 NONE = "\u2013"  # an en dash: "unknown", not zero
-_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥"}
 
 # The channel table's columns, in two halves so each fits an 80-column terminal;
 # the HTML table joins them.
@@ -27,8 +33,31 @@ def pct(value: float | None) -> str:
 def money(value: float | None, currency: str) -> str:
     if value is None:
         return NONE
-    symbol = _SYMBOLS.get(currency)
-    return f"{symbol}{value:,.0f}" if symbol else f"{value:,.0f} {currency}"
+    # CLDR's symbol (Babel) where it has one ("€", "$", "£"); else the code after the figure.
+    if get_currency_symbol(currency, locale="en") == currency:
+        return f"{value:,.0f} {currency}"
+    return format_currency(value, currency, format="¤#,##0", locale="en", currency_digits=False)
+
+
+def amount_text(amount: float | None, currency: str | None) -> str:
+    """A deal's own amount in its own currency, as the CRM has it."""
+    if amount is None:
+        return f"no amount ({currency})" if currency else "no amount"
+    return f"{amount:,.2f} {currency}" if currency else f"{amount:,.2f}"
+
+
+def rate_text(rate: RateUse) -> str:
+    """`1.08 USD per EUR (DatedConversionRate 2026-10-01 to 2026-10-31)`."""
+    when = ""
+    if rate.valid_from or rate.valid_until:
+        last = rate.valid_until - timedelta(days=1) if rate.valid_until else None
+        when = f" {rate.valid_from or '…'} to {last or 'now'}"
+    return f"{rate.rate:g} {rate.currency} per {rate.per} ({rate.kind}{when})"
+
+
+def share_cell(cell: Cell) -> str:
+    """`12 of 40 · 30%`: the count beside the share, so a small sample reads as small."""
+    return f"{cell.leads:,} of {cell.period_leads:,} · {pct(cell.lead_share)}"
 
 
 def days(value: float | None) -> str:
@@ -54,3 +83,35 @@ def value_cells(f: Funnel, currency: str) -> list[str]:
         days(f.median_days_to_contract),
         money(f.velocity_per_day, currency),
     ]
+
+
+# In two halves, like the channel table, so each fits an 80-column terminal.
+COST_COUNT_COLUMNS = ("cost", "leads", "MQL", "SQL", "opps", "won")
+COST_VALUE_COLUMNS = ("per SQL", "per opp", "won revenue", "ROAS", "CAC")
+COST_COLUMNS = (*COST_COUNT_COLUMNS, *COST_VALUE_COLUMNS)
+
+
+def cost_count_cells(r: CostRow, currency: str) -> list[str]:
+    counts = (r.leads, r.mql, r.sql, r.opportunities, r.won)
+    return [money(r.cost, currency), *(f"{n:,}" for n in counts)]
+
+
+def cost_value_cells(r: CostRow, currency: str) -> list[str]:
+    roas = NONE if r.roas is None else f"{r.roas:.1f}×"
+    return [
+        money(r.cost_per_sql, currency),
+        money(r.cost_per_opportunity, currency),
+        money(r.won_revenue, currency),
+        roas,
+        money(r.cac, currency),
+    ]
+
+
+def cost_cells(r: CostRow, currency: str) -> list[str]:
+    """One campaign's (or channel's) cells under COST_COLUMNS."""
+    return [*cost_count_cells(r, currency), *cost_value_cells(r, currency)]
+
+
+def short_share(cell: Cell) -> str:
+    """`12/40 30%`: share_cell for narrow terminal columns."""
+    return f"{cell.leads:,}/{cell.period_leads:,} {pct(cell.lead_share)}"

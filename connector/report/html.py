@@ -11,14 +11,21 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from connector.report.attribution import REASONS, SIGNAL_LABELS
+from connector.report.breakdown import Mix
+from connector.report.currency import UNVALUED_REASONS
 from connector.report.formatting import (
+    COST_COLUMNS,
     FUNNEL_COLUMNS,
     VALUE_COLUMNS,
+    amount_text,
+    cost_cells,
     days,
     funnel_cells,
     money,
     pairs,
     pct,
+    rate_text,
+    share_cell,
     value_cells,
 )
 from connector.report.html_charts import (
@@ -26,10 +33,11 @@ from connector.report.html_charts import (
     delivery_legend,
     funnel_chart,
     measurability_chart,
+    mix_chart,
     revenue_chart,
     trend_chart,
 )
-from connector.report.metrics import DeliveryHealth, Funnel, Measurability, Report
+from connector.report.metrics import DeliveryHealth, Funnel, Report
 
 _CSS = """
 *{box-sizing:border-box}
@@ -38,12 +46,14 @@ body{margin:0;background:#f8fafc;color:#0f172a;
 main{max-width:1180px;margin:0 auto;padding:28px 24px 48px}
 h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:0 0 4px}
 .sub{color:#475569;margin:0 0 20px}.hint{color:#64748b;font-size:13px;margin:0 0 12px}
-.kpis{display:grid;grid-template-columns:repeat(6,1fr);gap:12px;margin-bottom:20px}
+.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;
+ margin-bottom:20px}
 .kpi{background:#fff;border:1px solid #e2e8f0;border-radius:10px;padding:12px 14px}
 .kpi b{display:block;font-size:24px;color:#0f172a}.kpi span{color:#64748b;font-size:13px}
 section{background:#fff;border:1px solid #e2e8f0;border-radius:10px;padding:18px 20px;
  margin-bottom:18px}
-.cols{display:grid;grid-template-columns:3fr 2fr;gap:24px}
+.cols{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:24px}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{padding:6px 8px;border-bottom:1px solid #eef2f7;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}th{color:#475569;font-weight:600}
@@ -54,11 +64,12 @@ ul.reasons{list-style:none;padding:0;margin:0}ul.reasons li{display:flex;
 svg{display:block;max-width:100%;height:auto}svg text{font-family:inherit}
 footer{color:#64748b;font-size:13px}
 small.why{color:#64748b;white-space:normal}h3{font-size:15px;margin:6px 0}
+@media (max-width:760px){main{padding:16px 10px 32px}.cols{grid-template-columns:minmax(0,1fr)}
+ section{padding:14px 12px}h1{font-size:21px}.kpi b{font-size:20px}}
 """
 
 
 def to_html(report: Report) -> str:
-    m = report.measurability
     title = f"Lead attribution report {report.period.since} to {report.period.until}"
     parts = [
         f"<h1>{escape(title)}</h1>",
@@ -69,27 +80,37 @@ def to_html(report: Report) -> str:
             "How measurable is the funnel?",
             "Share of leads a channel can be credited for, at each stage, and of won revenue.",
             f'<div class="cols"><div>{measurability_chart(report)}</div>'
-            f"<div>{_reasons(m)}</div></div>",
+            f"<div>{_reasons(report)}</div></div>",
         ),
         _section(
             f"Measurability trend by {report.group_by}",
             "Share of the leads first seen in each period that are attributable.",
-            trend_chart(report),
+            trend_chart(report) + _scroll(_trend_table(report)),
+        ),
+        *(
+            _section(
+                f"Leads and won revenue by {mix.dimension} and {report.group_by}",
+                f"Each {mix.dimension}'s leads (and won revenue) of the period's, with the "
+                "counts: a small sample reads as small.",
+                mix_chart(mix) + _scroll(_mix_table(mix, report.currency)),
+            )
+            for mix in (report.by_channel, report.by_campaign)
         ),
         _section(
             "Funnel by channel",
             "Bars: share of the channel's leads reaching each stage; arrows: step conversion.",
-            funnel_chart(report) + _channel_html_table(report),
+            _scroll(funnel_chart(report)) + _scroll(_channel_html_table(report)),
         ),
         _section(
             "Won revenue by channel",
-            f"Won deals with a value in {escape(report.currency)}.",
-            revenue_chart(report),
+            f"Won deals valued in {report.currency} (other currencies at the org's rates).",
+            revenue_chart(report) + _currency_html(report),
         ),
+        _costs_html(report),
         _section(
             "Delivery health",
             "What reached Google Ads and GA4, what waits, and why the rest did not.",
-            _delivery_html(report),
+            _scroll(_delivery_html(report)),
         ),
         f"<footer>{_footer(report)}</footer>",
     ]
@@ -136,26 +157,114 @@ def _section(title: str, hint: str, body: str) -> str:
     return f'<section><h2>{escape(title)}</h2><p class="hint">{escape(hint)}</p>{body}</section>'
 
 
-def _reasons(m: Measurability) -> str:
-    def items(counts: dict[str, int], labels: Mapping[str, str]) -> str:
-        rows = (
-            f"<li><span>{escape(labels.get(k, k))}</span><b>{v:,}</b></li>"
-            for k, v in counts.items()
-        )
-        return "".join(rows) or "<li><span>none</span></li>"
-
-    return (
-        f"<h3>Attributed by</h3><ul class='reasons'>{items(m.by_signal, SIGNAL_LABELS)}</ul>"
-        "<h3>Unattributed because</h3>"
-        f"<ul class='reasons'>{items(m.unattributed_reasons, REASONS)}</ul>"
+def _items(counts: Mapping[str, int], labels: Mapping[str, str], of: int | None = None) -> str:
+    suffix = f" of {of:,}" if of is not None else ""
+    rows = (
+        f"<li><span>{escape(labels.get(k, k))}</span><b>{v:,}{suffix}</b></li>"
+        for k, v in counts.items()
     )
+    return "".join(rows) or "<li><span>none</span></li>"
+
+
+def _reasons(report: Report) -> str:
+    m, sets = report.measurability, report.unattributed
+    return (
+        f"<h3>Attributed by</h3><ul class='reasons'>{_items(m.by_signal, SIGNAL_LABELS)}</ul>"
+        f"<h3>Unattributed: {sets.leads:,} leads</h3>"
+        f"<p class='hint'>{sets.without_any_signal:,} have none of the signals (never "
+        f"tracked); {sets.with_some_signal:,} carry one the report cannot use. Leads having "
+        "each reason (a lead has several: they overlap and do not add up):</p>"
+        f"<ul class='reasons'>{_items(sets.by_reason, REASONS, sets.leads)}</ul>"
+        "<p class='hint'>Each lead: <code>connector report --unattributed</code></p>"
+    )
+
+
+def _scroll(body: str) -> str:
+    """A wide table scrolls inside its box; the page itself never scrolls sideways."""
+    return f'<div class="scroll">{body}</div>'
+
+
+def _trend_table(report: Report) -> str:
+    cur = report.currency
+    head = (report.group_by, "leads attributable", "won revenue attributable")
+    rows = [
+        _html_row(
+            [
+                p.period,
+                f"{p.leads.part:,.0f} of {p.leads.whole:,.0f} · {pct(p.leads.value)}",
+                f"{money(p.revenue.part, cur)} of {money(p.revenue.whole, cur)} · "
+                f"{pct(p.revenue.value)}",
+            ]
+        )
+        for p in report.trend
+    ]
+    return _table(head, rows)
+
+
+def _mix_table(mix: Mix, currency: str) -> str:
+    head = (mix.dimension, *mix.periods, "all", "won revenue")
+    rows = []
+    for row in mix.rows:
+        t = row.total
+        revenue = f"{money(t.revenue, currency)} · {pct(t.revenue_share)}"
+        rows.append(_html_row([row.name, *map(share_cell, [*row.cells, t]), revenue]))
+    return _table(head, rows)
+
+
+def _currency_html(report: Report) -> str:
+    v = report.valuation
+    if v is None or (not v.rates_used and not v.unvalued):
+        return ""
+    parts = []
+    if v.rates_used:
+        read = f", read {report.rates_read_at:%Y-%m-%d %H:%M}" if report.rates_read_at else ""
+        rates = "".join(
+            f"<li><span>{escape(rate_text(r))}</span><b>{n:,} deals</b></li>"
+            for r, n in v.rates_used.items()
+        )
+        parts.append(
+            f"<h3>{v.converted:,} deals converted with the org's rates{escape(read)}</h3>"
+            f"<ul class='reasons'>{rates}</ul>"
+        )
+    if v.unvalued:
+        rows = [
+            _html_row([d.lead_id, amount_text(d.amount, d.currency), UNVALUED_REASONS[d.reason]])
+            for d in v.unvalued
+        ]
+        parts.append(
+            f"<h3>{len(v.unvalued):,} won deals without a value in {escape(report.currency)}"
+            "</h3><p class='hint'>Counted as won, not in revenue: fix them in Salesforce.</p>"
+            + _scroll(_table(("lead", "amount in the CRM", "why"), rows))
+        )
+    return "".join(parts)
+
+
+def _costs_html(report: Report) -> str:
+    if not report.costs.known:
+        return ""
+    cur = report.currency
+    rows = [_html_row([r.name, *cost_cells(r, cur)]) for r in report.costs.campaigns]
+    rows += [_html_row([r.name, *cost_cells(r, cur)], "total") for r in report.costs.channels]
+    return _section(
+        "Google Ads cost and return",
+        f"Per campaign of the leads' clicks (connector costs), in {cur}. ROAS = won revenue ÷ "
+        "cost; CAC = cost ÷ won deals. Open pipeline value is not recorded until a deal is won.",
+        _scroll(_table(("campaign", *COST_COLUMNS), rows)),
+    )
+
+
+def _table(head: Sequence[str], rows: Sequence[str]) -> str:
+    cells = "".join(f"<th>{escape(c)}</th>" for c in head)
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _footer(report: Report) -> str:
     order = " → ".join(SIGNAL_LABELS.get(s, s) for s in report.precedence)
     return escape(
-        f"Attribution precedence: {order}, then unattributed. Revenue counts won deals with an "
-        f"amount in {report.currency}; deals without one count as won only. Pipeline velocity "
+        f"Attribution precedence: {order}, then unattributed. Revenue counts won deals in "
+        f"{report.currency}, others converted with the org's Salesforce rates (dated rates at "
+        "the day a deal was won); deals that still have no value are listed above and count "
+        "as won only. Pipeline velocity "
         "= opportunities \u00d7 win rate \u00d7 average deal \u00f7 average days from lead "
         "to contract."
     )

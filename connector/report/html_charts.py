@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from html import escape
 
 from connector.report.attribution import UNATTRIBUTED
+from connector.report.breakdown import NO_CAMPAIGN, Mix
 from connector.report.formatting import STAGE_LABELS, money, pct
 from connector.report.metrics import FUNNEL, DeliveryHealth, Funnel, Report, Share, rate
 
@@ -199,3 +200,36 @@ def delivery_bar(name: str, h: DeliveryHealth) -> str:
 
 def delivery_legend() -> str:
     return _svg(700, 20, "legend", _legend(4, _DELIVERY_COLORS, x=0))
+
+
+_MIX_COLORS = ("#2563eb", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
+
+
+def mix_chart(mix: Mix) -> str:
+    """Per period, one bar split by group: its share of the period's leads, count on hover."""
+    shown = [row for row in mix.rows if row.name not in (UNATTRIBUTED, NO_CAMPAIGN)][:7]
+    colors = {row.name: _MIX_COLORS[i] for i, row in enumerate(shown)}
+    x0, width, row_h = 110, 760, 30
+    body = []
+    for i, period in enumerate(mix.periods):
+        y, x = 8 + i * row_h, float(x0)
+        body.append(_text(x0 - 10, y + 15, period, anchor="end", size=13))
+        body.append(_rect(x0, y, width, 20, _GREY))
+        for row in mix.rows:
+            cell = row.cells[i]
+            w = width * (cell.lead_share or 0.0)
+            color = colors.get(row.name, "#94a3b8")
+            tip = f"{row.name}: {cell.leads:,} of {cell.period_leads:,} leads"
+            body.append(f"<g><title>{escape(tip)}</title>{_rect(x, y, w, 20, color, rx=0)}</g>")
+            x += w
+        total = mix.rows[0].cells[i].period_leads if mix.rows else 0
+        body.append(_text(x0 + width + 10, y + 15, f"{total:,} leads", size=12, fill="#64748b"))
+    legend_items = [(row.name[:24], colors[row.name]) for row in shown] + [("other", "#94a3b8")]
+    legend_y = 8 + len(mix.periods) * row_h + 6
+    legend = "".join(
+        _rect(x0 + (i % 4) * 200, legend_y + (i // 4) * 18, 12, 12, color, rx=2)
+        + _text(x0 + (i % 4) * 200 + 18, legend_y + (i // 4) * 18 + 11, label, size=12)
+        for i, (label, color) in enumerate(legend_items)
+    )
+    height = legend_y + 18 * (len(legend_items) // 4 + 1) + 4
+    return _svg(1000, height, f"Leads by {mix.dimension}", "".join(body) + legend)

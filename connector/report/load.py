@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from connector.ledger import Ledger
+from connector.ledger import CurrencyRate, Ledger
+from connector.ledger.costs import CampaignDay, ClickCampaign
 
 DEFAULT_DAYS = 90
 
@@ -53,6 +54,7 @@ class Deal:
 
     amount: float | None
     currency: str | None
+    closed_on: date | None = None  # the day it was recorded won: the rate's date
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class LedgerData:
     requests: list[RequestRow] = field(default_factory=list)
     # Field warnings of requests sent in the period, per destination, by "REASON field".
     warnings: dict[str, dict[str, int]] = field(default_factory=dict)
+    rates: list[CurrencyRate] = field(default_factory=list)  # the org's, as the sync read them
+    rates_read_at: datetime | None = None
+    ad_costs: list[CampaignDay] = field(default_factory=list)  # `connector costs`, in the period
+    clicks: dict[str, ClickCampaign] = field(default_factory=dict)  # gclid -> its campaign
 
 
 def load(ledger: Ledger, period: Period) -> LedgerData:
@@ -108,6 +114,7 @@ def load(ledger: Ledger, period: Period) -> LedgerData:
     rows = ledger.reporting.period(period.start, period.end)
     if rows is None:
         return LedgerData(period, store_found=False)
+    stored = ledger.rates.get()
     return LedgerData(
         period=period,
         leads=group_leads(row._mapping for row in rows.changes),
@@ -119,6 +126,10 @@ def load(ledger: Ledger, period: Period) -> LedgerData:
             RequestRow(r.destination, r.status, r.processed, r.matched) for r in rows.requests
         ],
         warnings=ledger.warnings.totals(period.start, period.end),
+        rates=stored.rates,
+        rates_read_at=stored.read_at,
+        ad_costs=ledger.costs.costs(period.since, period.until),
+        clicks=ledger.costs.clicks(),
     )
 
 
@@ -157,10 +168,11 @@ def _lead(rows: Sequence[Any]) -> Lead:
     first = min(rows[0]["changed_at"], created) if created else rows[0]["changed_at"]
     # The last won row: a restated amount (a later "won" change) replaces the first one.
     won = next((r for r in reversed(rows) if r["stage"] == "won"), None)
-    deal = _deal(won["attributes"] or {}, attributes) if won is not None else None
+    deal = _deal(won, attributes) if won is not None else None
     return Lead(rows[0]["lead_id"], created, first, stages, attributes, problems, deal)
 
 
-def _deal(won: dict[str, Any], lead: dict[str, Any]) -> Deal:
-    currency = won.get("currency") or lead.get("currency") or None
-    return Deal(parse_amount(won.get("amount")), currency)
+def _deal(won: Any, lead: dict[str, Any]) -> Deal:
+    values = won["attributes"] or {}
+    currency = values.get("currency") or lead.get("currency") or None
+    return Deal(parse_amount(values.get("amount")), currency, won["changed_at"].date())

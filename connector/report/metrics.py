@@ -3,19 +3,21 @@
 Stages are ordered lead < mql < sql < opportunity < won; a lead that reached a
 later stage counts as having passed the earlier ones (CRMs often skip a
 status). Lost and disqualified leads count at the furthest stage they reached.
-Revenue is in one currency: deals in others, or without an amount, count as
-won but not in revenue, average deal or velocity (no FX guesswork).
+Revenue is in the report's currency: deals in others are converted with the
+org's own rates (`currency`); a deal that still has no value counts as won,
+not in revenue, and is listed with its amount and currency.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
+from connector.ledger.rates import CurrencyRate
 from connector.report.attribution import (
     DEFAULT_PRECEDENCE,
     UNATTRIBUTED,
@@ -23,7 +25,11 @@ from connector.report.attribution import (
     attribute,
     check_precedence,
 )
+from connector.report.breakdown import Mix, campaign_of, channel_of, mix
+from connector.report.costs import Costs, cost_rows
+from connector.report.currency import Valuation, WonDeal, value_deals
 from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RequestRow
+from connector.report.unattributed import ReasonSets, reason_sets
 
 FUNNEL = ("lead", "mql", "sql", "opportunity", "won")
 _ORDER = {stage: i for i, stage in enumerate(FUNNEL)}
@@ -54,6 +60,7 @@ class Measurability:
 class TrendPoint:
     period: str  # "2026-11" or "2026-W47"
     leads: Share
+    revenue: Share = Share(0, 0)  # won revenue of attributable leads / won revenue
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ class Funnel:
     won: int
     won_revenue: float
     deals_with_value: int
-    won_without_value: int  # no amount, or in another currency
+    won_without_value: int  # no amount, or a currency without a rate
     median_days_to_contract: float | None
     average_cycle_days: float | None
 
@@ -128,6 +135,13 @@ class Report:
     store_found: bool
     generated_at: datetime
     attributions: dict[str, Attribution] = field(default_factory=dict)
+    valuation: Valuation | None = None
+    rates_read_at: datetime | None = None
+    leads: list[Lead] = field(default_factory=list)
+    unattributed: ReasonSets = field(default_factory=lambda: ReasonSets(0, {}, {}, 0))
+    by_channel: Mix = field(default_factory=lambda: Mix("channel", [], []))
+    by_campaign: Mix = field(default_factory=lambda: Mix("campaign", [], []))
+    costs: Costs = field(default_factory=lambda: Costs([], []))
 
 
 def rate(part: float, whole: float) -> float | None:
@@ -151,12 +165,22 @@ def reached(lead: Lead, stage: str) -> bool:
     return target == 0 or any(_ORDER.get(s, -1) >= target for s in lead.stages)
 
 
-def deal_value(lead: Lead, currency: str) -> float | None:
-    """The won amount in `currency`; a deal without a currency is in the report's."""
-    deal = lead.deal
-    if deal is None or deal.amount is None or (deal.currency or currency) != currency:
-        return None
-    return deal.amount
+def valuation(
+    leads: Iterable[Lead], currency: str, rates: Sequence[CurrencyRate] = ()
+) -> Valuation:
+    """The won leads' deals in `currency`; a deal without a currency is in the report's."""
+    deals = (
+        WonDeal(lead.lead_id, lead.deal.amount, lead.deal.currency, _closed_on(lead))
+        for lead in leads
+        if lead.deal is not None and reached(lead, "won")
+    )
+    return value_deals(deals, currency, rates)
+
+
+def _closed_on(lead: Lead) -> date:
+    if lead.deal is not None and lead.deal.closed_on is not None:
+        return lead.deal.closed_on
+    return (lead.stages.get("won") or lead.first_seen).date()
 
 
 def days_to_contract(lead: Lead) -> float | None:
@@ -167,10 +191,10 @@ def days_to_contract(lead: Lead) -> float | None:
     return max((won_at - start).total_seconds(), 0.0) / 86_400
 
 
-def funnel(leads: Sequence[Lead], currency: str) -> Funnel:
+def funnel(leads: Sequence[Lead], values_of: Valuation) -> Funnel:
     counts = {stage: sum(reached(lead, stage) for lead in leads) for stage in FUNNEL}
     won = [lead for lead in leads if reached(lead, "won")]
-    values = [v for lead in won if (v := deal_value(lead, currency)) is not None]
+    values = [v for lead in won if (v := values_of.value(lead.lead_id)) is not None]
     days = [d for lead in won if (d := days_to_contract(lead)) is not None]
     return Funnel(
         leads=counts["lead"],
@@ -187,18 +211,18 @@ def funnel(leads: Sequence[Lead], currency: str) -> Funnel:
 
 
 def funnel_by_channel(
-    leads: Sequence[Lead], attributions: Mapping[str, Attribution], currency: str
+    leads: Sequence[Lead], attributions: Mapping[str, Attribution], values_of: Valuation
 ) -> dict[str, Funnel]:
     """Funnel per channel, biggest first, "unattributed" last so it reads as the remainder."""
     groups: dict[str, list[Lead]] = {}
     for lead in leads:
         groups.setdefault(attributions[lead.lead_id].channel, []).append(lead)
     ordered = sorted(groups.items(), key=lambda kv: (kv[0] == UNATTRIBUTED, -len(kv[1]), kv[0]))
-    return {channel: funnel(group, currency) for channel, group in ordered}
+    return {channel: funnel(group, values_of) for channel, group in ordered}
 
 
 def measurability(
-    leads: Sequence[Lead], attributions: Mapping[str, Attribution], currency: str
+    leads: Sequence[Lead], attributions: Mapping[str, Attribution], values_of: Valuation
 ) -> Measurability:
     def placed(lead: Lead) -> bool:
         return attributions[lead.lead_id].attributed
@@ -207,7 +231,7 @@ def measurability(
     for stage in FUNNEL:
         at_stage = [lead for lead in leads if reached(lead, stage)]
         by_stage[stage] = Share(sum(map(placed, at_stage)), len(at_stage))
-    values = [(placed(lead), deal_value(lead, currency) or 0.0) for lead in leads]
+    values = [(placed(lead), values_of.value(lead.lead_id) or 0.0) for lead in leads]
     attributions_here = [attributions[lead.lead_id] for lead in leads]
     return Measurability(
         leads=by_stage["lead"],
@@ -223,15 +247,26 @@ def trend(
     attributions: Mapping[str, Attribution],
     period: Period,
     group_by: GroupBy,
+    values_of: Valuation | None = None,
 ) -> list[TrendPoint]:
-    """Measurability of the leads first seen in each month or ISO week; empty buckets kept."""
+    """Measurability of the leads first seen in each month or ISO week (by count and by won
+    revenue); empty buckets kept."""
     totals: Counter[str] = Counter()
     placed: Counter[str] = Counter()
+    revenue: defaultdict[str, float] = defaultdict(float)
+    placed_revenue: defaultdict[str, float] = defaultdict(float)
     for lead in leads:
         key = bucket(lead.first_seen.date(), group_by)
+        ok = attributions[lead.lead_id].attributed
+        value = (values_of.value(lead.lead_id) if values_of else None) or 0.0
         totals[key] += 1
-        placed[key] += attributions[lead.lead_id].attributed
-    return [TrendPoint(key, Share(placed[key], totals[key])) for key in buckets(period, group_by)]
+        placed[key] += ok
+        revenue[key] += value
+        placed_revenue[key] += value if ok else 0.0
+    return [
+        TrendPoint(key, Share(placed[key], totals[key]), Share(placed_revenue[key], revenue[key]))
+        for key in buckets(period, group_by)
+    ]
 
 
 def bucket(day: date, group_by: GroupBy) -> str:
@@ -290,6 +325,7 @@ def build_report(
 ) -> Report:
     """Every figure of the report for the loaded period."""
     order = check_precedence(precedence)
+    values_of = valuation(data.leads, currency, data.rates)
     attributions = {
         lead.lead_id: attribute(
             lead.lead_id,
@@ -305,15 +341,47 @@ def build_report(
         group_by=group_by,
         currency=currency,
         precedence=order,
-        measurability=measurability(data.leads, attributions, currency),
-        trend=trend(data.leads, attributions, data.period, group_by),
-        funnel=funnel(data.leads, currency),
-        channels=funnel_by_channel(data.leads, attributions, currency),
+        measurability=measurability(data.leads, attributions, values_of),
+        trend=trend(data.leads, attributions, data.period, group_by, values_of),
+        funnel=funnel(data.leads, values_of),
+        channels=funnel_by_channel(data.leads, attributions, values_of),
         delivery=delivery_health(data.deliveries, data.requests, data.warnings),
         store_found=data.store_found,
         generated_at=now or datetime.now().astimezone(),
         attributions=attributions,
+        valuation=values_of,
+        rates_read_at=data.rates_read_at,
+        leads=list(data.leads),
+        unattributed=reason_sets(data.leads, attributions),
+        costs=cost_rows(
+            data.leads,
+            {lead: a.channel for lead, a in attributions.items()},
+            data.ad_costs,
+            data.clicks,
+            values_of,
+            data.rates,
+            reached,
+        ),
+        **_mixes(data, attributions, group_by, values_of),
     )
+
+
+def _mixes(
+    data: LedgerData,
+    attributions: Mapping[str, Attribution],
+    group_by: GroupBy,
+    values_of: Valuation,
+) -> dict[str, Mix]:
+    periods = buckets(data.period, group_by)
+
+    def bucket_of(lead: Lead) -> str:
+        return bucket(lead.first_seen.date(), group_by)
+
+    by_channel = channel_of(attributions)
+    return {
+        "by_channel": mix("channel", data.leads, by_channel, periods, bucket_of, values_of),
+        "by_campaign": mix("campaign", data.leads, campaign_of, periods, bucket_of, values_of),
+    }
 
 
 def _google_counts(requests: Iterable[RequestRow]) -> dict[str, dict[str, int]]:

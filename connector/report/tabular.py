@@ -8,7 +8,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from connector.report.breakdown import Cell, Mix
+from connector.report.costs import CostRow
 from connector.report.metrics import DeliveryHealth, Funnel, Report, Share
+from connector.report.unattributed import ReasonSets, unattributed_leads
 
 
 def report_dict(report: Report) -> dict[str, Any]:
@@ -32,10 +35,177 @@ def report_dict(report: Report) -> dict[str, Any]:
             "by_signal": m.by_signal,
             "unattributed_reasons": m.unattributed_reasons,
         },
-        "trend": [{"period": p.period, **_share(p.leads)} for p in report.trend],
+        "unattributed": _reason_sets(report.unattributed),
+        "trend": [
+            {"period": p.period, **_share(p.leads), "won_revenue": _share(p.revenue)}
+            for p in report.trend
+        ],
+        "by_channel": _mix(report.by_channel),
+        "by_campaign": _mix(report.by_campaign),
         "funnel": _funnel(report.funnel),
         "channels": {name: _funnel(f) for name, f in report.channels.items()},
+        "google_ads_costs": {
+            "campaigns": [_cost(r) for r in report.costs.campaigns],
+            "channels": [_cost(r) for r in report.costs.channels],
+            "campaign_days_without_rate": report.costs.unconverted,
+        },
+        "won_unvalued": unvalued_rows(report),
+        "currency_rates": rates_used(report),
         "delivery": {name: _health(h) for name, h in report.delivery.items()},
+    }
+
+
+def unvalued_rows(report: Report) -> list[dict[str, Any]]:
+    """Won deals left out of revenue, with their own amount and currency, and why."""
+    deals = report.valuation.unvalued if report.valuation else []
+    return [
+        {"lead_id": d.lead_id, "amount": d.amount, "currency": d.currency, "reason": d.reason}
+        for d in deals
+    ]
+
+
+def rates_used(report: Report) -> dict[str, Any]:
+    """The org's rates the report converted with: Salesforce's units per corporate unit."""
+    v = report.valuation
+    used = v.rates_used if v else {}
+    return {
+        "read_at": report.rates_read_at.isoformat(timespec="seconds")
+        if report.rates_read_at
+        else None,
+        "deals_converted": v.converted if v else 0,
+        "rates": [
+            {
+                "currency": r.currency,
+                "per": r.per,
+                "rate": r.rate,
+                "source": r.kind,
+                "valid_from": r.valid_from.isoformat() if r.valid_from else None,
+                "valid_until": r.valid_until.isoformat() if r.valid_until else None,
+                "deals": deals,
+            }
+            for r, deals in used.items()
+        ],
+    }
+
+
+def unattributed_dict(report: Report) -> list[dict[str, Any]]:
+    """`connector report --unattributed`: each lead no channel can claim, and every reason."""
+    assert report.valuation is not None
+    return [
+        {
+            "lead_id": u.lead_id,
+            "first_seen": u.first_seen.isoformat(timespec="seconds"),
+            "furthest_stage": u.furthest_stage,
+            "won_value": _r(u.won_value, 2),
+            "currency": report.currency,
+            "reasons": list(u.reasons),
+        }
+        for u in unattributed_leads(report.leads, report.attributions, report.valuation)
+    ]
+
+
+def unattributed_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = ["lead_id", "first_seen", "furthest_stage", "won_value", "currency", "reasons"]
+    writer.writerow(columns)
+    for row in unattributed_dict(report):
+        row["reasons"] = " ".join(row["reasons"])
+        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    return out.getvalue()
+
+
+def to_wide_csv(report: Report) -> str:
+    """One row per channel, then per campaign: its funnel, won revenue and its share per period."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    periods = report.by_channel.periods
+    per_period = [f"{kind} {p}" for p in periods for kind in ("leads", "lead share")]
+    head = ["dimension", "name", "leads", "lead share", "won revenue", "revenue share"]
+    writer.writerow([*head, *_FUNNEL_COLUMNS, *per_period])
+    for mix in (report.by_channel, report.by_campaign):
+        for row in mix.rows:
+            t = row.total
+            funnel = report.channels.get(row.name) if mix.dimension == "channel" else None
+            cells = [_r(c, 4) for cell in row.cells for c in (cell.leads, cell.lead_share)]
+            writer.writerow(
+                [
+                    mix.dimension,
+                    row.name,
+                    t.leads,
+                    _r(t.lead_share),
+                    round(t.revenue, 2),
+                    _r(t.revenue_share),
+                    *_funnel_cells(funnel),
+                    *["" if c is None else c for c in cells],
+                ]
+            )
+    return out.getvalue()
+
+
+_FUNNEL_COLUMNS = ("mql", "sql", "opportunities", "won", "won without value")
+
+
+def _funnel_cells(f: Funnel | None) -> list[Any]:
+    if f is None:
+        return [""] * len(_FUNNEL_COLUMNS)
+    return [f.mql, f.sql, f.opportunities, f.won, f.won_without_value]
+
+
+def _cost(r: CostRow) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "cost": _r(r.cost, 2),
+        "clicks": r.clicks,
+        "leads": r.leads,
+        "mql": r.mql,
+        "sql": r.sql,
+        "opportunities": r.opportunities,
+        "won": r.won,
+        "cost_per_sql": _r(r.cost_per_sql, 2),
+        "cost_per_opportunity": _r(r.cost_per_opportunity, 2),
+        "won_revenue": round(r.won_revenue, 2),
+        "pipeline": None,  # open opportunity amounts are not in the ledger
+        "roas": _r(r.roas),
+        "cac": _r(r.cac, 2),
+    }
+
+
+def _reason_sets(sets: ReasonSets) -> dict[str, Any]:
+    return {
+        "leads": sets.leads,
+        "without_any_signal": sets.without_any_signal,
+        "with_some_signal": sets.with_some_signal,
+        "by_reason": sets.by_reason,
+        "combinations": [
+            {"reasons": list(combo), "leads": n} for combo, n in sets.combinations.items()
+        ],
+        "note": "a lead has one reason per signal tried: reasons overlap and do not add up",
+    }
+
+
+def _mix(mix: Mix) -> dict[str, Any]:
+    return {
+        "periods": mix.periods,
+        "rows": [
+            {
+                "name": row.name,
+                "total": _cell(row.total),
+                "periods": {p: _cell(c) for p, c in zip(mix.periods, row.cells, strict=True)},
+            }
+            for row in mix.rows
+        ],
+    }
+
+
+def _cell(cell: Cell) -> dict[str, Any]:
+    return {
+        "leads": cell.leads,
+        "of_leads": cell.period_leads,
+        "lead_share": _r(cell.lead_share),
+        "won_revenue": round(cell.revenue, 2),
+        "of_won_revenue": round(cell.period_revenue, 2),
+        "revenue_share": _r(cell.revenue_share),
     }
 
 
@@ -95,14 +265,29 @@ def _csv_rows(data: dict[str, Any]) -> Iterator[list[Any]]:
         yield from _flat("measurability", stage, share)
     yield from _flat("measurability", "revenue_weighted", m["revenue_weighted"])
     yield from _flat("attributed_by_signal", "all", m["by_signal"])
-    yield from _flat("unattributed_reasons", "all", m["unattributed_reasons"])
+    u = data["unattributed"]
+    yield from _flat("unattributed", "all", {k: u[k] for k in ("leads", "without_any_signal")})
+    yield from _flat("unattributed_reasons", "all (overlapping)", u["by_reason"])
+    for combo in u["combinations"]:
+        yield ["unattributed_combinations", " + ".join(combo["reasons"]), "leads", combo["leads"]]
     for point in data["trend"]:
         yield from _flat(
             "trend", point["period"], {k: v for k, v in point.items() if k != "period"}
         )
+    for section in ("by_channel", "by_campaign"):
+        for row in data[section]["rows"]:
+            yield from _flat(section, row["name"], {"total": row["total"], **row["periods"]})
     yield from _flat("funnel", "all", data["funnel"])
     for name, values in data["channels"].items():
         yield from _flat("funnel", name, values)
+    for kind in ("campaigns", "channels"):
+        for row in data["google_ads_costs"][kind]:
+            yield from _flat(f"google_ads_cost_by_{kind[:-1]}", row["name"], row)
+    for deal in data["won_unvalued"]:
+        yield from _flat("won_unvalued", deal["lead_id"], {k: deal[k] for k in list(deal)[1:]})
+    for rate in data["currency_rates"]["rates"]:
+        group = f"{rate['currency']} {rate['source']} {rate['valid_from'] or ''}".strip()
+        yield from _flat("currency_rates", group, rate)
     for name, values in data["delivery"].items():
         yield from _flat("delivery", name, values)
 

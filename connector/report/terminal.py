@@ -6,17 +6,27 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.report.attribution import REASONS
+from connector.report.breakdown import Mix
+from connector.report.currency import UNVALUED_REASONS
 from connector.report.formatting import (
+    COST_COUNT_COLUMNS,
+    COST_VALUE_COLUMNS,
     FUNNEL_COLUMNS,
     STAGE_LABELS,
     VALUE_COLUMNS,
+    amount_text,
+    cost_count_cells,
+    cost_value_cells,
     funnel_cells,
     money,
     pairs,
     pct,
+    rate_text,
+    short_share,
     value_cells,
 )
 from connector.report.metrics import DeliveryHealth, Report
+from connector.report.unattributed import unattributed_leads
 
 
 def print_table(report: Report, console: Console) -> None:
@@ -29,17 +39,114 @@ def print_table(report: Report, console: Console) -> None:
     if not report.store_found:
         console.print("  [yellow]the state store is empty or absent: run `connector sync`[/]")
     console.print(_measurability_table(report))
-    if m.unattributed_reasons:
-        reasons = {REASONS.get(k, k): n for k, n in m.unattributed_reasons.items()}
-        console.print(f"  unattributed because: {pairs(reasons)}", highlight=False)
+    for line in reason_lines(report):
+        console.print(line, highlight=False)
     console.print(_trend_table(report))
+    for mix in (report.by_channel, report.by_campaign):
+        console.print(_mix_table(report, mix))
     for table in _channel_tables(report):
         console.print(table)
+    for line in currency_lines(report):
+        console.print(line, highlight=False)
+    if report.costs.known:
+        for table in _cost_tables(report):
+            console.print(table)
     velocity = report.funnel.velocity_per_day
     console.print(f"  pipeline velocity: {money(velocity, cur)} per day")
     console.print(_delivery_table(report))
     for line in _delivery_notes(report):
         console.print(line, highlight=False)
+
+
+def reason_lines(report: Report) -> list[str]:
+    """Why leads are unattributed, as overlapping sets: each lead has several reasons."""
+    sets = report.unattributed
+    if not sets.leads:
+        return []
+    lines = [
+        f"  {sets.leads:,} unattributed leads; {sets.without_any_signal:,} have none of the "
+        f"signals (never tracked), {sets.with_some_signal:,} have one the report cannot use.",
+        "  Leads having each reason (a lead has several: these overlap, they do not add up):",
+    ]
+    lines += [
+        f"    {REASONS.get(k, k)}: {n:,} of {sets.leads:,}" for k, n in sets.by_reason.items()
+    ]
+    return lines
+
+
+def currency_lines(report: Report) -> list[str]:
+    """Which rates converted won deals, and every won deal that still has no value."""
+    v = report.valuation
+    if v is None:
+        return []
+    lines = []
+    if v.rates_used:
+        lines.append(
+            f"  {v.converted:,} won deals converted to {report.currency} with the org's rates:"
+        )
+        lines += [f"    {rate_text(r)}: {n:,} deals" for r, n in v.rates_used.items()]
+    if v.unvalued:
+        lines.append(
+            f"  {len(v.unvalued):,} won deals not in revenue (no value in {report.currency}):"
+        )
+        lines += [
+            f"    {d.lead_id}: {amount_text(d.amount, d.currency)} ({UNVALUED_REASONS[d.reason]})"
+            for d in v.unvalued
+        ]
+    return lines
+
+
+def print_unattributed(report: Report, console: Console) -> None:
+    """`connector report --unattributed`: one row per lead, furthest in the funnel first."""
+    assert report.valuation is not None
+    found = unattributed_leads(report.leads, report.attributions, report.valuation)
+    table = Table(
+        title=f"Unattributed leads {report.period.since} to {report.period.until}: {len(found):,}",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column in ("lead id", "first seen", "furthest stage", "won value", "reasons"):
+        table.add_column(column, justify="right" if column == "won value" else "left")
+    for u in found:
+        won = money(u.won_value, report.currency) if u.won_value is not None else ""
+        reasons = ", ".join(REASONS.get(r, r) for r in u.reasons)
+        table.add_row(u.lead_id, f"{u.first_seen:%Y-%m-%d}", u.furthest_stage, won, reasons)
+    console.print(table)
+    for line in reason_lines(report):
+        console.print(line, highlight=False)
+
+
+def _cost_tables(report: Report) -> list[Table]:
+    rows = [*report.costs.campaigns, *report.costs.channels]
+    tables = []
+    for title, columns, cells in (
+        ("Google Ads cost and funnel", COST_COUNT_COLUMNS, cost_count_cells),
+        (f"Google Ads return ({report.currency})", COST_VALUE_COLUMNS, cost_value_cells),
+    ):
+        table = Table(title=title, title_justify="left", show_edge=False)
+        table.add_column("campaign", max_width=28)
+        for column in columns:
+            table.add_column(column, justify="right", no_wrap=True)
+        for i, r in enumerate(rows):
+            last_campaign = i == len(report.costs.campaigns) - 1
+            table.add_row(r.name, *cells(r, report.currency), end_section=last_campaign)
+        tables.append(table)
+    return tables
+
+
+def _mix_table(report: Report, mix: Mix) -> Table:
+    table = Table(
+        title=f"Leads and won revenue by {mix.dimension} and {report.group_by}",
+        title_justify="left",
+        show_edge=False,
+    )
+    table.add_column(mix.dimension, no_wrap=True)
+    for period in mix.periods:
+        table.add_column(period, justify="right")
+    table.add_column("all", justify="right")
+    for row in mix.rows:
+        table.add_row(row.name, *(short_share(c) for c in [*row.cells, row.total]))
+    return table
 
 
 def _measurability_table(report: Report) -> Table:

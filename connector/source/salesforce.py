@@ -108,6 +108,11 @@ class SalesforceSource:
         return Pull(cursor, self._read)
 
     @property
+    def client(self) -> Salesforce:
+        """The logged-in client (after a reconnect, the new one): for other reads of the org."""
+        return self._client
+
+    @property
     def api_usage(self) -> tuple[int, int] | None:
         usage = getattr(self._client, "api_usage", {}).get("api-usage")
         return (int(usage.used), int(usage.total)) if usage else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,26 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     dumped = chromium(tmp_path, "--dump-dom", page.as_uri())
     assert console_problems(dumped.stderr) == []
     assert "Funnel by channel" in dumped.stdout and dumped.stdout.count("<svg") >= 5
+
+
+# The widths marketers read it at: a phone, and a wide desktop.
+@pytest.mark.parametrize("width", [360, 1400])
+def test_the_page_never_scrolls_sideways(tmp_path: Path, width: int) -> None:
+    report = to_html(build_report(sample_data(), currency="EUR"))
+    # Headless windows are at least 500 px wide: the page goes in a frame of `width`; a
+    # srcdoc frame is same-origin, so the host's probe can measure it (the report has
+    # no script of its own).
+    host = (
+        f'<!doctype html><body style="margin:0"><iframe id="f" style="width:{width}px;'
+        f'height:900px;border:0" srcdoc="{escape(report, quote=True)}"></iframe><script>'
+        "f.onload = () => { const d = f.contentDocument.documentElement;"
+        " document.title = 'W' + d.scrollWidth + 'x' + d.clientWidth + 'W'; };"
+        "</script></body>"
+    )
+    page = tmp_path / "host.html"
+    page.write_text(host, encoding="utf-8")
+    dumped = chromium(tmp_path, "--window-size=1600,1000", "--dump-dom", page.as_uri())
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    scroll, client = dumped.stdout.split("<title>W", 1)[1].split("W</title>", 1)[0].split("x")
+    assert width - 20 <= int(client) <= width  # less a vertical scrollbar
+    assert int(scroll) <= int(client), f"{scroll} px of content in a {client} px wide page"

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from connector.cli import app
 from connector.core import Outcome, Status
-from connector.ledger import Ledger
+from connector.ledger import CurrencyRate, Ledger
+from connector.ledger.rates import CURRENT
 from connector.report import Period, build_report, load
 from tests.conftest import MAPPING
 from tests.report.cases import change
@@ -107,3 +108,53 @@ def test_report_command(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.Mon
     bad = runner.invoke(app, ["report", "--since", "2026-04-01", "--until", "2026-03-01"])
     assert bad.exit_code == 2
     assert runner.invoke(app, ["report", "--format", "pdf"]).exit_code == 2
+
+
+def test_won_deals_in_other_currencies_convert_with_the_stored_rates(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    fill(ledger)
+    usd, xyz = PAID | {"currency": "USD"}, PAID | {"currency": "XYZ"}
+    run = ledger.runs.start()
+    batch = [
+        change("F", "won", T0 + timedelta(days=2), usd | {"amount": "11000"}),
+        change("G", "won", T0 + timedelta(days=2), xyz | {"amount": "500"}),
+    ]
+    ledger.changes.record(run, batch, "salesforce.OpportunityFieldHistory", T0)
+    rates = [CurrencyRate(CURRENT, "EUR", 1.0, corporate=True), CurrencyRate(CURRENT, "USD", 1.1)]
+    ledger.rates.replace(rates, T0)
+
+    report = build_report(load(Ledger.open(state_url, readonly=True), MARCH), currency="EUR")
+    f = report.funnel
+    # A €40,000, F $11,000 / 1.10 = €10,000; G has no rate: won, listed, not in revenue.
+    assert (f.won, f.won_revenue, f.won_without_value) == (3, pytest.approx(50_000), 1)
+    assert report.valuation is not None
+    assert [(d.lead_id, d.amount, d.currency) for d in report.valuation.unvalued] == [
+        ("G", 500, "XYZ")
+    ]
+    assert report.rates_read_at == T0
+
+
+def test_report_command_writes_to_stdout_and_lists_the_unattributed_leads(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(Ledger.open(sqlite_url))
+    monkeypatch.setenv("CONNECTOR_STATE_URL", sqlite_url)
+    monkeypatch.setenv("CONNECTOR_MAPPING_PATH", str(MAPPING))
+    runner = CliRunner()
+    period = ["report", "--since", "2026-03-01", "--until", "2026-03-31"]
+
+    wide = runner.invoke(app, [*period, "--format", "wide-csv", "--output", "-"])
+    assert wide.exit_code == 0, wide.output
+    assert wide.output.startswith("dimension,name,leads,lead share,won revenue")
+    assert "channel,paid search,1," in wide.output and not Path("-").exists()
+
+    listed = runner.invoke(app, [*period, "--unattributed", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [(u["lead_id"], u["reasons"]) for u in json.loads(listed.output)] == [
+        ("D", ["no_click_id", "no_utm", "no_ga_client_id", "no_lead_source"])
+    ]
+    as_csv = runner.invoke(app, [*period, "--unattributed", "--format", "csv", "--output", "-"])
+    assert as_csv.output.splitlines()[1].startswith("D,2026-03-11T12:00:00+00:00,lead,,EUR,")
+    table = runner.invoke(app, [*period, "--unattributed"])
+    assert "1 have none of the signals" in table.output
+    assert runner.invoke(app, [*period, "--unattributed", "--format", "html"]).exit_code == 2

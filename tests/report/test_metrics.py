@@ -17,6 +17,7 @@ from connector.report.metrics import (
     pipeline_velocity,
     reached,
     trend,
+    valuation,
 )
 from tests.report.cases import T0, lead, worked_funnel
 
@@ -32,7 +33,8 @@ def test_pipeline_velocity_worked_example() -> None:
 
 
 def test_funnel_worked_example() -> None:
-    f = funnel(worked_funnel(), "EUR")
+    leads = worked_funnel()
+    f = funnel(leads, valuation(leads, "EUR"))
     assert (f.leads, f.mql, f.sql, f.opportunities, f.won) == (1000, 1000, 300, 120, 30)
     assert (f.mql_to_sql, f.sql_to_opportunity, f.opportunity_to_won) == (0.30, 0.40, 0.25)
     assert f.overall_conversion == 0.03
@@ -55,14 +57,14 @@ def test_a_later_stage_implies_the_earlier_ones_and_lost_keeps_the_furthest() ->
     assert reached(lost, "opportunity") and not reached(lost, "won")
 
 
-def test_revenue_leaves_out_unknown_amounts_and_other_currencies() -> None:
+def test_revenue_without_rates_leaves_out_unknown_amounts_and_other_currencies() -> None:
     leads = [
         lead("A", "won", amount=10_000),
         lead("B", "won", amount=20_000, currency=None),  # no currency: the report's
         lead("C", "won", amount=None),
         lead("D", "won", amount=5_000, currency="USD"),
     ]
-    f = funnel(leads, "EUR")
+    f = funnel(leads, valuation(leads, "EUR"))
     assert (f.won, f.won_revenue, f.deals_with_value, f.won_without_value) == (4, 30_000, 2, 2)
     assert f.average_deal == 15_000
 
@@ -74,7 +76,7 @@ def test_measurability_overall_per_stage_and_revenue_weighted() -> None:
         lead("C", "mql", attrs=PAID),
         lead("D", "lead"),
     ]
-    m = measurability(leads, _attributions(leads), "EUR")
+    m = measurability(leads, _attributions(leads), valuation(leads, "EUR"))
     assert m.leads.value == 0.5
     assert m.by_stage["mql"].value == pytest.approx(2 / 3)
     assert m.by_stage["won"].value == 0.5
@@ -86,7 +88,7 @@ def test_measurability_overall_per_stage_and_revenue_weighted() -> None:
 def test_funnel_by_channel_lists_biggest_first_and_unattributed_last() -> None:
     leads = worked_funnel(PAID, "P")[:10] + [lead(f"U{i}") for i in range(20)]
     leads += [lead(f"E{i}", attrs={"utm_medium": "email"}) for i in range(3)]
-    channels = funnel_by_channel(leads, _attributions(leads), "EUR")
+    channels = funnel_by_channel(leads, _attributions(leads), valuation(leads, "EUR"))
     assert list(channels) == ["paid search", "email", "unattributed"]
     assert channels["paid search"].won == 10
 

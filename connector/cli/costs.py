@@ -1,0 +1,59 @@
+"""`connector costs`: Google Ads cost per campaign and day, and each lead's click campaign."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from connector.cli.app import JsonOption, app, fail, load_settings_or_exit
+from connector.errors import ConfigError, ConnectorError
+from connector.summary_view import print_json
+
+
+@app.command("costs")
+def costs_command(
+    since: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default: the 90 days up to --until).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Read Google Ads cost per campaign and day, and the campaign of each lead's gclid
+    (click_view, last 90 days), into the ledger for `connector report`. OAuth only."""
+    # Imported here: the Google Ads client is only needed by this command.
+    from google.ads.googleads.errors import GoogleAdsException
+    from google.api_core import exceptions as gexc
+
+    from connector.analytics.google_ads_costs import fetch_costs
+    from connector.destinations.google_ads.ads_api import describe
+    from connector.ledger import Ledger
+    from connector.report import Period
+
+    try:
+        period = Period.parse(since, until)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since / --until") from None
+    settings = load_settings_or_exit()
+    if not settings.google_ads.enabled:
+        fail(ConfigError("set CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID to read costs"), as_json)
+    try:
+        ledger = Ledger.open(settings.state_url)
+        stored = fetch_costs(settings.google_ads, ledger, period.since, period.until)
+    except ConnectorError as exc:
+        fail(exc, as_json)
+    except (GoogleAdsException, gexc.GoogleAPICallError) as exc:
+        fail(ConnectorError(f"{describe(exc)}: check the customer id and the credentials"), as_json)
+    if as_json:
+        print_json(stored)
+        return
+    Console().print(
+        f"Google Ads {stored['since']} to {stored['until']}: {stored['campaign_days']} campaign "
+        f"days, cost {stored['cost']:,.2f} {stored['currency']}; {stored['clicks_found']} of "
+        f"{stored['clicks_looked_up']} lead clicks placed in a campaign "
+        f"({stored['click_days_queried']} click_view queries)",
+        highlight=False,
+    )
