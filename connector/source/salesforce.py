@@ -137,19 +137,24 @@ class SalesforceSource:
                 )
 
     def _opportunity_history(self, pull: Pull) -> Iterator[CrmChange]:
-        """Opportunity stage (and won-amount) changes, under the lead they came from."""
+        """Opportunity stage (and won-amount) changes, under the lead they came from.
+
+        Rows are taken in groups of up to LOOKUP_CHUNK distinct opportunities, across
+        pages, so the leads behind them cost one lookup per group, not one per page.
+        """
         spec = self._opportunity()
         query = q.opportunity_history_query(self._mapping, pull.cursor.since)
-        for page in self._stream(pull, query, bulk=pull.cursor.backfill):
-            leads = self._leads_for(pull, {str(r["OpportunityId"]) for r in page})
+        for group in _by_opportunities(self._stream(pull, query, bulk=pull.cursor.backfill)):
+            leads = self._leads_for(pull, {str(r["OpportunityId"]) for r in group})
             # A deal won and given its amount in one save has two rows of the same time: the
             # stage row carries the amount already, the amount row is no restatement.
             staged = {
                 (r["OpportunityId"], r["CreatedDate"])
-                for r in page
+                for r in group
                 if r["Field"] != spec.amount_field
             }
-            for record in page:
+            for record in group:
+                # The cursor moves as rows are handed on, never past a row still buffered.
                 self._advance(pull, record["CreatedDate"])
                 if record["Field"] == spec.amount_field and (
                     (record["OpportunityId"], record["CreatedDate"]) in staged
@@ -400,6 +405,22 @@ def _number(value: object) -> float | None:
         return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+
+
+def _by_opportunities(pages: Pages) -> Pages:
+    """The rows of `pages`, in order, in groups of at most LOOKUP_CHUNK distinct opportunities."""
+    group: list[dict[str, Any]] = []
+    ids: set[str] = set()
+    for page in pages:
+        for record in page:
+            opportunity = str(record["OpportunityId"])
+            if opportunity not in ids and len(ids) == LOOKUP_CHUNK:
+                yield group
+                group, ids = [], set()
+            group.append(record)
+            ids.add(opportunity)
+    if group:
+        yield group
 
 
 def _chunked(ids: list[str]) -> Iterator[list[str]]:
