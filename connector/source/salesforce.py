@@ -15,7 +15,7 @@ through Bulk API 2.0 instead, in no order: the cursor moves once the job is read
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -144,8 +144,18 @@ class SalesforceSource:
         """
         spec = self._opportunity()
         query = q.opportunity_history_query(self._mapping, pull.cursor.since)
-        for group in _by_opportunities(self._stream(pull, query, bulk=pull.cursor.backfill)):
-            leads = self._leads_for(pull, {str(r["OpportunityId"]) for r in group})
+        pages = self._stream(pull, query, bulk=pull.cursor.backfill)
+        # The last group's opportunities and leads: a deal's rows come close together in
+        # time, so one read again in the next group needs no second lookup.
+        looked_up: set[str] = set()
+        last: dict[str, dict[str, Any]] = {}
+        for group in _by_opportunities(pages, looked_up):
+            ids = {str(r["OpportunityId"]) for r in group}
+            leads = self._leads_for(pull, ids - looked_up)
+            leads |= {o: last[o] for o in ids & looked_up if o in last}
+            looked_up.clear()  # in place: the grouping reads it for the next group
+            looked_up.update(ids)
+            last = leads
             # A deal won and given its amount in one save has two rows of the same time: the
             # stage row carries the amount already, the amount row is no restatement.
             staged = {
@@ -407,18 +417,23 @@ def _number(value: object) -> float | None:
         return None
 
 
-def _by_opportunities(pages: Pages) -> Pages:
-    """The rows of `pages`, in order, in groups of at most LOOKUP_CHUNK distinct opportunities."""
+def _by_opportunities(pages: Pages, known: Container[str]) -> Pages:
+    """The rows of `pages`, in order, in groups naming at most LOOKUP_CHUNK opportunities
+    that are not `known` (whose leads the caller still holds: read as each group starts)."""
     group: list[dict[str, Any]] = []
     ids: set[str] = set()
+    fresh = 0
     for page in pages:
         for record in page:
             opportunity = str(record["OpportunityId"])
-            if opportunity not in ids and len(ids) == LOOKUP_CHUNK:
+            new = opportunity not in ids and opportunity not in known
+            if new and fresh == LOOKUP_CHUNK:
                 yield group
-                group, ids = [], set()
+                group, ids, fresh = [], set(), 0
+                new = opportunity not in known  # `known` is now the group just yielded
             group.append(record)
             ids.add(opportunity)
+            fresh += new
     if group:
         yield group
 
