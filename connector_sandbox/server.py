@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -56,7 +57,9 @@ class EmulatorServer:
 
     def __init__(self, handle: Handler, port: int = 0) -> None:
         self._handle = handle
-        handler_class = _make_handler_class(handle)
+        # Seconds added to every request, as a remote API's round trip (benchmarks/sync.py).
+        self.latency = 0.0
+        handler_class = _make_handler_class(handle, lambda: self.latency)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler_class)
         self._httpd.daemon_threads = True
         ctx = sandbox_ca().server_context()
@@ -94,6 +97,15 @@ class ServedEmulator:
     def url(self) -> str:
         return self._server.base_url
 
+    @property
+    def latency(self) -> float:
+        """Seconds each request waits before it is handled (0: none)."""
+        return self._server.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._server.latency = seconds
+
     def start(self) -> Self:
         self._server.start()
         return self
@@ -113,7 +125,9 @@ class ServedEmulator:
         self.stop()
 
 
-def _make_handler_class(handle: Handler) -> type[BaseHTTPRequestHandler]:
+def _make_handler_class(
+    handle: Handler, latency: Callable[[], float]
+) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -121,6 +135,8 @@ def _make_handler_class(handle: Handler) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             request = Request(self.command, self.path, dict(self.headers.items()), body)
+            if (delay := latency()) > 0:
+                time.sleep(delay)  # each request on its own thread: concurrent ones overlap
             try:
                 response = handle(request)
             except Exception as exc:  # an emulator bug must show, not hang the client

@@ -553,6 +553,9 @@ class OrgStore:
         self._field_names: dict[str, dict[str, str]] = {}
         self._guessed: set[tuple[str, str]] = set()  # fields typed from a None value
         self._serial = 0
+        # (object, field) -> casefolded value -> positions in `records`; built on first use
+        # and dropped on any change: an `Id IN (...)`-style lookup reads its rows, not all.
+        self._indexes: dict[tuple[str, str], dict[str, list[int]]] = {}
         for name in KNOWN_FIELDS:  # a real org has its standard objects even when empty
             self.add_object(name)
         for name, rows in data.items():
@@ -582,6 +585,7 @@ class OrgStore:
         self.fields[sobject][name] = field_type
 
     def learn_record(self, sobject: str, record: Record) -> None:
+        self._indexes.clear()  # every insert and update passes here
         for name, value in record.items():
             key = (sobject, name)
             known = name.lower() in self._field_names[sobject]  # field names are case-insensitive
@@ -613,6 +617,18 @@ class OrgStore:
         self.records[sobject].append(row)
         self.by_id[sobject][row["Id"]] = row
         return row
+
+    def index(self, sobject: str, field: str) -> dict[str, list[int]]:
+        """Positions of `sobject`'s records by the casefolded text of `field` (SOQL's `=`)."""
+        key = (sobject, field)
+        if key not in self._indexes:
+            found: dict[str, list[int]] = {}
+            for position, record in enumerate(self.records[sobject]):
+                value = record.get(field)
+                if value is not None:
+                    found.setdefault(_normalise("string", value), []).append(position)
+            self._indexes[key] = found
+        return self._indexes[key]
 
     def parent(self, record: Record, step: Step) -> Record | None:
         ref = record.get(step.ref_field)
@@ -721,6 +737,13 @@ class Compiler:
                 return lambda r: _matches(value(r, path), op, literal)
             case _In(path=text, pos=pos, literals=literals, negate=negate):
                 path = self.filterable(text, pos, literals)
+                if all(lit.kind == "string" for lit in literals):
+                    # A set, not a scan of 2,000 literals per record: same `=` semantics.
+                    wanted = frozenset(_normalise("string", lit.value) for lit in literals)
+                    return lambda r: (
+                        negate
+                        != ((v := value(r, path)) is not None and _normalise("string", v) in wanted)
+                    )
                 return lambda r: (
                     negate != any(_matches(value(r, path), "=", lit) for lit in literals)
                 )
@@ -786,15 +809,43 @@ def select_rows(
     paths = compiler.selected(query.fields)
     keep = compiler.predicate(query.where) if query.where is not None else None
     order = [(key, compiler.sortable(key)) for key in query.order]
+    candidates = _indexed(store, compiler, query.where)
     rows = [
         r
-        for r in store.records[sobject]
+        for r in (store.records[sobject] if candidates is None else candidates)
         if (include_deleted or not r.get("IsDeleted")) and (keep is None or keep(r))
     ]
     for key, path in reversed(order):  # stable sorts, last key first
         rows.sort(key=lambda r: _sort_key(store.value(r, path), path.type, key), reverse=key.desc)
     end = None if query.limit is None else query.offset + query.limit
     return sobject, paths, rows[query.offset : end]
+
+
+def _indexed(store: OrgStore, compiler: Compiler, where: _Condition | None) -> list[Record] | None:
+    """The only records that can match, in store order, when `where` requires a field of
+    the object itself to equal one of some text literals (`X = 'a'`, `X IN ('a', ...)`,
+    alone or ANDed); None when it does not (every record is then a candidate).
+
+    The full predicate still runs on each candidate: the index only narrows the scan.
+    """
+    parts = where.parts if isinstance(where, _Logic) and where.op == "AND" else (where,)
+    for part in parts:
+        if isinstance(part, _In) and not part.negate:
+            text, pos, literals = part.path, part.pos, part.literals
+        elif isinstance(part, _Compare) and part.op == "=":
+            text, pos, literals = part.path, part.pos, (part.literal,)
+        else:
+            continue
+        path = compiler.path(text, pos)
+        if path.steps or path.type not in _TEXT_TYPES:
+            continue
+        if any(lit.kind != "string" for lit in literals):
+            continue
+        index = store.index(compiler.sobject, path.field)
+        keys = {_normalise("string", lit.value) for lit in literals}
+        positions = sorted(p for key in keys for p in index.get(key, ()))
+        return [store.records[compiler.sobject][p] for p in positions]
+    return None
 
 
 def run_query(

@@ -43,16 +43,14 @@ class Changes:
         Returns the changes that were new (the rest were already recorded).
         """
         now = utcnow()
-        new = []
         with self._db.engine.begin() as conn:
-            for mapped in batch:
-                change_id = _insert_change(conn, run_id, mapped.change, now)
-                if change_id is None:
-                    continue
-                new.append(mapped)
-                rows = [_delivery_row(change_id, t, now) for t in mapped.targets]
-                if rows:
-                    conn.execute(insert(deliveries), rows)
+            inserted = _insert_changes(conn, run_id, batch, now)
+            new = [mapped for mapped, _ in inserted]
+            rows = [
+                _delivery_row(change_id, t, now) for m, change_id in inserted for t in m.targets
+            ]
+            if rows:  # one executemany for the whole chunk
+                conn.execute(insert(deliveries), rows)
             states.remember(conn, [m.change for m in new])
             cursors.move(conn, stream, cursor_value, now)
         return new
@@ -104,8 +102,34 @@ def stage_change(row: Mapping[str, Any] | RowMapping) -> StageChange:
     )
 
 
-def _insert_change(conn: Connection, run_id: int, change: StageChange, now: datetime) -> int | None:
-    values = {
+def _key(change: StageChange) -> Key:
+    return (change.lead_id, change.stage, change.changed_at)
+
+
+def _insert_changes(
+    conn: Connection, run_id: int, batch: Sequence[Mapped], now: datetime
+) -> list[tuple[Mapped, int]]:
+    """Insert the batch's changes, duplicates ignored: the new ones with their ids.
+
+    One executemany, which SQLAlchemy sends as multi-row INSERT ... ON CONFLICT DO
+    NOTHING RETURNING statements ("insertmanyvalues", up to 1,000 rows each). A
+    duplicate returns no row, so the new rows are matched to their changes by the
+    returned key, never by position.
+    """
+    first: dict[Key, Mapped] = {}
+    for mapped in batch:  # a change read twice in one batch (the overlap) is stored once
+        first.setdefault(_key(mapped.change), mapped)
+    if not first:
+        return []
+    sc = stage_changes.c
+    stmt = _insert_ignoring_duplicates(conn).returning(sc.id, sc.lead_id, sc.stage, sc.changed_at)
+    rows = [_change_row(m.change, run_id, now) for m in first.values()]
+    ids = {(r.lead_id, r.stage, r.changed_at): int(r.id) for r in conn.execute(stmt, rows)}
+    return [(m, ids[key]) for key, m in first.items() if key in ids]
+
+
+def _change_row(change: StageChange, run_id: int, now: datetime) -> dict[str, Any]:
+    return {
         "lead_id": change.lead_id,
         "stage": change.stage,
         "changed_at": change.changed_at,
@@ -120,17 +144,14 @@ def _insert_change(conn: Connection, run_id: int, change: StageChange, now: date
         "run_id": run_id,
         "recorded_at": now,
     }
-    stmt = _insert_ignoring_duplicates(conn, values).returning(stage_changes.c.id)
-    found = conn.execute(stmt).scalar()
-    return int(found) if found is not None else None
 
 
-def _insert_ignoring_duplicates(conn: Connection, values: dict[str, Any]) -> Any:
+def _insert_ignoring_duplicates(conn: Connection) -> Any:
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(stage_changes).values(values).on_conflict_do_nothing()
+        return postgresql.insert(stage_changes).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite.insert(stage_changes).values(values).on_conflict_do_nothing()
+        return sqlite.insert(stage_changes).on_conflict_do_nothing()
     raise ConfigError(f"state store dialect {dialect!r} is not supported: use SQLite or PostgreSQL")
 
 

@@ -27,19 +27,28 @@ class Database:
         self.engine = engine
         self.readonly = readonly
         self.sqlite_path = sqlite_path  # the file of a SQLite store (None on PostgreSQL)
+        # A store that exists, and its tables, do not go away while this process runs:
+        # remembered, so that each read of a run does not ask again (one query each).
+        self._exists = False
+        self._tables: set[str] = set()
 
     def exists(self) -> bool:
         """Whether the store was ever written (a read-only look may find nothing)."""
+        if self._exists:
+            return True
         try:
             with self.engine.connect() as conn:
                 conn.execute(select(schema_version.c.version)).scalar()
         except (OperationalError, ProgrammingError):
             return False
+        self._exists = True
         return True
 
     def has_table(self, conn: Connection, name: str) -> bool:
         """A read-only look at a store from an older connector may lack newer tables."""
-        return bool(inspect(conn).has_table(name))
+        if name not in self._tables and inspect(conn).has_table(name):
+            self._tables.add(name)
+        return name in self._tables
 
 
 @contextmanager

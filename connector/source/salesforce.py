@@ -15,7 +15,7 @@ through Bulk API 2.0 instead, in no order: the cursor moves once the job is read
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -144,21 +144,36 @@ class SalesforceSource:
                 )
 
     def _opportunity_history(self, pull: Pull) -> Iterator[CrmChange]:
-        """Opportunity stage (and won-amount) changes, under the lead they came from."""
+        """Opportunity stage (and won-amount) changes, under the lead they came from.
+
+        Rows are taken in groups of up to LOOKUP_CHUNK distinct opportunities, across
+        pages, so the leads behind them cost one lookup per group, not one per page.
+        """
         spec = self._opportunity()
         stages = _Stages(spec)
         query = q.opportunity_history_query(self._mapping, pull.cursor.since)
-        for page in self._stream(pull, query, bulk=pull.cursor.backfill):
-            leads = self._leads_for(pull, {str(r["OpportunityId"]) for r in page})
+        pages = self._stream(pull, query, bulk=pull.cursor.backfill)
+        # The last group's opportunities and leads: a deal's rows come close together in
+        # time, so one read again in the next group needs no second lookup.
+        looked_up: set[str] = set()
+        last: dict[str, dict[str, Any]] = {}
+        for group in _by_opportunities(pages, looked_up):
+            ids = {str(r["OpportunityId"]) for r in group}
+            leads = self._leads_for(pull, ids - looked_up)
+            leads |= {o: last[o] for o in ids & looked_up if o in last}
+            looked_up.clear()  # in place: the grouping reads it for the next group
+            looked_up.update(ids)
+            last = leads
             # A deal won and given its amount in one save has two rows of the same time: the
             # stage row carries the amount already, the amount row is no restatement.
             staged = {
                 (r["OpportunityId"], r["CreatedDate"])
-                for r in page
+                for r in group
                 if r["Field"] != spec.amount_field
             }
-            stages.read(page)
-            for record in page:
+            stages.read(group)
+            for record in group:
+                # The cursor moves as rows are handed on, never past a row still buffered.
                 self._advance(pull, record["CreatedDate"])
                 if record["Field"] == spec.amount_field and (
                     (record["OpportunityId"], record["CreatedDate"]) in staged
@@ -467,6 +482,27 @@ def _number(value: object) -> float | None:
         return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+
+
+def _by_opportunities(pages: Pages, known: Container[str]) -> Pages:
+    """The rows of `pages`, in order, in groups naming at most LOOKUP_CHUNK opportunities
+    that are not `known` (whose leads the caller still holds: read as each group starts)."""
+    group: list[dict[str, Any]] = []
+    ids: set[str] = set()
+    fresh = 0
+    for page in pages:
+        for record in page:
+            opportunity = str(record["OpportunityId"])
+            new = opportunity not in ids and opportunity not in known
+            if new and fresh == LOOKUP_CHUNK:
+                yield group
+                group, ids, fresh = [], set(), 0
+                new = opportunity not in known  # `known` is now the group just yielded
+            group.append(record)
+            ids.add(opportunity)
+            fresh += new
+    if group:
+        yield group
 
 
 def _chunked(ids: list[str]) -> Iterator[list[str]]:

@@ -258,6 +258,21 @@ def test_in_not_in_and_parentheses(sf: Salesforce, data: SalesforceData) -> None
     assert got
 
 
+def test_lookups_by_a_list_of_ids_read_the_index_and_follow_updates(
+    emulator: SalesforceEmulator, sf: Salesforce, data: SalesforceData
+) -> None:
+    converted = [x for x in data.leads if x.get("ConvertedOpportunityId")][:40]
+    wanted = [str(x["ConvertedOpportunityId"]) for x in converted]
+    # Ids in another case match too (text compares case-insensitively); store order is kept.
+    ids = ", ".join(f"'{i.lower() if n % 2 else i}'" for n, i in enumerate(wanted))
+    soql = f"SELECT Id FROM Lead WHERE ConvertedOpportunityId IN ({ids}) AND IsConverted = true"
+    got = [r["Id"] for r in sf.query_all(soql)["records"]]
+    assert got == [x["Id"] for x in data.leads if x.get("ConvertedOpportunityId") in wanted]
+    emulator.update("Lead", str(converted[0]["Id"]), {"ConvertedOpportunityId": None})
+    again = [r["Id"] for r in sf.query_all(soql)["records"]]
+    assert again == got[1:]  # the index follows the change
+
+
 def test_order_by_with_nulls_and_limit(sf: Salesforce, data: SalesforceData) -> None:
     soql = "SELECT Id, Amount FROM Opportunity ORDER BY Amount DESC NULLS LAST, Id ASC LIMIT 500"
     amounts = [r["Amount"] for r in sf.query(soql)["records"]]

@@ -1,0 +1,79 @@
+"""The leads behind opportunities are looked up once per 2,000 distinct opportunities,
+not once per OpportunityFieldHistory page (real simple-salesforce, emulated org)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connector.mapping.rules import load_mapping
+from connector.settings import SalesforceSettings
+from connector.source.auth import connect
+from connector.source.cursor import Cursor
+from connector.source.salesforce import SalesforceSource
+from connector.source.streams import OPPORTUNITY_HISTORY
+from connector_sandbox.dataset import sf_datetime, sf_id
+from connector_sandbox.stack import Sandbox
+from tests.conftest import MAPPING
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+START = NOW - timedelta(days=5)
+STAGES = ("Prospecting", "Proposal", "Closed Won")
+
+
+def org(deals: int) -> dict[str, list[dict[str, Any]]]:
+    """`deals` converted leads, each with its opportunity and two stage changes; the
+    changes of all deals interleave in time, as in a busy org."""
+    leads, opportunities, history = [], [], []
+    for i in range(deals):
+        lead_id, opp_id = sf_id("00Q", 10_000 + i), sf_id("006", 10_000 + i)
+        leads.append(
+            {"Id": lead_id, "CreatedDate": sf_datetime(START), "IsConverted": True,
+             "ConvertedOpportunityId": opp_id, "Status": "Closed - Converted",
+             "GA_Client_ID__c": f"{i}.1"}
+        )  # fmt: skip
+        opportunities.append(
+            {"Id": opp_id, "Name": f"Deal {i}", "StageName": "Closed Won", "IsWon": True,
+             "IsClosed": True, "Amount": 1000.0, "CreatedDate": sf_datetime(START)}
+        )  # fmt: skip
+    for step in range(2):
+        for i in range(deals):
+            at = START + timedelta(seconds=10 * (step * deals + i))
+            history.append(
+                {"Id": sf_id("017", 500_000 + step * deals + i), "Field": "StageName",
+                 "OpportunityId": sf_id("006", 10_000 + i), "OldValue": STAGES[step],
+                 "NewValue": STAGES[step + 1], "CreatedDate": sf_datetime(at)}
+            )  # fmt: skip
+    return {"Lead": leads, "Opportunity": opportunities, "OpportunityFieldHistory": history}
+
+
+def pull_all(box: Sandbox) -> tuple[list[datetime], Cursor, int]:
+    settings = box.settings("sqlite://", MAPPING).salesforce
+    reader = SalesforceSource(connect(settings), load_mapping(MAPPING))
+    cursor = Cursor.resume(OPPORTUNITY_HISTORY, None, SalesforceSettings(), NOW)
+    pull = reader.pull(cursor)
+    changes = list(pull)
+    # Every change under the lead converted into its deal, whichever group brought it.
+    lead_of = {r["ConvertedOpportunityId"]: r["Id"] for r in box.salesforce.records("Lead")}
+    assert all(c.lead_id == lead_of[c.opportunity_id] for c in changes)
+    return [c.changed_at for c in changes], cursor, pull.stats.calls
+
+
+def test_opportunity_pages_share_one_lead_lookup_per_2000_opportunities() -> None:
+    with Sandbox(org(190)) as box:
+        box.salesforce.page_size = 200  # 380 history rows: two pages; 190 leads: one
+        times, cursor, calls = pull_all(box)
+        lookups = box.salesforce.query_calls["Lead"]
+        history_pages = box.salesforce.query_calls["OpportunityFieldHistory"]
+    assert history_pages == 2 and lookups == 1 and calls == 3
+    assert len(times) == 380 and times == sorted(times)  # still in time order
+    assert cursor.bookmark == max(times)
+
+
+def test_more_than_2000_opportunities_take_one_lookup_per_2000() -> None:
+    with Sandbox(org(2500)) as box:
+        times, _, _ = pull_all(box)
+        lookups = box.salesforce.query_calls["Lead"]
+    # 5,000 rows: deals 0-1,999, then 2,000-2,499 with the second changes of 0-2,499, whose
+    # leads the first group already brought: 2,000 + 500 leads looked up, ceil(2,500 / 2,000).
+    assert len(times) == 5000 and lookups == 2
