@@ -223,7 +223,8 @@ def run_sync(env: dict[str, str], workdir: Path) -> SyncRun:
         _, status, usage = os.wait4(process.pid, 0)  # this one process's rusage
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode not in (0, 4):
+    # 0 done, 3 rows still pending, 7 done with some rows rejected (README "Exit codes").
+    if process.returncode not in (0, 3, 7):
         raise RuntimeError(f"connector sync exited {process.returncode}")
     summary = json.loads(out.read_text(encoding="utf-8"))
     return SyncRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, summary)

@@ -13,6 +13,9 @@ GA4 = "ga4"
 GOOGLE_ADS = "google_ads"
 DESTINATIONS = (GA4, GOOGLE_ADS)
 UNMAPPED = "unmapped"  # the stage of a CRM status the mapping does not list
+# The reason a delivered row carries when it was sent again after a run stopped with it in
+# flight: where the API has no dedup (GA4) it may be counted twice.
+MAY_BE_DUPLICATED = "may_be_duplicated"
 
 
 def utcnow() -> datetime:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from connector import stopping
-from connector.core import Delivery, Outcome, Status
+from connector.core import MAY_BE_DUPLICATED, Delivery, Outcome, Status
 from connector.destinations.base import Destination
 from connector.errors import DestinationError
 from connector.ledger import Ledger
@@ -84,6 +84,7 @@ class DeliveryLoop:
         self.tally = summary.tally(destination.name)
         self._progress = progress
         self._attempts: dict[int, int] = {}  # attempts before this run, per claimed row
+        self._resent: set[int] = set()  # sent again after a stop, where there is no dedup
 
     def run(self) -> None:
         after = None
@@ -136,6 +137,7 @@ class DeliveryLoop:
             self._settle(unknown)
             return [d for d in page if not d.in_flight_of]
         self.summary.may_be_duplicated[name] += len(orphans)
+        self._resent.update(d.id for d in orphans)
         log.warning(
             "%d %s events may be duplicated: they were in flight when %s stopped",
             len(orphans),
@@ -185,11 +187,17 @@ class DeliveryLoop:
     def _settle(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
             return
-        outcomes = [self._out_of_attempts(self._maybe_sent(o)) for o in outcomes]
+        outcomes = [self._marked(self._out_of_attempts(self._maybe_sent(o))) for o in outcomes]
         self.ledger.queue.settle(outcomes, worker=self.claims.worker)
         if self.destination.capabilities.request_status:
             self.ledger.requests.save(self.destination.name, accepted_requests(outcomes))
         self.tally.add_outcomes(outcomes)
+
+    def _marked(self, outcome: Outcome) -> Outcome:
+        """A resent row that arrived says so, for the report's delivery health."""
+        if outcome.status == Status.DELIVERED and outcome.delivery_id in self._resent:
+            return replace(outcome, reason=MAY_BE_DUPLICATED)
+        return outcome
 
     def _out_of_attempts(self, outcome: Outcome) -> Outcome:
         """A transient failure on a row's last attempt: a dead letter, with its last error."""

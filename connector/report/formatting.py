@@ -9,7 +9,7 @@ from babel.numbers import format_currency, get_currency_symbol
 from connector.report.breakdown import Cell
 from connector.report.costs import CostRow
 from connector.report.currency import RateUse
-from connector.report.metrics import Funnel
+from connector.report.metrics import DeliveryHealth, Funnel
 
 STAGE_LABELS = {
     "lead": "Lead",
@@ -115,3 +115,16 @@ def cost_cells(r: CostRow, currency: str) -> list[str]:
 def short_share(cell: Cell) -> str:
     """`12/40 30%`: share_cell for narrow terminal columns."""
     return f"{cell.leads:,}/{cell.period_leads:,} {pct(cell.lead_share)}"
+
+
+def trust_note(h: DeliveryHealth) -> str:
+    """What a marketer must know before trusting the counts: doubles, unknowns, dead rows."""
+    parts = [
+        f"{h.may_be_duplicated:,} may be duplicated (resent after a run stopped)"
+        if h.may_be_duplicated
+        else "",
+        f"{h.unknown:,} of unknown fate" if h.unknown else "",
+        f"{h.dead:,} out of attempts" if h.dead else "",
+        f"{h.in_flight:,} in flight" if h.in_flight else "",
+    ]
+    return ", ".join(p for p in parts if p)

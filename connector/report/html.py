@@ -26,6 +26,7 @@ from connector.report.formatting import (
     pct,
     rate_text,
     share_cell,
+    trust_note,
     value_cells,
 )
 from connector.report.html_charts import (
@@ -325,9 +326,10 @@ def _delivery_row(name: str, h: DeliveryHealth) -> str:
 
 
 def _warnings_html(h: DeliveryHealth) -> str:
-    if not h.field_warnings:
-        return ""
-    return f'<br><small class="why">field warnings: {escape(pairs(h.field_warnings))}</small>'
+    notes = [f"field warnings: {pairs(h.field_warnings)}"] if h.field_warnings else []
+    if note := trust_note(h):
+        notes.append(note)
+    return "".join(f'<br><small class="why">{escape(n)}</small>' for n in notes)
 
 
 def _with_reasons(total: int, reasons: dict[str, int]) -> str:

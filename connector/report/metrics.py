@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
+from connector.core import MAY_BE_DUPLICATED
 from connector.ledger.rates import CurrencyRate
 from connector.report.attribution import (
     DEFAULT_PRECEDENCE,
@@ -114,10 +115,16 @@ class DeliveryHealth:
     matched: int | None = None
     # Events Google accepted with a field warning (Data Manager), by "REASON field".
     field_warnings: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0  # claimed by a run that is sending them now (or died doing so)
+    dead: int = 0  # attempts ran out: `connector failures`, then `connector retry`
+    unknown: int = 0  # GA4 may or may not have them (resending after a crash switched off)
+    # Delivered, but sent again after a run stopped with them in flight: GA4 may count twice.
+    may_be_duplicated: int = 0
 
     @property
     def total(self) -> int:
         counted = self.delivered + self.pending + self.not_attributable
+        counted += self.in_flight + self.dead + self.unknown
         return counted + sum(self.skipped.values()) + sum(self.rejected.values())
 
 
@@ -298,6 +305,8 @@ def delivery_health(
             tally[row.status][reason] += 1
         else:
             tally[row.status] = tally.get(row.status, 0) + 1
+            if row.status == "delivered" and row.reason == MAY_BE_DUPLICATED:
+                tally["may_be_duplicated"] = tally.get("may_be_duplicated", 0) + 1
     google = _google_counts(requests)
     return {
         name: DeliveryHealth(
@@ -309,6 +318,10 @@ def delivery_health(
             processed=google.get(name, {}).get("processed"),
             matched=google.get(name, {}).get("matched"),
             field_warnings=dict((warnings or {}).get(name, {})),
+            in_flight=t.get("in_flight", 0),
+            dead=t.get("dead", 0),
+            unknown=t.get("unknown", 0),
+            may_be_duplicated=t.get("may_be_duplicated", 0),
         )
         for name, t in sorted(tallies.items())
     }

@@ -256,6 +256,10 @@ def _health(h: DeliveryHealth) -> dict[str, Any]:
         "processed": h.processed,
         "matched": h.matched,
         "field_warnings": h.field_warnings,
+        "in_flight": h.in_flight,
+        "dead": h.dead,
+        "unknown": h.unknown,
+        "may_be_duplicated": h.may_be_duplicated,
     }
 
 

@@ -23,6 +23,7 @@ from connector.report.formatting import (
     pct,
     rate_text,
     short_share,
+    trust_note,
     value_cells,
 )
 from connector.report.metrics import DeliveryHealth, Report
@@ -217,6 +218,8 @@ def _delivery_notes(report: Report) -> list[str]:
             notes.append(f"  {name}:{google}")
         if h.field_warnings:
             notes.append(f"  {name} field warnings: {pairs(h.field_warnings)}")
+        if note := trust_note(h):
+            notes.append(f"  {name}: {note}")
     return notes
 
 

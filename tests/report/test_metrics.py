@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from connector.report.attribution import Attribution, attribute
+from connector.report.formatting import trust_note
 from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RequestRow
 from connector.report.metrics import (
     build_report,
@@ -165,3 +166,19 @@ def test_build_report_uses_the_given_precedence_and_ga4_lookup() -> None:
 
 def _attributions(leads: list[Lead]) -> dict[str, Attribution]:
     return {x.lead_id: attribute(x.lead_id, x.attributes) for x in leads}
+
+
+def test_delivery_health_says_what_may_be_doubled_unknown_or_dead() -> None:
+    rows = [
+        DeliveryRow("ga4", "delivered", None, "mql"),
+        DeliveryRow("ga4", "delivered", "may_be_duplicated", "mql"),
+        DeliveryRow("ga4", "unknown", "unknown_after_crash", "sql"),
+        DeliveryRow("ga4", "dead", "attempts_exhausted", "sql"),
+        DeliveryRow("ga4", "in_flight", None, "sql"),
+    ]
+    (health,) = delivery_health(rows).values()
+    assert (health.delivered, health.may_be_duplicated) == (2, 1)
+    assert (health.unknown, health.dead, health.in_flight, health.total) == (1, 1, 1, 5)
+    note = trust_note(health)
+    assert "1 may be duplicated" in note and "1 of unknown fate" in note
+    assert "1 out of attempts" in note
