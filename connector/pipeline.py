@@ -43,6 +43,7 @@ from connector.summary import RunSummary
 
 STREAM, OPPORTUNITY_STREAM = LEAD_HISTORY.name, OPPORTUNITY_HISTORY.name
 RECORD_CHUNK = 1000
+RATES_MAX_AGE = timedelta(hours=12)  # how old the stored currency rates may get
 log = logging.getLogger("connector.sync")
 
 
@@ -157,8 +158,9 @@ class _Run:
             self.summary.request_status = self._check_requests()
             for cursor in pulls:
                 self._pull(run_id, cursor)
-            # The org's currency rates, for the report only (a dry run writes nothing).
-            if not self.summary.stopped and not self.summary.dry_run:
+            # The org's currency rates, for the report only (a dry run writes nothing). They
+            # change daily at most: read twice a day, not on every run (two API calls each).
+            if not self.summary.stopped and not self.summary.dry_run and self._rates_due():
                 from connector.source.currency import refresh_rates
 
                 refresh_rates(self._source().client, self.ledger, utcnow())
@@ -192,6 +194,10 @@ class _Run:
             precedence=self.mapping.attribution_precedence,
         )
         self.ledger.runs.finish(run_id, self.summary.status, self.summary.as_dict())
+
+    def _rates_due(self) -> bool:
+        read_at = self.ledger.rates.get().read_at
+        return read_at is None or utcnow() - read_at > RATES_MAX_AGE
 
     def _check_requests(self) -> dict[str, dict[str, Any]]:
         checked = {}
@@ -299,6 +305,10 @@ class _DryRun(_Run):
         if self.options.payloads_path:
             _write_json(self.options.payloads_path, {d.name: d.sent for d in validating})
             self.summary.payloads_file = str(self.options.payloads_path)
+
+    def _rates_due(self) -> bool:
+        read_at = self.ledger.rates.get().read_at
+        return read_at is None or utcnow() - read_at > RATES_MAX_AGE
 
     def _check_requests(self) -> dict[str, dict[str, Any]]:
         return {}  # Google's verdict on earlier requests would be written down
