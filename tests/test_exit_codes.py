@@ -163,3 +163,15 @@ def test_sigterm_settles_the_request_in_flight_then_exits(sandbox: Sandbox, tmp_
     counts = ledger.queue.counts()["google_ads"]
     assert "in_flight" not in counts and counts["pending"] > 0  # settled or released
     assert counts["delivered"] == len(sandbox.datamanager.conversions)  # none lost in the air
+
+
+def test_a_refused_postgresql_store_exits_3_without_its_password(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    url = "postgresql+psycopg://connector:hunter2-secret@127.0.0.1:9/connector"
+    result = connector("sync", env=env_for(sandbox, tmp_path, CONNECTOR_STATE_URL=url),
+                       cwd=tmp_path)  # fmt: skip
+    assert result.returncode == exit_codes.UNAVAILABLE, result.stderr
+    assert "CONNECTOR_STATE_URL" in result.stderr and "127.0.0.1:9" in result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
