@@ -29,6 +29,7 @@ from connector_sandbox.dataset import generate, sf_datetime, sf_id
 from connector_sandbox.stack import Sandbox
 from connector_sandbox.tls import sandbox_ca
 from tests.conftest import MAPPING, REPO
+from tests.sandbox_env import sandbox_env
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SECRETS = [stack.SF_PASSWORD, stack.SF_TOKEN, stack.SF_CLIENT_SECRET, stack.GA4_SECRET]
@@ -429,22 +430,7 @@ def test_a_mapped_field_the_org_lacks_stops_sync_with_exit_2_naming_it(
     box = data_run.box
     path = tmp_path / "mapping.yaml"
     path.write_text(MAPPING.read_text().replace("UTM_Source__c", "UTM_Src__c"))
-    ca = str(sandbox_ca().bundle_path)
-    env = {
-        "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-        "CONNECTOR_MAPPING_PATH": str(path),
-        "CONNECTOR_SALESFORCE__LOGIN_URL": box.salesforce.url,
-        "CONNECTOR_SALESFORCE__USERNAME": "demo@example.com",
-        "CONNECTOR_SALESFORCE__PASSWORD": stack.SF_PASSWORD,
-        "CONNECTOR_SALESFORCE__SECURITY_TOKEN": stack.SF_TOKEN,
-        "CONNECTOR_SALESFORCE__CLIENT_ID": "demo-client-id",
-        "CONNECTOR_SALESFORCE__CLIENT_SECRET": stack.SF_CLIENT_SECRET,
-        "CONNECTOR_SALESFORCE__CA_BUNDLE": ca,
-        "CONNECTOR_GA4__MEASUREMENT_ID": stack.MEASUREMENT_ID,
-        "CONNECTOR_GA4__API_SECRET": stack.GA4_SECRET,
-        "CONNECTOR_GA4__MP_BASE_URL": box.ga4.url,
-        "CONNECTOR_GA4__CA_BUNDLE": ca,
-    }
+    env = sandbox_env(box, f"sqlite:///{tmp_path / 'state.db'}", mapping=path, google_ads=False)
     for name in [n for n in os.environ if n.startswith("CONNECTOR_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)

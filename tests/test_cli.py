@@ -7,57 +7,29 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from connector.cli import app
-from connector_sandbox import stack
-from connector_sandbox.dataset import generate
 from connector_sandbox.google_ads_api import DEVELOPER_TOKEN
 from connector_sandbox.stack import Sandbox
-from connector_sandbox.tls import sandbox_ca
 from tests.conftest import MAPPING, REPO
-
-SECRETS = [stack.SF_PASSWORD, stack.SF_TOKEN, stack.SF_CLIENT_SECRET, stack.GA4_SECRET]
+from tests.sandbox_env import SECRETS, generated, sandbox_env
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    tables = generate(n_leads=150, seed=3, now=datetime.now(UTC).replace(microsecond=0)).tables()
-    with Sandbox(tables) as box:
+    with generated(n_leads=150, seed=3) as box:
         yield box
 
 
 def env_for(box: Sandbox, state: Path, **extra: str) -> dict[str, str]:
-    ca = str(sandbox_ca().bundle_path)
+    """The process environment, with every CONNECTOR_ setting pointing at `box`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    env.update(
-        {
-            "CONNECTOR_STATE_URL": f"sqlite:///{state / 'connector.db'}",
-            "CONNECTOR_MAPPING_PATH": str(MAPPING),
-            "CONNECTOR_LOG_LEVEL": "DEBUG",
-            "CONNECTOR_SALESFORCE__LOGIN_URL": box.salesforce.url,
-            "CONNECTOR_SALESFORCE__USERNAME": "demo@example.com",
-            "CONNECTOR_SALESFORCE__PASSWORD": stack.SF_PASSWORD,
-            "CONNECTOR_SALESFORCE__SECURITY_TOKEN": stack.SF_TOKEN,
-            "CONNECTOR_SALESFORCE__CLIENT_ID": "demo-client-id",
-            "CONNECTOR_SALESFORCE__CLIENT_SECRET": stack.SF_CLIENT_SECRET,
-            "CONNECTOR_SALESFORCE__CA_BUNDLE": ca,
-            "CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID": stack.OPERATING_ACCOUNT,
-            "CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT": box.datamanager.url,
-            "CONNECTOR_GOOGLE_ADS__DATAMANAGER_CA_BUNDLE": ca,
-            "CONNECTOR_GOOGLE_ADS__ANONYMOUS_CREDENTIALS": "true",
-            "CONNECTOR_GOOGLE_ADS__API_ENDPOINT": box.google_ads_api.endpoint,
-            "CONNECTOR_GOOGLE_ADS__API_CA_BUNDLE": ca,
-            "CONNECTOR_GA4__MEASUREMENT_ID": stack.MEASUREMENT_ID,
-            "CONNECTOR_GA4__API_SECRET": stack.GA4_SECRET,
-            "CONNECTOR_GA4__MP_BASE_URL": box.ga4.url,
-            "CONNECTOR_GA4__CA_BUNDLE": ca,
-        }
-    )
+    env |= sandbox_env(box, f"sqlite:///{state / 'connector.db'}")
+    env["CONNECTOR_LOG_LEVEL"] = "DEBUG"
     env.update(extra)
     return env
 

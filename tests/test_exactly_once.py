@@ -17,7 +17,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,10 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from connector.ledger.schema import deliveries, stage_changes
-from connector_sandbox.dataset import generate
 from connector_sandbox.faults import Fault
 from connector_sandbox.stack import Sandbox
 from tests.conftest import POSTGRES_URL, _postgres_database
+from tests.sandbox_env import fresh, generated
 from tests.test_cli import env_for
 
 LONG = os.environ.get("CONNECTOR_TEST_LONG") == "1"
@@ -41,16 +40,13 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def box() -> Iterator[Sandbox]:
-    tables = generate(n_leads=LEADS, seed=11, now=datetime.now(UTC).replace(microsecond=0))
-    with Sandbox(tables.tables()) as sandbox:
+    with generated(n_leads=LEADS, seed=11) as sandbox:
         yield sandbox
 
 
 @pytest.fixture
 def sandbox(box: Sandbox) -> Sandbox:
-    for emulator in (box.salesforce, box.datamanager, box.ga4):
-        emulator.reset()
-    return box
+    return fresh(box)
 
 
 def start(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:

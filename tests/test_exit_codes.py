@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,9 @@ import pytest
 from connector import exit_codes
 from connector.ledger import Ledger
 from connector_sandbox.datamanager import INGEST_PATH, status_body
-from connector_sandbox.dataset import generate
 from connector_sandbox.faults import Fault
 from connector_sandbox.stack import Sandbox
+from tests.sandbox_env import fresh, generated
 from tests.test_cli import assert_no_secret, connector, env_for
 
 pytestmark = pytest.mark.timeout(600)
@@ -26,16 +25,13 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def box() -> Iterator[Sandbox]:
-    tables = generate(n_leads=120, seed=5, now=datetime.now(UTC).replace(microsecond=0))
-    with Sandbox(tables.tables()) as sandbox:
+    with generated(n_leads=120, seed=5) as sandbox:
         yield sandbox
 
 
 @pytest.fixture
 def sandbox(box: Sandbox) -> Sandbox:
-    for emulator in (box.salesforce, box.datamanager, box.ga4):
-        emulator.reset()
-    return box
+    return fresh(box)
 
 
 def permission_denied() -> Fault:
