@@ -8,7 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from connector_sandbox.server import Response
+from connector_sandbox.server import RESET, Response
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Fault:
     # Served normally after the delay: latency, or (with a delay past the client's timeout)
     # a request the server processed but whose answer never reached the client.
     then_serve: bool = False
+    reset: bool = False  # no answer: the connection is reset (the request is not processed)
 
 
 class FaultQueue:
@@ -64,5 +65,7 @@ class FaultQueue:
             time.sleep(fault.delay_seconds)
         if fault.then_serve:
             return None
+        if fault.reset:
+            return Response(RESET)
         body = fault.body if fault.body is not None else {"error": {"code": fault.status}}
         return Response(fault.status, body, headers=fault.headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,9 @@ class Request:
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
+
+
+RESET = 0  # the status of a Response that is no answer: the connection is reset
 
 
 class Response:
@@ -141,6 +145,11 @@ def _make_handler_class(
                 response = handle(request)
             except Exception as exc:  # an emulator bug must show, not hang the client
                 response = Response(500, {"error": f"emulator error: {exc!r}"})
+            if response.status == RESET:
+                # A connection reset: no answer at all, the socket closed under the client.
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.send_response(response.status)
             for key, value in response.headers.items():
                 self.send_header(key, value)

@@ -216,6 +216,7 @@ def test_a_fifth_of_requests_failing_reaches_the_fault_free_state(
         Fault(503),
         Fault(500),
         Fault(delay_seconds=2.5),  # past the client's timeout: a timeout
+        Fault(reset=True),  # a connection reset
     ]
     for seed, emulator in enumerate((box.salesforce, box.datamanager, box.ga4)):
         emulator.faults.randomly(0.2, faults, seed=seed)
