@@ -147,6 +147,7 @@ class _Run:
     def execute(self, pulls: list[Cursor]) -> None:
         from connector.report.measurability import summary_measurability
 
+        self._stopped_before = _stopped_destinations(self.ledger)
         run_id = self.ledger.runs.start()
         self.worker = f"{socket.gethostname()}:{os.getpid()}:run-{run_id}"
         # A dry run records no run: its lines carry no run id.
@@ -279,6 +280,14 @@ class _Run:
             self.summary.row_problems.update(v for k, v in change.problems.items() if k != "stage")
 
     def _deliver(self, destination: Destination) -> None:
+        if problem := self._stopped_before.get(destination.name):
+            log.warning(
+                "%s was stopped in run %s (%s): trying again",
+                destination.name,
+                problem[0],
+                problem[1],
+                extra={"destination": destination.name},
+            )
         claims = Claims(
             worker=self.worker,
             lease=timedelta(seconds=self.settings.lease_seconds),
@@ -312,6 +321,15 @@ class _DryRun(_Run):
 
     def _check_requests(self) -> dict[str, dict[str, Any]]:
         return {}  # Google's verdict on earlier requests would be written down
+
+
+def _stopped_destinations(ledger: Ledger) -> dict[str, tuple[int, str]]:
+    """The destinations the last finished run stopped, with its id and why: said when retried."""
+    for run in ledger.runs.recent(5):
+        if run.finished_at is not None:
+            errors = (run.summary or {}).get("destination_errors") or {}
+            return {name: (run.id, str(why)) for name, why in errors.items()}
+    return {}
 
 
 def _close_quietly(ledger: Ledger, run_id: int, summary: RunSummary) -> None:

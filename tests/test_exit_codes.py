@@ -59,6 +59,8 @@ def test_a_destination_needing_a_fix_exits_5_says_what_to_fix_and_keeps_its_rows
     sandbox.datamanager.faults.clear()
     again = connector("sync", "--json", env=env_for(sandbox, tmp_path), cwd=tmp_path)
     assert again.returncode in (exit_codes.OK, exit_codes.ROWS_REJECTED), again.stderr
+    assert "google_ads was stopped in run 1" in again.stderr  # the retry says so
+    assert "trying again" in again.stderr
     assert json.loads(again.stdout)["destinations"]["google_ads"]["delivered"] == counts["pending"]
 
 
