@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from connector import exit_codes
 from connector.ledger import Ledger
 from connector_sandbox.datamanager import INGEST_PATH, status_body
+from connector_sandbox.dataset import sf_datetime
 from connector_sandbox.faults import Fault
 from connector_sandbox.stack import Sandbox
 from tests.sandbox_env import fresh, generated
@@ -98,12 +100,26 @@ def test_a_broken_state_store_exits_3_naming_the_setting_without_a_traceback(
 
 
 def test_rejected_rows_exit_7_and_are_listed_and_requeued(sandbox: Sandbox, tmp_path: Path) -> None:
+    # A status change the CRM dates an hour ahead (a clock off): Google would refuse it.
+    now = datetime.now(UTC)
+    lead = sandbox.salesforce.insert(
+        "Lead",
+        {
+            "CreatedDate": sf_datetime(now - timedelta(days=1)),
+            "Status": "MQL",
+            "GCLID__c": "Cj0KCQiA-clockAhead_123456789",
+            "GA_Client_ID__c": "123456789.1700000000",
+            "Consent_Ad_User_Data__c": "Granted",
+        },
+    )
+    history = {"LeadId": lead, "Field": "Status", "OldValue": "Open", "NewValue": "MQL"}
+    ahead = sf_datetime(now + timedelta(hours=1))
+    sandbox.salesforce.insert("LeadHistory", history | {"CreatedDate": ahead})
     env = env_for(sandbox, tmp_path)
     first = connector("sync", "--json", env=env, cwd=tmp_path)
     summary = json.loads(first.stdout)
     rejected = sum(sum(t["rejected"].values()) for t in summary["destinations"].values())
-    if not rejected:
-        pytest.skip("the generated dataset has no row Google rejects")
+    assert rejected > 0, summary["destinations"]
     assert first.returncode == exit_codes.ROWS_REJECTED
     listed = connector("failures", "--json", env=env, cwd=tmp_path)
     failures = json.loads(listed.stdout)["failures"]
