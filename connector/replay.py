@@ -32,6 +32,7 @@ NEWLY_SENT, NO_LONGER_SENT, VALUE_CHANGED, TARGET_CHANGED = (
     "value_changed",
     "target_changed",
 )
+KINDS = (NEWLY_SENT, NO_LONGER_SENT, VALUE_CHANGED, TARGET_CHANGED, "unchanged")
 FIELD_NOT_RECORDED = "crm_field_not_recorded"
 # The skips a mapping change can cure: a value rule's. The others come from the row's data
 # (identifiers, consent, the lead) or from the destination when it was sent (too old, too
@@ -63,7 +64,9 @@ class ReplayResult:
             "since": self.since.isoformat(),
             "dry_run": self.dry_run,
             "changes": self.changes,
-            "destinations": {d: dict(c) for d, c in sorted(self.counts.items())},
+            "destinations": {
+                d: {kind: c[kind] for kind in KINDS} for d, c in sorted(self.counts.items())
+            },
             "queued": self.queued,
         }
 

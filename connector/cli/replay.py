@@ -117,12 +117,13 @@ def _print(result: ReplayResult, out: Console) -> None:
     mode = " (dry run: nothing queued)" if result.dry_run else f": {result.queued} rows queued"
     out.print(f"Replay of {result.changes} changes recorded since {data['since']}{mode}")
     counts = Table(show_edge=False, pad_edge=False)
-    kinds = ("newly_sent", "no_longer_sent", "value_changed", "target_changed", "unchanged")
+    from connector.replay import KINDS as kinds
+
     counts.add_column("destination")
     for kind in kinds:
         counts.add_column(kind, justify="right")
     for name, by_kind in data["destinations"].items():
-        counts.add_row(name, *(str(by_kind.get(kind, 0)) for kind in kinds))
+        counts.add_row(name, *(str(by_kind[kind]) for kind in kinds))
     out.print(counts)
     if result.rows:
         out.print(_rows(result.rows))

@@ -80,9 +80,8 @@ def queue(db: Database, items: Sequence[Queue]) -> int:
             if not _take_stage(conn, item):
                 continue
             rows = [delivery_row(item.change_id, t, now) for t in item.targets]
-            for row in rows:
-                result = conn.execute(_insert_delivery(conn), row)
-                added += result.rowcount or 0
+            for row in rows:  # RETURNING counts what went in (rowcount varies by driver)
+                added += len(conn.execute(_insert_delivery(conn), row).all())
     return added
 
 
@@ -112,4 +111,4 @@ def _take_stage(conn: Connection, item: Queue) -> bool:
 
 def _insert_delivery(conn: Connection) -> Any:
     # uq_delivery: a row that exists (whatever its status) is left alone.
-    return insert_ignoring_duplicates(conn, deliveries)
+    return insert_ignoring_duplicates(conn, deliveries).returning(deliveries.c.id)

@@ -33,8 +33,10 @@ def lines(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return parsed[:-1], parsed[-1]["summary"]
 
 
-def test_replay_previews_queues_once_and_sync_sends_once(sandbox: Sandbox, tmp_path: Path) -> None:
-    env = env_for(sandbox, tmp_path)
+def test_replay_previews_queues_once_and_sync_sends_once(
+    sandbox: Sandbox, tmp_path: Path, state_url: str
+) -> None:
+    env = env_for(sandbox, tmp_path, CONNECTOR_STATE_URL=state_url)  # SQLite and PostgreSQL
     first = invoke("sync", "--json", env=env)
     assert first.exit_code == 0, first.stderr
     assert json.loads(first.stdout)["unmapped_statuses"].get("Nurture")
@@ -88,3 +90,10 @@ def test_replay_refuses_a_bad_date(sandbox: Sandbox, tmp_path: Path) -> None:
     result = invoke("replay", "--since", "last tuesday", "--json", env=env_for(sandbox, tmp_path))
     assert result.exit_code == 2
     assert "--since" in result.stderr or "--since" in result.stdout
+
+
+def test_replay_help_documents_its_options_and_exit_codes() -> None:
+    result = invoke("replay", "--help")
+    assert result.exit_code == 0
+    for word in ("--since", "--mapping", "--dry-run", "--json", "Exit codes"):
+        assert word in result.stdout
