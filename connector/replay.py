@@ -81,10 +81,10 @@ def replay(ledger: Ledger, mapping: Mapping, since: datetime, *, dry_run: bool) 
         fresh = _compare(now, result)
         if fresh:
             to_queue.append(Queue(now.recorded.id, now.stage, fresh))
-    if not dry_run and to_queue:
-        result.queued = queue(ledger.db, to_queue)
-    for row in result.rows:
-        row["queued"] = not dry_run and row["queued"]
+    added = queue(ledger.db, to_queue) if not dry_run and to_queue else set()
+    result.queued = len(added)
+    for row in result.rows:  # queued: a row was added (a dry run adds none)
+        row["queued"] = (row.pop("change_id"), row["destination"]) in added
     return result
 
 
@@ -163,10 +163,9 @@ def _compare(now: _Now, result: ReplayResult) -> list[Target]:
         counts[kind or "unchanged"] += 1
         if kind is None:
             continue
-        queueable = kind == NEWLY_SENT and was is None and target is not None
-        if queueable and target is not None:
+        if kind == NEWLY_SENT and was is None and target is not None:
             fresh.append(target)
-        result.rows.append(_row(now, destination, kind, was, target, queueable))
+        result.rows.append(_row(now, destination, kind, was, target))
     return fresh
 
 
@@ -189,7 +188,7 @@ def _kind(was: Done | None, target: Target | None) -> str | None:
 
 
 def _row(
-    now: _Now, destination: str, kind: str, was: Done | None, target: Target | None, queued: bool
+    now: _Now, destination: str, kind: str, was: Done | None, target: Target | None
 ) -> dict[str, Any]:
     change = now.recorded.change
     note = now.notes.get(destination)
@@ -198,6 +197,7 @@ def _row(
     elif kind != NEWLY_SENT and was is not None and was.status == Status.DELIVERED:
         note = note or "already delivered: left as it is"
     return {
+        "change_id": now.recorded.id,  # internal: which rows `queue` added
         "destination": destination,
         "change": kind,
         "lead_id": change.lead_id,
@@ -215,7 +215,7 @@ def _row(
         if target
         else (None if now.stage != UNMAPPED else "unknown_stage"),
         "note": note,
-        "queued": queued,
+        "queued": False,
     }
 
 

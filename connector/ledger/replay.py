@@ -71,17 +71,19 @@ def recorded_since(db: Database, since: datetime) -> list[Recorded]:
     return list(found.values())
 
 
-def queue(db: Database, items: Sequence[Queue]) -> int:
-    """Add the missing pending rows (never replacing one), in one transaction: how many."""
+def queue(db: Database, items: Sequence[Queue]) -> set[tuple[int, str]]:
+    """Add the missing pending rows (never replacing one), in one transaction: the
+    (change id, destination) of each row added."""
     now = utcnow()
-    added = 0
+    added: set[tuple[int, str]] = set()
     with db.engine.begin() as conn:
         for item in items:
             if not _take_stage(conn, item):
                 continue
-            rows = [delivery_row(item.change_id, t, now) for t in item.targets]
-            for row in rows:  # RETURNING counts what went in (rowcount varies by driver)
-                added += len(conn.execute(_insert_delivery(conn), row).all())
+            for target in item.targets:  # RETURNING says what went in (rowcount varies)
+                row = delivery_row(item.change_id, target, now)
+                if conn.execute(_insert_delivery(conn), row).all():
+                    added.add((item.change_id, target.destination))
     return added
 
 

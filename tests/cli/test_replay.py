@@ -67,8 +67,9 @@ def test_replay_previews_queues_once_and_sync_sends_once(
 
     queued = invoke("replay", "--since", SINCE, "--mapping", mapping, "--json", env=env)
     assert queued.exit_code == 0, queued.stderr
-    _, summary = lines(queued.stdout)
+    done, summary = lines(queued.stdout)
     assert summary["queued"] == len(new)
+    assert [r["queued"] for r in done] == [r["change"] == "newly_sent" for r in done]
 
     env["CONNECTOR_MAPPING_PATH"] = mapping
     sent = json.loads(invoke("sync", "--json", env=env).stdout)
