@@ -32,7 +32,8 @@ NEWLY_SENT, NO_LONGER_SENT, VALUE_CHANGED, TARGET_CHANGED = (
     "value_changed",
     "target_changed",
 )
-KINDS = (NEWLY_SENT, NO_LONGER_SENT, VALUE_CHANGED, TARGET_CHANGED, "unchanged")
+VALUE_UNKNOWN = "value_unknown"  # the rule reads a CRM field the ledger did not record
+KINDS = (NEWLY_SENT, NO_LONGER_SENT, VALUE_CHANGED, TARGET_CHANGED, VALUE_UNKNOWN, "unchanged")
 FIELD_NOT_RECORDED = "crm_field_not_recorded"
 # The skips a mapping change can cure: a value rule's. The others come from the row's data
 # (identifiers, consent, the lead) or from the destination when it was sent (too old, too
@@ -127,17 +128,27 @@ def _value(
     change = recorded.change
     if spec.field is None:
         amount = spec.fixed
+    elif (deal := _deal_amount(spec.field, recorded, mapping)) is not None:
+        amount = deal
     elif (done := recorded.done.get(destination)) is not None:
         note = f"{FIELD_NOT_RECORDED}: {spec.field} (the value decided before is kept)"
         return done.value, done.currency, None, note
-    elif change.attributes.get("amount") is not None:
-        amount = float(change.attributes["amount"])  # the amount recorded with the change
     else:
-        return None, None, None, f"{FIELD_NOT_RECORDED}: {spec.field} (no value known)"
+        # Sent without the value the rule asks for would be wrong: it stays unsent.
+        return None, None, FIELD_NOT_RECORDED, f"{FIELD_NOT_RECORDED}: {spec.field}"
     currency = spec.currency or change.attributes.get("currency") or mapping.default_currency
     if currency not in currencies_in_use():
         return None, None, "unknown_currency", None
     return amount, currency, None, None
+
+
+def _deal_amount(name: str, recorded: Recorded, mapping: Mapping) -> float | None:
+    """A deal's amount is recorded with its change (`amount`): the one CRM field we know."""
+    change, deal = recorded.change, mapping.opportunity
+    if change.opportunity_id is None or deal is None or name != deal.amount_field:
+        return None
+    amount = change.attributes.get("amount")
+    return None if amount is None else float(amount)
 
 
 def _once(ledger: Ledger, decided: list[_Now]) -> list[_Now]:
@@ -159,6 +170,8 @@ def _compare(now: _Now, result: ReplayResult) -> list[Target]:
         was = now.recorded.done.get(destination)
         target = now.targets.get(destination)
         kind = _kind(was, target)
+        if kind is None and destination in now.notes:
+            kind = VALUE_UNKNOWN  # said per row, though nothing else changes
         counts = result.counts.setdefault(destination, Counter())
         counts[kind or "unchanged"] += 1
         if kind is None:

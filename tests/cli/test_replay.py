@@ -13,13 +13,14 @@ from tests.conftest import MAPPING
 SINCE = "2000-01-01"
 NURTURE = """  Nurture:
     stage: disqualified
-    ga4: {event: nurture_lead}
+    ga4: {event: nurture_lead, value: {field: Company}}  # a field never recorded
     google_ads: {conversion_action: "700000001", value: {fixed: 10}}
 """
 
 
 def changed_mapping(tmp_path: Path) -> Path:
-    """The demo mapping with `Nurture` mapped and the MQL conversion worth 75 instead of 50."""
+    """The demo mapping with `Nurture` mapped (GA4 valued by a field never recorded) and the
+    MQL conversion worth 75 instead of 50."""
     text = MAPPING.read_text(encoding="utf-8")
     text = text.replace("stages:\n  Open:", f"stages:\n{NURTURE}  Open:", 1)
     text = text.replace('"700000001", value: {fixed: 50}', '"700000001", value: {fixed: 75}')
@@ -51,6 +52,12 @@ def test_replay_previews_queues_once_and_sync_sends_once(
     assert new and {r["crm_status"] for r in new} == {"Nurture"}
     assert all(r["status_before"] is None and r["stage_before"] == "unmapped" for r in new)
     assert {r["stage_now"] for r in new} == {"disqualified"}
+    assert {r["destination"] for r in new} == {"google_ads"}  # GA4's value is not known:
+    unknown = [r for r in rows if r["change"] == "value_unknown"]
+    assert unknown and {(r["destination"], r["crm_status"]) for r in unknown} == {
+        ("ga4", "Nurture")
+    }
+    assert all(r["note"] == "crm_field_not_recorded: Company" for r in unknown)
     valued = [r for r in rows if r["change"] == "value_changed"]
     assert valued and {(r["value_before"], r["value_now"]) for r in valued} == {(50.0, 75.0)}
     assert all(r["destination"] == "google_ads" and not r["queued"] for r in valued)
