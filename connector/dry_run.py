@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from connector.core import Delivery, Mapped, Outcome, Status
+from connector.core import Delivery, Mapped, Outcome, StageChange, Status
 from connector.destinations.base import Destination, Plan, Settle
 from connector.ledger import Ledger, SentBefore
 from connector.ledger.changes import Changes, Reached
@@ -34,6 +34,8 @@ class _Memory:
     rows: list[Delivery] = field(default_factory=list)  # new rows, ids -1, -2, ...
     status: dict[int, Status] = field(default_factory=dict)  # by delivery id: new or stored
     claimed: set[int] = field(default_factory=set)  # handed out this run: each row once
+    reason: dict[int, str | None] = field(default_factory=dict)  # by delivery id, as settled
+    stored: dict[int, Delivery] = field(default_factory=dict)  # stored rows this run handled
 
     def add(self, mapped: Mapped) -> None:
         self.changes.append(mapped)
@@ -49,6 +51,16 @@ class _Memory:
             )
             self.rows.append(delivery)
             self.status[delivery.id] = Status.SKIPPED if target.skip_reason else Status.PENDING
+            self.reason[delivery.id] = target.skip_reason
+
+    def outcomes(self, leads: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """One row per delivery the run decided (and per change sent nowhere), in time order:
+        what `sync --dry-run` shows. Identifiers by kind only, never their values."""
+        rows = [_row(d, self.status[d.id], self.reason.get(d.id)) for d in self.stored.values()]
+        rows += [_row(d, self.status[d.id], self.reason.get(d.id)) for d in self.rows]
+        rows += [_nowhere(m.change) for m in self.changes if not m.targets]
+        wanted = [r for r in rows if not leads or r["lead_id"] in leads]
+        return sorted(wanted, key=lambda r: (r["time"], r["lead_id"], r["destination"] or ""))
 
 
 class _Changes(Changes):
@@ -111,6 +123,7 @@ class _Queue(DeliveryQueue):
         due = [d for d in self.pending(destination) if d.id not in self._memory.claimed]
         page = due[:limit]
         self._memory.claimed.update(d.id for d in page)
+        self._memory.stored.update((d.id, d) for d in page if d.id > 0)
         return page
 
     def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> None:
@@ -118,6 +131,7 @@ class _Queue(DeliveryQueue):
 
     def settle(self, outcomes: Sequence[Outcome], *, worker: str | None = None) -> None:
         self._memory.status.update((o.delivery_id, o.status) for o in outcomes)
+        self._memory.reason.update((o.delivery_id, o.reason or o.error) for o in outcomes)
 
     def sent_before(self, lead_ids: Iterable[str]) -> dict[str, list[SentBefore]]:
         ids = set(lead_ids)
@@ -152,6 +166,7 @@ class DryLedger(Ledger):
     def __init__(self, db: Database) -> None:
         super().__init__(db)
         memory = _Memory()
+        self.outcomes = memory.outcomes
         self.changes = _Changes(db, memory)
         self.queue = _Queue(db, memory)
         self.runs = _Runs(db)
@@ -205,3 +220,52 @@ def _sent_before(d: Delivery, status: Status) -> SentBefore:
         retracts=d.change.retracts,
         value=d.value,
     )
+
+
+# The identifier kinds a row may carry, by the attribute that holds them (hashed or not).
+_IDENTIFIER_KINDS = (
+    ("gclid", "gclid"),
+    ("gbraid", "gbraid"),
+    ("wbraid", "wbraid"),
+    ("ga_client_id", "ga_client_id"),
+    ("email_sha256", "email"),
+    ("phone_sha256", "phone"),
+)
+
+
+def identifier_kinds(attributes: Mapping[str, Any]) -> list[str]:
+    """Which identifiers a change carries: their kinds, never their values."""
+    return [kind for key, kind in _IDENTIFIER_KINDS if attributes.get(key)]
+
+
+def _row(d: Delivery, status: Status, reason: str | None) -> dict[str, Any]:
+    change = d.change
+    return {
+        "lead_id": change.lead_id,
+        "stage": change.stage,
+        "destination": d.destination,
+        "target": d.target,
+        "time": change.changed_at.isoformat(),
+        "value": d.value,
+        "currency": d.currency,
+        "identifiers": identifier_kinds(change.attributes),
+        # A dry run's `delivered` means valid: it would be sent.
+        "result": "valid" if status == Status.DELIVERED else str(status),
+        "reason": reason,
+    }
+
+
+def _nowhere(change: StageChange) -> dict[str, Any]:
+    """A change the mapping sends nowhere (an unknown status): a row, so the table says why."""
+    return {
+        "lead_id": change.lead_id,
+        "stage": change.stage,
+        "destination": None,
+        "target": None,
+        "time": change.changed_at.isoformat(),
+        "value": None,
+        "currency": None,
+        "identifiers": identifier_kinds(change.attributes),
+        "result": "skipped",
+        "reason": change.problems.get("stage") or change.problems.get("lead") or "no_target",
+    }

@@ -65,6 +65,7 @@ class SyncOptions:
     payloads_path: Path | None = None
     progress: Progress | None = None
     wait: float = 0.0  # seconds to wait for another run to release the store (SQLite)
+    leads: frozenset[str] = frozenset()  # a dry run's rows shown for these leads only (all: empty)
 
 
 def build_destinations(settings: Settings, mapping: Mapping) -> list[Destination]:
@@ -307,10 +308,14 @@ class _DryRun(_Run):
     validated (`connector.dry_run`): the same plan as a run, nothing written."""
 
     def execute(self, pulls: list[Cursor]) -> None:
-        self.ledger = DryLedger(self.ledger.db)
+        dry = DryLedger(self.ledger.db)
+        self.ledger = dry
         validating = [ValidateOnly(d) for d in self.destinations]
         self.destinations = list(validating)
-        super().execute(pulls)
+        try:
+            super().execute(pulls)
+        finally:  # what was planned before a failure is worth seeing too
+            self.summary.rows = dry.outcomes(self.options.leads)
         if self.options.payloads_path:
             _write_json(self.options.payloads_path, {d.name: d.sent for d in validating})
             self.summary.payloads_file = str(self.options.payloads_path)

@@ -76,6 +76,7 @@ class RunSummary:
     resent_after_stop: Counter[str] = field(default_factory=Counter)
     may_be_duplicated: Counter[str] = field(default_factory=Counter)
     retries: int = 0  # transient failures retried this run, on every API
+    rows: list[dict[str, Any]] | None = None  # a dry run's per-row outcomes (`dry_run.outcomes`)
 
     def tally(self, destination: str) -> DestinationTally:
         return self.destinations.setdefault(destination, DestinationTally())
@@ -127,4 +128,5 @@ class RunSummary:
             "may_be_duplicated": dict(self.may_be_duplicated),
             "retries": self.retries,
             "error": self.error,
+            **({"rows": self.rows} if self.rows is not None else {}),
         }

@@ -78,6 +78,45 @@ def print_summary(summary: RunSummary, console: Console, title: str = "Sync") ->
     for label, value in extras:
         if value not in (None, ""):
             console.print(f"  {label}: {value}")
+    if data.get("rows") is not None:
+        _print_rows(data["rows"], console)
+
+
+ROW_COLUMNS = (
+    "lead_id",
+    "stage",
+    "destination",
+    "target",
+    "time",
+    "value",
+    "identifiers",
+    "result",
+    "reason",
+)
+
+
+def _print_rows(rows: list[dict[str, Any]], console: Console) -> None:
+    """A dry run's rows, in the JSON's words (`rows`): what each row would do, and why."""
+    if not rows:
+        console.print("  no rows (none planned, or none for the leads asked for)")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for name in ROW_COLUMNS:
+        table.add_column(name, justify="right" if name == "value" else "left")
+    for row in rows:
+        value = "" if row["value"] is None else f"{row['value']:g} {row['currency'] or ''}"
+        table.add_row(
+            row["lead_id"],
+            row["stage"],
+            row["destination"] or "",
+            row["target"] or "",
+            row["time"][:19].replace("T", " "),
+            value.strip(),
+            ",".join(row["identifiers"]),
+            row["result"],
+            row["reason"] or "",
+        )
+    console.print(table)
 
 
 def _destinations_table(destinations: dict[str, Any]) -> Table:

@@ -107,15 +107,20 @@ def run_sync(
     payloads: Path | None,
     wait: float = 0.0,
     as_json: bool = False,
+    leads: frozenset[str] = frozenset(),
 ) -> RunSummary:
     try:
-        return sync_once(settings, dry_run, payloads, wait)
+        return sync_once(settings, dry_run, payloads, wait, leads)
     except ConnectorError as exc:
         fail(exc, as_json)
 
 
 def sync_once(
-    settings: Settings, dry_run: bool, payloads: Path | None, wait: float = 0.0
+    settings: Settings,
+    dry_run: bool,
+    payloads: Path | None,
+    wait: float = 0.0,
+    leads: frozenset[str] = frozenset(),
 ) -> RunSummary:
     """One run (`sync`, and each of `run --every`), then the metrics file if one is set."""
     from connector.pipeline import SyncOptions, sync
@@ -127,7 +132,7 @@ def sync_once(
         mapping = load_mapping_of(settings)
         with progress_display() as progress, stop_on_sigterm():
             options = SyncOptions(
-                dry_run=dry_run, payloads_path=payloads, progress=progress, wait=wait
+                dry_run=dry_run, payloads_path=payloads, progress=progress, wait=wait, leads=leads
             )
             summary = sync(settings, mapping, options)
             return summary

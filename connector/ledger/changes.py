@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, RowMapping, insert, select
+from sqlalchemy import Connection, RowMapping, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.core import Mapped, StageChange, Status, Target, conversion_id, utcnow
@@ -46,9 +46,7 @@ class Changes:
         with self._db.engine.begin() as conn:
             inserted = _insert_changes(conn, run_id, batch, now)
             new = [mapped for mapped, _ in inserted]
-            rows = [
-                _delivery_row(change_id, t, now) for m, change_id in inserted for t in m.targets
-            ]
+            rows = [delivery_row(change_id, t, now) for m, change_id in inserted for t in m.targets]
             if rows:  # one executemany for the whole chunk
                 conn.execute(insert(deliveries), rows)
             states.remember(conn, [m.change for m in new])
@@ -122,7 +120,7 @@ def _insert_changes(
     if not first:
         return []
     sc = stage_changes.c
-    stmt = _insert_ignoring_duplicates(conn).returning(sc.id, sc.lead_id, sc.stage, sc.changed_at)
+    stmt = insert_ignoring_duplicates(conn).returning(sc.id, sc.lead_id, sc.stage, sc.changed_at)
     rows = [_change_row(m.change, run_id, now) for m in first.values()]
     ids = {(r.lead_id, r.stage, r.changed_at): int(r.id) for r in conn.execute(stmt, rows)}
     return [(m, ids[key]) for key, m in first.items() if key in ids]
@@ -146,16 +144,17 @@ def _change_row(change: StageChange, run_id: int, now: datetime) -> dict[str, An
     }
 
 
-def _insert_ignoring_duplicates(conn: Connection) -> Any:
+def insert_ignoring_duplicates(conn: Connection, table: Table = stage_changes) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING into `table` (`connector.ledger.replay` adds rows)."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(stage_changes).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite.insert(stage_changes).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
     raise ConfigError(f"state store dialect {dialect!r} is not supported: use SQLite or PostgreSQL")
 
 
-def _delivery_row(change_id: int, target: Target, now: datetime) -> dict[str, Any]:
+def delivery_row(change_id: int, target: Target, now: datetime) -> dict[str, Any]:
     return {
         "change_id": change_id,
         "destination": target.destination,

@@ -123,7 +123,7 @@ def _targets(
     # GA4 has no adjustments: a restated amount would be a second win there.
     if rule.ga4 is not None and not change.restatement:
         value, currency, problem = _value(rule.ga4.value, crm, change, mapping)
-        reason = problem or _ga4_block(change)
+        reason = problem or ga4_block(change)
         targets.append(Target(GA4, rule.ga4.event, value, currency, reason))
     if rule.google_ads is not None:
         value, currency, problem = _value(rule.google_ads.value, crm, change, mapping)
@@ -168,7 +168,7 @@ def _value(
     return amount, currency, None
 
 
-def _ga4_block(change: StageChange) -> str | None:
+def ga4_block(change: StageChange) -> str | None:
     if change.attributes.get("ga_client_id"):
         return None
     return change.problems.get("ga_client_id", "no_ga_client_id")
