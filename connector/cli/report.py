@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -31,9 +31,11 @@ def report_command(
     until: Annotated[
         str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")
     ] = None,
-    group_by: Annotated[str, typer.Option(help="Trend buckets: month or week.")] = "month",
+    group_by: Annotated[
+        Literal["month", "week"], typer.Option(help="Trend buckets: month or week.")
+    ] = "month",
     fmt: Annotated[
-        str,
+        Literal["table", "json", "csv", "wide-csv", "html"],
         typer.Option(
             "--format", help="table, json, csv (long), wide-csv (a row per channel) or html."
         ),
