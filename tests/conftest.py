@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from simple_salesforce.api import Salesforce
 from sqlalchemy import create_engine, text
 
+from connector.source.auth import connect
+from connector_sandbox.salesforce import SalesforceEmulator
 from connector_sandbox.tls import trust_test_ca_for_grpc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,3 +51,23 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state' / 'connector.db'}"
+
+
+# The Salesforce emulator and a logged-in client for the modules that read an org of their own:
+# such a module defines `org()` (its tables); modules with another emulator define their own
+# `emulator` fixture, which wins over this one.
+@pytest.fixture(scope="module")
+def salesforce_server(request: pytest.FixtureRequest) -> Iterator[SalesforceEmulator]:
+    with SalesforceEmulator(request.module.org()) as emulator:
+        yield emulator
+
+
+@pytest.fixture(name="emulator")
+def salesforce_emulator(salesforce_server: SalesforceEmulator) -> SalesforceEmulator:
+    salesforce_server.reset()
+    return salesforce_server
+
+
+@pytest.fixture(name="client")
+def salesforce_client(emulator: SalesforceEmulator) -> Salesforce:
+    return connect(emulator.login_settings())  # the product's login: pinned CA, instance URL

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from connector.source.auth import connect
 from connector_sandbox.salesforce import SalesforceEmulator
 
 LEAD, OTHER_LEAD = "00Q000000000001AAA", "00Q000000000002AAA"
@@ -49,25 +47,6 @@ def org() -> dict[str, list[dict[str, Any]]]:
         for i in range(HISTORY_ROWS)
     ]
     return {"Lead": leads, "LeadHistory": history}
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator(org()) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emulator(_server: SalesforceEmulator) -> SalesforceEmulator:
-    _server.reset()
-    return _server
-
-
-@pytest.fixture
-def client(emulator: SalesforceEmulator) -> Salesforce:
-    return connect(
-        emulator.login_settings()
-    )  # the product's login: pinned CA session, instance URL
 
 
 def bulk(client: Salesforce, sobject: str = "LeadHistory") -> SFBulk2Type:

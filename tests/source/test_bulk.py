@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from simple_salesforce.api import Salesforce
 
 from connector.errors import SourceError
-from connector.source.auth import connect
 from connector.source.bulk import bulk_pages
 from connector.source.salesforce import parse_sf_datetime
 from connector_sandbox.salesforce import SalesforceEmulator
@@ -47,23 +45,6 @@ def org() -> dict[str, list[dict[str, Any]]]:
         for i in range(ROWS)
     ]
     return {"Lead": leads, "LeadHistory": history}
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[SalesforceEmulator]:
-    with SalesforceEmulator(org()) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emulator(_server: SalesforceEmulator) -> SalesforceEmulator:
-    _server.reset()
-    return _server
-
-
-@pytest.fixture
-def client(emulator: SalesforceEmulator) -> Salesforce:
-    return connect(emulator.login_settings())
 
 
 def read(client: Salesforce, soql: str = HISTORY, **options: Any) -> list[list[dict[str, Any]]]:
