@@ -50,6 +50,11 @@ err = Console(stderr=True)
 log = logging.getLogger("connector")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+# The report period, as `report` and `costs` take it.
+SinceOption = Annotated[
+    str | None, typer.Option(help="First day, YYYY-MM-DD (default: the 90 days up to --until).")
+]
+UntilOption = Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")]
 
 
 def _print_version(value: bool) -> None:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 from rich.console import Console
 
-from connector.cli.app import JsonOption, app, fail, load_settings_or_exit
+from connector.cli.app import JsonOption, SinceOption, UntilOption, app, fail, load_settings_or_exit
 from connector.errors import ConfigError, ConnectorError
 from connector.summary_view import print_json
 
 
 @app.command("costs")
 def costs_command(
-    since: Annotated[
-        str | None, typer.Option(help="First day, YYYY-MM-DD (default: the 90 days up to --until).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Read Google Ads cost per campaign and day, and the campaign of each lead's gclid

@@ -12,6 +12,8 @@ from rich.console import Console
 
 from connector.cli.app import (
     JsonOption,
+    SinceOption,
+    UntilOption,
     app,
     fail,
     load_mapping_of,
@@ -25,12 +27,8 @@ if TYPE_CHECKING:
 
 @app.command("report")
 def report_command(
-    since: Annotated[
-        str | None, typer.Option(help="First day, YYYY-MM-DD (default: the 90 days up to --until).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="Last day, YYYY-MM-DD (default: today).")
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     group_by: Annotated[
         Literal["month", "week"], typer.Option(help="Trend buckets: month or week.")
     ] = "month",

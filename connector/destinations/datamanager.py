@@ -109,6 +109,20 @@ class DataManager:
             outcomes.extend(sent)
         return outcomes
 
+    def deliver_checked(
+        self,
+        refused: list[Outcome],
+        ready: Sequence[Delivery],
+        build: Build,
+        validate_only: bool,
+        settle: Settle | None,
+    ) -> list[Outcome]:
+        """A destination's `deliver`: the outcomes of its own checks settled at once, then
+        each request's as it returns."""
+        if settle:
+            settle(refused)
+        return refused + self.deliver(ready, build, validate_only, settle)
+
     def payloads(self, batch: Sequence[Delivery], build: Build) -> list[dict[str, Any]]:
         """The requests a send would make, as JSON (validate_only set: nothing is ingested)."""
         size = self.batch_size

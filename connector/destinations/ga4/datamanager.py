@@ -93,9 +93,7 @@ class GA4DataManagerDestination:
         settle: Settle | None = None,
     ) -> list[Outcome]:
         outcomes, ready = self._prepare(batch)
-        if settle:
-            settle(outcomes)
-        return outcomes + self._api.deliver(ready, self._request, validate_only, settle)
+        return self._api.deliver_checked(outcomes, ready, self._request, validate_only, settle)
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
         return self._api.payloads(self._prepare(batch)[1], self._request)

@@ -96,9 +96,7 @@ class DataManagerDestination:
         settle: Settle | None = None,
     ) -> list[Outcome]:
         outcomes, valid = self._check(batch)
-        if settle:
-            settle(outcomes)
-        return outcomes + self._api.deliver(valid, self._request, validate_only, settle)
+        return self._api.deliver_checked(outcomes, valid, self._request, validate_only, settle)
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
         return self._api.payloads(self._check(batch)[1], self._request)
