@@ -11,6 +11,7 @@ result (`--json`).
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,9 +150,11 @@ def _complete(salesforce: SalesforceSettings) -> SalesforceSettings:
         return salesforce
     for name, prompt, secret in PROMPTS:
         if name in missing or (name == "login_url" and missing):
-            # On stderr, as every prompt here: stdout is the result (--json).
+            # On stderr, as every prompt here: stdout is the result (--json). An empty answer
+            # keeps the current value (the token may be empty), shown only when there is one.
+            current = getattr(salesforce, name) or ""
             answer = typer.prompt(
-                prompt, default=getattr(salesforce, name) or "", hide_input=secret, err=True
+                prompt, default=current, show_default=bool(current), hide_input=secret, err=True
             )
             if answer:
                 updates[name] = SecretStr(answer) if secret else answer
@@ -185,9 +188,7 @@ def _choose_actions(
         )
     if not google_ads.enabled:  # nothing to list: the given names go in unchecked
         return AdsChoice("", [], {s: n for s, n in given.items() if n}, {})
-    from connector.destinations.google_ads.actions import list_actions
-
-    customer, listed = google_ads.operating_account_id, list_actions(google_ads)
+    customer, listed = google_ads.operating_account_id, _list_actions(google_ads)
     wanted = [s for s in stages if s in ADS_ACTIONS or s in given]
     chosen = {s: _given(s, given[s], listed, customer) for s in wanted if s in given}
     asked = [s for s in wanted if s not in given]
@@ -200,6 +201,20 @@ def _choose_actions(
     known = {a.name for a in listed} | {a.id for a in listed}
     missing = {s: name for s, name in chosen.items() if name not in known}
     return AdsChoice(customer, listed, chosen, missing)
+
+
+def _list_actions(google_ads: GoogleAdsSettings) -> list[ConversionActionInfo]:
+    from connector.destinations.google_ads.actions import list_actions
+
+    # google-ads logs a failed call itself (a WARNING): the error below says it once, with
+    # its code and request id.
+    client_log = logging.getLogger("google.ads.googleads.client")
+    previous = client_log.level
+    client_log.setLevel(logging.ERROR)
+    try:
+        return list_actions(google_ads)
+    finally:
+        client_log.setLevel(previous)
 
 
 def _given(stage: str, name: str, listed: list[ConversionActionInfo], customer: str) -> str:

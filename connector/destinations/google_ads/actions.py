@@ -27,7 +27,7 @@ from connector.destinations.google_ads.ads_api import (
 )
 from connector.destinations.google_ads.eligibility import send_problem
 from connector.destinations.google_ads.errors import destination_error
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, DestinationError
 from connector.retry import RetryableError
 from connector.settings import GoogleAdsSettings
 
@@ -125,24 +125,26 @@ def _info(action: Any) -> ConversionActionInfo:
 
 
 def list_actions(settings: GoogleAdsSettings) -> list[ConversionActionInfo]:
-    """The operating account's conversion actions (read only); a failure is one ConnectorError
-    saying what to fix, never a traceback."""
+    """The operating account's conversion actions (read only). A failure is one error saying
+    what to fix: DestinationError when Google refused (access, customer id), else
+    ConnectorError (unreachable after retries)."""
     service = ads_client(settings).get_service("GoogleAdsService")
     try:
         return ConversionActions(service, settings.operating_account_id).listed()
     except GoogleAdsException as exc:
-        codes = {error_code(e)[1] for e in exc.failure.errors}
-        raise destination_error(codes) or _unlisted(exc) from None
+        codes = sorted(error_code(e)[1] for e in exc.failure.errors)
+        known = destination_error(set(codes))
+        raise known or DestinationError(_unlisted(exc), code=codes[0] if codes else "") from None
     except (RetryableError, gexc.GoogleAPICallError) as exc:
-        raise _unlisted(exc) from None
+        raise ConnectorError(_unlisted(exc)) from None
     finally:
         service.transport.close()
 
 
-def _unlisted(exc: Exception) -> ConnectorError:
-    return ConnectorError(
-        f"Google Ads conversion actions could not be listed: {describe(exc)}; check "
-        "the customer id and that the credentials can access it"
+def _unlisted(exc: Exception) -> str:
+    return (
+        f"Google Ads conversion actions could not be listed: {describe(exc)}; check the "
+        "customer id and that the credentials can access it"
     )
 
 
