@@ -99,7 +99,8 @@ def init_command(
     account's conversion actions (name, id, type, status): a terminal asks which one each
     stage sends to; a script passes --conversion-action or keeps the drafted names, and the
     output names those the account does not have. The Google Ads settings given are written
-    to .env with the Salesforce ones (mode 0600).
+    to .env with the Salesforce ones (mode 0600). Without them nothing is listed: set them and
+    rerun init --force, or let `connector check --online` check the actions a mapping names.
     """
     from connector.draft import draft_mapping, read_org, sent_stages
     from connector.source.auth import connect
