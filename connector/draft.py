@@ -3,14 +3,15 @@
 Field roles are guessed from API names and labels (gclid, GA client id, UTM,
 consent, ...); every Lead Status and Opportunity StageName value is listed, the
 ones whose funnel stage cannot be guessed commented out for a person to decide.
-Google Ads conversion actions are left as comments: they are the account's.
+Google Ads conversion actions are the account's: `init` lists them and says which
+stage sends to which (drafted names in ADS_ACTIONS); without that, none is written.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,14 @@ GA4_EVENTS = {
     "won": "close_convert_lead",
     "lost": "close_unconvert_lead",
     "disqualified": "disqualify_lead",
+}
+# Stage -> the conversion action name drafted for it (the names the sandbox account uses):
+# the stages worth a Google Ads conversion, not the first touch the website tag counts.
+ADS_ACTIONS = {
+    "mql": "Marketing qualified lead",
+    "sql": "Sales qualified lead",
+    "opportunity": "Opportunity",
+    "won": "Won deal",
 }
 SAMPLE = 2000  # records read when describe lists no picklist values
 
@@ -99,8 +108,25 @@ def _values(client: Any, sobject: str, name: str, fields: list[dict[str, Any]]) 
     return sorted({str(r[name]) for r in records if r.get(name)})
 
 
-def draft_mapping(facts: OrgFacts, currency: str = "EUR") -> str:
-    """The mapping YAML, with comments saying what to decide."""
+def sent_stages(facts: OrgFacts) -> dict[str, list[str]]:
+    """Funnel stage -> the CRM values whose drafted rule sends it (what a conversion can be
+    chosen for), in funnel order."""
+    found: dict[str, list[str]] = {}
+    for values, opportunity in ((facts.statuses, False), (facts.stages, True)):
+        for value in values:
+            stage, send = _drafted_stage(value, opportunity=opportunity)
+            if stage is not None and send:
+                found.setdefault(stage, []).append(value)
+    order = list(GA4_EVENTS)
+    return dict(sorted(found.items(), key=lambda item: order.index(item[0])))
+
+
+def draft_mapping(
+    facts: OrgFacts, currency: str = "EUR", actions: Mapping[str, str] | None = None
+) -> str:
+    """The mapping YAML, with comments saying what to decide; `actions` (stage -> conversion
+    action name) adds a google_ads target to every rule that sends that stage."""
+    actions = actions or {}
     lead_mode = "history" if "Status" in facts.tracked.get("LeadHistory", set()) else "snapshot"
     opp_tracked = facts.tracked.get("OpportunityFieldHistory", set())
     opp_mode = "history" if {"StageName", "Amount"} <= opp_tracked else "snapshot"
@@ -108,7 +134,7 @@ def draft_mapping(facts: OrgFacts, currency: str = "EUR") -> str:
         "# Drafted by `connector init` from the org's describe: review every line.",
         "# Statuses whose funnel stage could not be guessed are commented out: an unlisted",
         "# status is recorded as `unknown_stage` and sent nowhere.",
-        '# google_ads: add {conversion_action: "<id or name>", value: {...}} per stage to send.',
+        _ads_comment(actions),
         "version: 1",
         "",
         "source:",
@@ -125,7 +151,7 @@ def draft_mapping(facts: OrgFacts, currency: str = "EUR") -> str:
         name = facts.lead_fields.get(role)
         lines.append(f"    {role}: {name}" if name else f"    # {role}: <no field found>")
     lines += ["", f"default_currency: {currency}", "ga4_too_old: skip", "", "stages:"]
-    lines += _stage_lines(facts.statuses, "  ", opportunity=False)
+    lines += _stage_lines(facts.statuses, "  ", actions, opportunity=False)
     lines += [
         "",
         "opportunity:",
@@ -135,24 +161,41 @@ def draft_mapping(facts: OrgFacts, currency: str = "EUR") -> str:
         "  amount_field: Amount",
         "  stages:",
     ]
-    lines += _stage_lines(facts.stages, "    ", opportunity=True)
+    lines += _stage_lines(facts.stages, "    ", actions, opportunity=True)
     return "\n".join(lines) + "\n"
 
 
-def _stage_lines(values: list[str], indent: str, *, opportunity: bool) -> list[str]:
+def _ads_comment(actions: Mapping[str, str]) -> str:
+    if actions:
+        return "# google_ads.conversion_action: chosen at init (an id or the exact name)."
+    return '# google_ads: add {conversion_action: "<id or name>", value: {...}} per stage to send.'
+
+
+def _drafted_stage(value: str, *, opportunity: bool) -> tuple[str | None, bool]:
+    """(the funnel stage guessed for a CRM value, whether its drafted rule sends it)."""
+    stage = guess_stage(value)
+    if opportunity and stage not in ("won", "lost", None):
+        # The lead's conversion already counted the opportunity: its stages are only recorded.
+        return "opportunity", False
+    return stage, stage is not None
+
+
+def _stage_lines(
+    values: list[str], indent: str, actions: Mapping[str, str], *, opportunity: bool
+) -> list[str]:
     lines = []
     for value in values:
-        stage = guess_stage(value)
-        if opportunity and stage not in ("won", "lost", None):
-            stage = "opportunity"  # the lead's conversion already counted the opportunity
+        stage, send = _drafted_stage(value, opportunity=opportunity)
         key = _yaml_key(value)
         if stage is None:
             lines.append(f"{indent}# {key}: {{stage: ...}}   # lead, mql, sql, opportunity, ...")
             continue
         value_rule = ", value: {field: Amount}" if stage == "won" else ""
-        send = stage != "opportunity" or not opportunity
         ga4 = f", ga4: {{event: {GA4_EVENTS[stage]}{value_rule}}}" if send else ""
-        lines.append(f"{indent}{key}: {{stage: {stage}{ga4}}}")
+        action = actions.get(stage) if send else None
+        # A JSON string is a valid YAML double-quoted scalar: any name, quotes included.
+        ads = f", google_ads: {{conversion_action: {json.dumps(action)}{value_rule}}}"
+        lines.append(f"{indent}{key}: {{stage: {stage}{ga4}{ads if action else ''}}}")
     if not lines:
         lines.append(f"{indent}{{}}")
     return lines

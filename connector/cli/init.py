@@ -1,24 +1,32 @@
 """`connector init`: write `.env` and a mapping drafted from the org.
 
 Salesforce credentials come from the environment (or an existing `.env`); in a
-terminal, the ones missing are asked for (secrets without echo). Scriptable:
-set the `CONNECTOR_SALESFORCE__*` variables and pass the paths as options.
+terminal, the ones missing are asked for (secrets without echo). With the
+Google Ads settings set, the account's conversion actions are listed: a
+terminal asks which one each stage sends to, a script passes
+`--conversion-action STAGE=NAME` or keeps the drafted names (those the account
+lacks are reported). Prompts and the list go to stderr: stdout stays the
+result (`--json`).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from connector.cli.app import JsonOption, app, console, fail, load_settings_or_exit
+from connector.cli.app import JsonOption, app, console, err, fail, load_settings_or_exit
 from connector.errors import ConfigError, ConnectorError
 from connector.summary_view import print_json
 
 if TYPE_CHECKING:
-    from connector.settings import SalesforceSettings
+    from connector.destinations.google_ads.actions import ConversionActionInfo
+    from connector.draft import OrgFacts
+    from connector.settings import GoogleAdsSettings, SalesforceSettings
 
 # Asked for in a terminal when unset: (field, prompt, secret).
 PROMPTS = (
@@ -29,6 +37,45 @@ PROMPTS = (
     ("client_id", "Connected app consumer key", False),
     ("client_secret", "Connected app consumer secret", True),
 )
+LIST_LATER = (
+    "set CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID and its credentials "
+    "(CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE, or Application Default Credentials), then rerun "
+    "connector init --force to choose from the account's conversion actions; "
+    "connector check --online checks the ones a mapping names"
+)
+ActionsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--conversion-action",
+        metavar="STAGE=NAME",
+        help="The Google Ads conversion action (exact name or id) a stage (mql, sql, "
+        "opportunity, won, ...) sends to; STAGE= sends it nowhere in Google Ads (repeatable). "
+        "Without it a terminal asks, a script keeps the drafted name.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class AdsChoice:
+    """The conversion action each stage sends to, and what the account had to choose from."""
+
+    customer_id: str  # "" when no Google Ads account is set: nothing was listed or checked
+    listed: list[ConversionActionInfo]
+    chosen: dict[str, str]  # stage -> conversion action name or id
+    missing: dict[str, str]  # the chosen ones the account does not have
+
+    def as_dict(self) -> dict[str, Any]:
+        actions = [
+            {"name": a.name, "id": int(a.id), "type": a.type, "status": a.status}
+            for a in self.listed
+        ]
+        return {
+            "customer_id": self.customer_id or None,
+            "conversion_actions": actions,
+            "chosen": self.chosen,
+            "not_in_account": self.missing,
+            "hint": None if self.customer_id else LIST_LATER,
+        }
 
 
 @app.command("init")
@@ -37,42 +84,54 @@ def init_command(
     mapping: Annotated[Path, typer.Option(help="The mapping to draft.")] = Path(
         "mappings/salesforce.yaml"
     ),
+    conversion_action: ActionsOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Read the org's Lead and Opportunity describe; write .env and a drafted mapping."""
-    from connector.draft import draft_mapping, read_org
+    """Draft .env and a mapping from the Salesforce org; choose the Google Ads conversion actions.
+
+    Reads the org's Lead and Opportunity describe: fields that look like gclid / gbraid /
+    wbraid / GA client id / UTM / consent, every Status and StageName value (those whose stage
+    cannot be guessed commented out), and field history tracking (history or snapshot mode).
+    In a terminal, missing Salesforce settings are asked for (secrets without echo).
+
+    With CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID and credentials set, it lists the
+    account's conversion actions (name, id, type, status): a terminal asks which one each
+    stage sends to; a script passes --conversion-action or keeps the drafted names, and the
+    output names those the account does not have. The Google Ads settings given are written
+    to .env with the Salesforce ones (mode 0600). Without them nothing is listed: set them and
+    rerun init --force, or let `connector check --online` check the actions a mapping names.
+    """
+    from connector.draft import draft_mapping, read_org, sent_stages
     from connector.source.auth import connect
 
     for path in (env_file, mapping):
         if path.exists() and not force:
             fail(ConfigError(f"{path} exists: pass --force to overwrite it"), as_json)
     settings = load_settings_or_exit()
-    salesforce = _complete(settings.salesforce)
     try:
+        given = _parse_given(conversion_action or [])
+        salesforce = _complete(settings.salesforce)
         facts = read_org(connect(salesforce))
+        ads = _choose_actions(settings.google_ads, sent_stages(facts), given)
     except ConnectorError as exc:
         fail(exc, as_json)
     mapping.parent.mkdir(parents=True, exist_ok=True)
-    mapping.write_text(draft_mapping(facts), encoding="utf-8")
-    _write_env(env_file, salesforce, mapping)
+    mapping.write_text(draft_mapping(facts, actions=ads.chosen), encoding="utf-8")
+    _write_env(env_file, salesforce, settings.google_ads, mapping)
     result = {
         "env_file": str(env_file.resolve()),
         "mapping": str(mapping.resolve()),
         "statuses": facts.statuses,
         "opportunity_stages": facts.stages,
         "fields": facts.lead_fields,
+        "google_ads": ads.as_dict(),
         "next": "connector check --online",
     }
     if as_json:
         print_json(result)
         return
-    out = console()
-    out.print(f"wrote {result['env_file']} and {result['mapping']}")
-    out.print(f"  fields found: {', '.join(f'{k} {v}' for k, v in facts.lead_fields.items())}")
-    out.print(f"  statuses: {', '.join(facts.statuses)}")
-    out.print("  review the mapping (unguessed statuses are commented out), then run:")
-    out.print("    connector check --online", markup=False)
+    _print_result(result, facts, ads)
 
 
 def _complete(salesforce: SalesforceSettings) -> SalesforceSettings:
@@ -88,19 +147,126 @@ def _complete(salesforce: SalesforceSettings) -> SalesforceSettings:
     if missing and not sys.stdin.isatty():
         names = ", ".join(env_name("salesforce", f) for f in missing if f != "security_token")
         if names:
-            fail(ConfigError(f"set {names} (or run connector init in a terminal)"))
+            raise ConfigError(f"set {names} (or run connector init in a terminal)")
         return salesforce
     for name, prompt, secret in PROMPTS:
         if name in missing or (name == "login_url" and missing):
+            # On stderr, as every prompt here: stdout is the result (--json). An empty answer
+            # keeps the current value (the token may be empty), shown only when there is one.
+            current = getattr(salesforce, name) or ""
             answer = typer.prompt(
-                prompt, default=getattr(salesforce, name) or "", hide_input=secret
+                prompt, default=current, show_default=bool(current), hide_input=secret, err=True
             )
             if answer:
                 updates[name] = SecretStr(answer) if secret else answer
     return salesforce.model_copy(update=updates)
 
 
-def _write_env(path: Path, salesforce: SalesforceSettings, mapping: Path) -> None:
+# --------------------------------------------------------------------------- Google Ads
+
+
+def _parse_given(options: list[str]) -> dict[str, str]:
+    """`--conversion-action STAGE=NAME` options as stage -> name ("" sends the stage nowhere)."""
+    given: dict[str, str] = {}
+    for option in options:
+        stage, sep, name = option.partition("=")
+        if not sep or not stage.strip():
+            raise ConfigError(f"--conversion-action {option!r}: give STAGE=NAME, e.g. mql=MQL")
+        given[stage.strip().lower()] = name.strip()
+    return given
+
+
+def _choose_actions(
+    google_ads: GoogleAdsSettings, stages: dict[str, list[str]], given: dict[str, str]
+) -> AdsChoice:
+    """Stage -> conversion action: as given, else asked in a terminal, else the drafted name."""
+    from connector.draft import ADS_ACTIONS
+
+    if unknown := sorted(given.keys() - stages.keys()):
+        raise ConfigError(
+            f"--conversion-action {unknown[0]}=...: no status of the org was drafted as stage "
+            f"{unknown[0]!r} (drafted stages that send: {', '.join(stages) or 'none'})"
+        )
+    if not google_ads.enabled:  # nothing to list: the given names go in unchecked
+        return AdsChoice("", [], {s: n for s, n in given.items() if n}, {})
+    customer, listed = google_ads.operating_account_id, _list_actions(google_ads)
+    wanted = [s for s in stages if s in ADS_ACTIONS or s in given]
+    chosen = {s: _given(s, given[s], listed, customer) for s in wanted if s in given}
+    asked = [s for s in wanted if s not in given]
+    if asked and listed and sys.stdin.isatty():
+        _print_actions(listed, customer)
+        chosen |= {s: _ask(s, stages[s], listed) for s in asked}
+    else:
+        chosen |= {s: ADS_ACTIONS[s] for s in asked}
+    chosen = {s: chosen[s] for s in wanted if chosen[s]}  # in funnel order
+    known = {a.name for a in listed} | {a.id for a in listed}
+    missing = {s: name for s, name in chosen.items() if name not in known}
+    return AdsChoice(customer, listed, chosen, missing)
+
+
+def _list_actions(google_ads: GoogleAdsSettings) -> list[ConversionActionInfo]:
+    from connector.destinations.google_ads.actions import list_actions
+
+    # google-ads logs a failed call itself (a WARNING): the error below says it once, with
+    # its code and request id.
+    client_log = logging.getLogger("google.ads.googleads.client")
+    previous = client_log.level
+    client_log.setLevel(logging.ERROR)
+    try:
+        return list_actions(google_ads)
+    finally:
+        client_log.setLevel(previous)
+
+
+def _given(stage: str, name: str, listed: list[ConversionActionInfo], customer: str) -> str:
+    """A name or id given on the command line, which the account must have: a typo in a
+    script is an error, not a mapping that fails later."""
+    if not name or any(name in (a.name, a.id) for a in listed):
+        return name
+    names = ", ".join(repr(a.name) for a in listed[:10]) + (", ..." if len(listed) > 10 else "")
+    raise ConfigError(
+        f"--conversion-action {stage}={name}: customer {customer} has no such conversion "
+        f"action ({'it has ' + names if listed else 'it has none'})"
+    )
+
+
+def _print_actions(listed: list[ConversionActionInfo], customer: str) -> None:
+    err.print(f"Conversion actions of Google Ads customer {customer}:", highlight=False)
+    for number, action in enumerate(listed, 1):
+        line = f"  {number:>3}  {action.name}  (id {action.id}, {action.type}, {action.status})"
+        err.print(line, markup=False, highlight=False)
+    err.print("    0  none: the stage is not sent to Google Ads", highlight=False)
+
+
+def _ask(stage: str, values: list[str], listed: list[ConversionActionInfo]) -> str:
+    """The action `stage` sends to, by number (or name, or id); the drafted name is the
+    default when the account has it, else none."""
+    from connector.draft import ADS_ACTIONS
+
+    drafted = ADS_ACTIONS.get(stage)
+    default = next((str(n) for n, a in enumerate(listed, 1) if a.name == drafted), "0")
+    while True:
+        answer = typer.prompt(
+            f"Conversion action for {stage} ({', '.join(values)})", default=default, err=True
+        )
+        picked = _pick(answer.strip(), listed)
+        if picked is not None:
+            return picked
+        err.print(f"  type a number from 0 to {len(listed)}", highlight=False)
+
+
+def _pick(answer: str, listed: list[ConversionActionInfo]) -> str | None:
+    if answer.isdigit() and int(answer) <= len(listed):
+        return listed[int(answer) - 1].name if int(answer) else ""
+    return next((a.name for a in listed if answer in (a.name, a.id)), None)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _write_env(
+    path: Path, salesforce: SalesforceSettings, google_ads: GoogleAdsSettings, mapping: Path
+) -> None:
     from connector.cli.sandbox import env_lines
 
     # Every field set (from the environment, or answered) is a field the user chose.
@@ -114,11 +280,39 @@ def _write_env(path: Path, salesforce: SalesforceSettings, mapping: Path) -> Non
         f"CONNECTOR_STATE_URL=sqlite:///{(Path.cwd() / 'state' / 'connector.db').resolve()}",
         *env_lines(chosen, "CONNECTOR_SALESFORCE__"),
         "# Google Ads (Data Manager) and GA4: fill in what you send to.",
-        "# CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID=",
-        "# CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE=",
-        "# CONNECTOR_GA4__MEASUREMENT_ID=",
-        "# CONNECTOR_GA4__API_SECRET=",
+        *env_lines(google_ads, "CONNECTOR_GOOGLE_ADS__"),  # the ones given, as given
     ]
+    if not google_ads.enabled:
+        lines += ["# CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID="]
+        lines += (
+            [] if google_ads.credentials_file else ["# CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE="]
+        )
+    lines += ["# CONNECTOR_GA4__MEASUREMENT_ID=", "# CONNECTOR_GA4__API_SECRET="]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)  # it holds the Salesforce secrets
+
+
+def _print_result(result: dict[str, Any], facts: OrgFacts, ads: AdsChoice) -> None:
+    out = console()
+    out.print(f"wrote {result['env_file']} and {result['mapping']}", highlight=False)
+    out.print(f"  fields found: {', '.join(f'{k} {v}' for k, v in facts.lead_fields.items())}")
+    out.print(f"  statuses: {', '.join(facts.statuses)}", markup=False)
+    for line in _ads_lines(ads):
+        out.print(f"  {line}", markup=False, highlight=False)
+    out.print("  review the mapping (unguessed statuses are commented out), then run:")
+    out.print("    connector check --online", markup=False)
+
+
+def _ads_lines(ads: AdsChoice) -> list[str]:
+    sends = ", ".join(f"{stage} -> {name}" for stage, name in ads.chosen.items()) or "none"
+    if not ads.customer_id:
+        unchecked = [f"google_ads conversion actions (not checked): {sends}"] if ads.chosen else []
+        return [*unchecked, f"google_ads conversion actions not listed: {LIST_LATER}"]
+    lines = [f"google_ads conversion actions (customer {ads.customer_id}): {sends}"]
+    for stage, name in ads.missing.items():
+        lines.append(
+            f"not in the account: {name!r} ({stage}): create it as an 'Import from clicks' "
+            f"conversion action, or rerun with --conversion-action {stage}=NAME"
+        )
+    return lines

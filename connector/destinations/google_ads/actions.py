@@ -18,8 +18,16 @@ from google.ads.googleads.errors import GoogleAdsException
 from google.api_core import exceptions as gexc
 
 from connector.core import Delivery, Outcome, Status
-from connector.destinations.google_ads.ads_api import call_ads_api, describe, stops_destination
+from connector.destinations.google_ads.ads_api import (
+    ads_client,
+    call_ads_api,
+    describe,
+    error_code,
+    stops_destination,
+)
 from connector.destinations.google_ads.eligibility import send_problem
+from connector.destinations.google_ads.errors import destination_error
+from connector.errors import ConnectorError, DestinationError
 from connector.retry import RetryableError
 from connector.settings import GoogleAdsSettings
 
@@ -82,6 +90,13 @@ class ConversionActions:
             found.update((str(r.conversion_action.id), _info(r.conversion_action)) for r in rows)
         return found
 
+    def listed(self) -> list[ConversionActionInfo]:
+        """Every action of the customer but removed ones, by name: what `init` offers."""
+        query = (
+            f"{_SELECT} WHERE conversion_action.status != 'REMOVED' ORDER BY conversion_action.name"
+        )
+        return [_info(row.conversion_action) for row in self._run(query)]
+
     def _search(self, names: list[str]) -> dict[str, ConversionActionInfo]:
         rows = self._run(
             f"{_SELECT} "
@@ -106,6 +121,30 @@ def _info(action: Any) -> ConversionActionInfo:
         resource_name=action.resource_name,
         type=action.type_.name,
         status=action.status.name,
+    )
+
+
+def list_actions(settings: GoogleAdsSettings) -> list[ConversionActionInfo]:
+    """The operating account's conversion actions (read only). A failure is one error saying
+    what to fix: DestinationError when Google refused (access, customer id), else
+    ConnectorError (unreachable after retries)."""
+    service = ads_client(settings).get_service("GoogleAdsService")
+    try:
+        return ConversionActions(service, settings.operating_account_id).listed()
+    except GoogleAdsException as exc:
+        codes = sorted(error_code(e)[1] for e in exc.failure.errors)
+        known = destination_error(set(codes))
+        raise known or DestinationError(_unlisted(exc), code=codes[0] if codes else "") from None
+    except (RetryableError, gexc.GoogleAPICallError) as exc:
+        raise ConnectorError(_unlisted(exc)) from None
+    finally:
+        service.transport.close()
+
+
+def _unlisted(exc: Exception) -> str:
+    return (
+        f"Google Ads conversion actions could not be listed: {describe(exc)}; check the "
+        "customer id and that the credentials can access it"
     )
 
 
