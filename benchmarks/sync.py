@@ -208,13 +208,15 @@ def _stream(pipe: IO[str] | None) -> IO[str]:
     return pipe
 
 
-def run_sync(env: dict[str, str], workdir: Path) -> SyncRun:
+def run_sync(env: dict[str, str], workdir: Path, profile: Path | None = None) -> SyncRun:
     """`connector sync --json` as its own process: wall, its CPU and peak RSS, its summary."""
     out = workdir / "summary.json"
     started = time.perf_counter()
+    # py-spy samples the sync (collapsed stacks): its figures are then py-spy's, not RESULTS.md's.
+    spy = ["py-spy", "record", "--format", "raw", "-r", "200", "--gil", "-o", str(profile), "--"]
     with out.open("w", encoding="utf-8") as stdout:
         process = subprocess.Popen(
-            [sys.executable, "-m", "connector", "sync", "--json"],
+            [*(spy if profile else []), sys.executable, "-m", "connector", "sync", "--json"],
             env={**os.environ, **env},
             cwd=workdir,  # no .env file here: only these settings count
             stdout=stdout,
@@ -226,11 +228,14 @@ def run_sync(env: dict[str, str], workdir: Path) -> SyncRun:
     # 0 done, 3 rows still pending, 7 done with some rows rejected (README "Exit codes").
     if process.returncode not in (0, 3, 7):
         raise RuntimeError(f"connector sync exited {process.returncode}")
-    summary = json.loads(out.read_text(encoding="utf-8"))
+    text = out.read_text(encoding="utf-8")  # py-spy, when profiling, writes its own lines too
+    summary, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
     return SyncRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, summary)
 
 
-def measure(leads: int, seed: int, latency_ms: float, concurrency: int) -> None:
+def measure(
+    leads: int, seed: int, latency_ms: float, concurrency: int, profile: Path | None = None
+) -> None:
     with tempfile.TemporaryDirectory(prefix="connector-bench-") as tmp:
         workdir = Path(tmp)
         started = time.perf_counter()
@@ -246,7 +251,8 @@ def measure(leads: int, seed: int, latency_ms: float, concurrency: int) -> None:
             }
             for label in ("first sync", "nothing new"):
                 before = emulators.counts()
-                run = run_sync(env, workdir)
+                where = profile.with_suffix(f".{leads}.{label[:5]}.txt") if profile else None
+                run = run_sync(env, workdir, where)
                 calls = Calls.between(before, emulators.counts())
                 report(label, run, calls, emulators.source, latency_ms, concurrency)
         finally:
@@ -310,6 +316,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="added to every request")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--ga4-concurrency", type=int, default=8, help="GA4 max_concurrency")
+    parser.add_argument("--profile", type=Path, help="sample with py-spy: stacks next to this path")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--env-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -325,7 +332,7 @@ def main() -> None:
         f"GA4 concurrency {args.ga4_concurrency}"
     )
     for leads in (int(n) for n in args.leads.split(",")):
-        measure(leads, args.seed, args.latency_ms, args.ga4_concurrency)
+        measure(leads, args.seed, args.latency_ms, args.ga4_concurrency, args.profile)
     print(LEGEND)
 
 

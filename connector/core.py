@@ -121,6 +121,8 @@ class Target:
     value: float | None
     currency: str | None
     skip_reason: str | None = None
+    # Deliveries sent in one request share it (GA4: the client id): claimed side by side.
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class Delivery:
     # The worker that had it in flight when it stopped (crashed, killed), if one did: what
     # arrived is unknown, so a resend may duplicate it where the API has no dedup (GA4).
     in_flight_of: str | None = None
+    group: str = ""  # Target.group: the queue hands a group's rows out together
 
 
 @dataclass

@@ -25,6 +25,7 @@ from connector.core import MAY_BE_DUPLICATED, Delivery, Outcome, Status
 from connector.destinations.base import Destination
 from connector.errors import DestinationError
 from connector.ledger import Ledger
+from connector.ledger.queue import Keyset
 from connector.summary import RunSummary
 
 CLAIM_PAGE = 2000  # rows claimed at a time: a lease covers what one page takes to send
@@ -90,7 +91,7 @@ class DeliveryLoop:
         after = None
         try:
             while not stopping.requested() and (page := self._claim(after)):
-                after = (page[-1].change.changed_at, page[-1].id)
+                after = (page[-1].group, page[-1].change.changed_at, page[-1].id)
                 for wave in waves(self._after_stop(page)):
                     self._wave(wave)
         except DestinationError as exc:
@@ -101,14 +102,14 @@ class DeliveryLoop:
                 extra={"destination": self.destination.name},
             )
 
-    def _claim(self, after: tuple[object, int] | None) -> list[Delivery]:
+    def _claim(self, after: Keyset | None) -> list[Delivery]:
         c = self.claims
         page = self.ledger.queue.claim(
             self.destination.name,
             c.worker,
             lease=c.lease,
             limit=max(CLAIM_PAGE, self.destination.capabilities.batch_size),
-            after=after,  # type: ignore[arg-type]
+            after=after,
             any_in_flight=c.exclusive,
         )
         self._attempts = {d.id: d.attempts for d in page}

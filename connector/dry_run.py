@@ -20,7 +20,7 @@ from connector.destinations.base import Destination, Plan, Settle
 from connector.ledger import Ledger, SentBefore
 from connector.ledger.changes import Changes, Reached
 from connector.ledger.database import Database
-from connector.ledger.queue import DeliveryQueue
+from connector.ledger.queue import DeliveryQueue, Keyset
 from connector.ledger.requests import UploadRequests
 from connector.ledger.runs import Runs
 
@@ -48,6 +48,7 @@ class _Memory:
                 currency=target.currency,
                 attempts=0,
                 change=mapped.change,
+                group=target.group,
             )
             self.rows.append(delivery)
             self.status[delivery.id] = Status.SKIPPED if target.skip_reason else Status.PENDING
@@ -97,17 +98,17 @@ class _Queue(DeliveryQueue):
         self._memory = memory
 
     def pending(self, destination: str) -> list[Delivery]:
-        """Stored and new deliveries still pending, in change-time order (new ones after
-        stored ones of the same time, as their ids would be higher)."""
+        """Stored and new deliveries still pending, in claim order (new ones after stored
+        ones of the same group and time, as their ids would be higher)."""
         stored = super().pending(destination) if self._db.exists() else []
         status = self._memory.status
-        due = [(d.change.changed_at, 0, d.id, d) for d in stored if d.id not in status]
+        due = [(d.group, d.change.changed_at, 0, d.id, d) for d in stored if d.id not in status]
         due += [
-            (d.change.changed_at, 1, -d.id, d)
+            (d.group, d.change.changed_at, 1, -d.id, d)
             for d in self._memory.rows
             if d.destination == destination and status[d.id] == Status.PENDING
         ]
-        return [d for *_, d in sorted(due, key=lambda row: row[:3])]
+        return [d for *_, d in sorted(due, key=lambda row: row[:4])]
 
     def claim(
         self,
@@ -116,7 +117,7 @@ class _Queue(DeliveryQueue):
         *,
         lease: timedelta,
         limit: int,
-        after: tuple[datetime, int] | None = None,
+        after: Keyset | None = None,
         any_in_flight: bool = False,
     ) -> list[Delivery]:
         """The next due rows, as a real claim would hand them out, claimed in memory only."""

@@ -164,5 +164,6 @@ def delivery_row(change_id: int, target: Target, now: datetime) -> dict[str, Any
         "status": str(Status.SKIPPED if target.skip_reason else Status.PENDING),
         "reason": target.skip_reason,
         "attempts": 0,
+        "claim_group": target.group,
         "updated_at": now,
     }

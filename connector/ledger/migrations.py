@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, inspect, select, text, update
 
+from connector.core import GA4, Status
 from connector.errors import ConfigError
 from connector.ledger.database import Database
 from connector.ledger.locks import MIGRATION_LOCK
@@ -54,6 +55,9 @@ def _upgrade(conn: Connection, version: int) -> None:
     if version < 4:
         _add_column(conn, "deliveries", "claimed_by", "VARCHAR(100)")
         _add_column(conn, "deliveries", "lease_until", "TIMESTAMP")
+    if version < 5:
+        _add_column(conn, "deliveries", "claim_group", "VARCHAR(100) NOT NULL DEFAULT ''")
+        _group_ga4_rows(conn)
     for table in (deliveries, stage_changes):
         for index in table.indexes:  # create_all leaves an existing table's indexes alone
             index.create(conn, checkfirst=True)
@@ -63,6 +67,24 @@ def _upgrade(conn: Connection, version: int) -> None:
 def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
     if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+
+def _group_ga4_rows(conn: Connection) -> None:
+    """GA4 rows still to send get their client id as claim group (schema 5)."""
+    d, sc = deliveries.c, stage_changes.c
+    waiting = [str(Status.PENDING), str(Status.IN_FLIGHT)]
+    query = (
+        select(d.id, sc.attributes)
+        .join_from(deliveries, stage_changes, d.change_id == sc.id)
+        .where(d.destination == GA4, d.status.in_(waiting))
+    )
+    rows = [
+        {"row_id": row.id, "group": (row.attributes or {}).get("ga_client_id") or ""}
+        for row in conn.execute(query)
+    ]
+    if rows:
+        stmt = update(deliveries).where(d.id == bindparam("row_id"))
+        conn.execute(stmt.values(claim_group=bindparam("group")), rows)
 
 
 def _move_flags(conn: Connection) -> None:

@@ -14,12 +14,13 @@ business.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, RowMapping, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select, tuple_, update
 
 from connector.core import Delivery, Outcome, Status, conversion_id, utcnow
 from connector.ledger.changes import stage_change
@@ -27,6 +28,17 @@ from connector.ledger.database import Database, chunked
 from connector.ledger.schema import deliveries, stage_changes
 
 FAILED = (Status.REJECTED, Status.DEAD, Status.UNKNOWN)  # what `connector failures` lists
+Keyset = tuple[str, datetime, int]  # a claim page's last row: (claim group, change time, id)
+
+
+class _Fate(NamedTuple):
+    """What settling writes on a row, named as its columns."""
+
+    status: str
+    reason: str | None
+    last_error: str | None
+    external_request_id: str | None
+    not_before: datetime | None
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ class DeliveryQueue:
         self._db = db
 
     def pending(self, destination: str) -> list[Delivery]:
-        """Deliveries due now, in change-time order."""
+        """Deliveries due now, in claim order (claim group, change time, id)."""
         d, sc = deliveries.c, stage_changes.c
         query = (
             select(deliveries, stage_changes)
@@ -75,7 +87,7 @@ class DeliveryQueue:
                 d.status == str(Status.PENDING),
                 or_(d.not_before.is_(None), d.not_before <= utcnow()),
             )
-            .order_by(sc.changed_at, d.id)
+            .order_by(d.claim_group, sc.changed_at, d.id)
         )
         with self._db.engine.connect() as conn:
             return [_delivery(row._mapping) for row in conn.execute(query)]
@@ -87,11 +99,11 @@ class DeliveryQueue:
         *,
         lease: timedelta,
         limit: int,
-        after: tuple[datetime, int] | None = None,
+        after: Keyset | None = None,
         any_in_flight: bool = False,
     ) -> list[Delivery]:
-        """Claim up to `limit` due rows after the keyset `after` (change time, id), in that
-        order, and commit the claim before returning them.
+        """Claim up to `limit` due rows after the keyset `after` (claim group, change time,
+        id), in that order, and commit the claim before returning them.
 
         Due: pending and not waiting (not_before), or in flight with a lapsed lease; with
         `any_in_flight` (the caller holds the store alone: SQLite's run lock) every row left
@@ -108,11 +120,11 @@ class DeliveryQueue:
             select(deliveries, stage_changes)
             .join(stage_changes, d.change_id == sc.id)
             .where(d.destination == destination, due)
-            .order_by(sc.changed_at, d.id)
+            .order_by(d.claim_group, sc.changed_at, d.id)
             .limit(limit)
         )
         if after is not None:
-            query = query.where(tuple_(sc.changed_at, d.id) > tuple_(*after))
+            query = query.where(tuple_(d.claim_group, sc.changed_at, d.id) > tuple_(*after))
         with self._db.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(of=deliveries, skip_locked=True)
@@ -132,46 +144,29 @@ class DeliveryQueue:
         return rows
 
     def settle(self, outcomes: Sequence[Outcome], *, worker: str | None = None) -> None:
-        """Record the fate of each delivery of one upload attempt, in one statement.
+        """Record the fate of the deliveries of one or more upload requests, in one
+        transaction: one UPDATE ... WHERE id IN (...) per distinct fate (a request's rows
+        mostly share theirs), not one statement per row.
 
         With `worker`, only rows that worker still holds are settled (a row whose lease
         lapsed and went to another worker is theirs now).
         """
         if not outcomes:
             return
+        fates: dict[_Fate, list[int]] = defaultdict(list)
+        for o in outcomes:
+            fate = _Fate(str(o.status), o.reason, o.error, o.request_id, o.not_before)
+            fates[fate].append(o.delivery_id)
         d = deliveries.c
-        stmt = (
-            update(deliveries)
-            .where(d.id == bindparam("o_id"))
-            .values(
-                status=bindparam("o_status"),
-                reason=bindparam("o_reason"),
-                last_error=bindparam("o_error"),
-                external_request_id=bindparam("o_request_id"),
-                not_before=bindparam("o_not_before", type_=deliveries.c.not_before.type),
-                attempts=d.attempts + 1,
-                claimed_by=None,
-                lease_until=None,
-                updated_at=bindparam("o_now", type_=deliveries.c.updated_at.type),
-            )
-        )
-        if worker is not None:
-            stmt = stmt.where(or_(d.claimed_by == worker, d.claimed_by.is_(None)))
         now = utcnow()
-        rows = [
-            {
-                "o_id": o.delivery_id,
-                "o_status": str(o.status),
-                "o_reason": o.reason,
-                "o_error": o.error,
-                "o_request_id": o.request_id,
-                "o_not_before": o.not_before,
-                "o_now": now,
-            }
-            for o in outcomes
-        ]
         with self._db.engine.begin() as conn:
-            conn.execute(stmt, rows)
+            for fate, ids in fates.items():
+                values = fate._asdict() | {"claimed_by": None, "lease_until": None}
+                stmt = update(deliveries).values(**values, attempts=d.attempts + 1, updated_at=now)
+                if worker is not None:
+                    stmt = stmt.where(or_(d.claimed_by == worker, d.claimed_by.is_(None)))
+                for chunk in chunked(ids):
+                    conn.execute(stmt.where(d.id.in_(chunk)))
 
     def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> None:
         """Put claimed rows back as pending, untried (held back, or their destination stopped)."""
@@ -337,4 +332,5 @@ def _delivery(row: RowMapping) -> Delivery:
         currency=row["currency"],
         attempts=row["attempts"],
         change=stage_change(row),
+        group=row["claim_group"],
     )

@@ -124,7 +124,8 @@ def _targets(
     if rule.ga4 is not None and not change.restatement:
         value, currency, problem = _value(rule.ga4.value, crm, change, mapping)
         reason = problem or ga4_block(change)
-        targets.append(Target(GA4, rule.ga4.event, value, currency, reason))
+        client = change.attributes.get("ga_client_id") or ""
+        targets.append(Target(GA4, rule.ga4.event, value, currency, reason, group=client))
     if rule.google_ads is not None:
         value, currency, problem = _value(rule.google_ads.value, crm, change, mapping)
         reason = problem or blocked(change)

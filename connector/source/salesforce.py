@@ -49,8 +49,11 @@ T = TypeVar("T")
 
 def parse_sf_datetime(value: str) -> datetime:
     """`2026-11-20T14:03:11.000+0000` (or `Z`) to an aware UTC datetime."""
-    text = value.replace("Z", "+0000")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+    # fromisoformat, in C, reads Salesforce's form since 3.11: a tenth of strptime's cost.
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"a Salesforce datetime without its UTC offset: {value!r}")
+    return parsed.astimezone(UTC)
 
 
 @dataclass

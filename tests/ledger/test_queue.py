@@ -6,7 +6,9 @@ import threading
 import time
 from datetime import timedelta
 
-from connector.core import Outcome, Status
+from dataclasses import replace
+
+from connector.core import GA4, Outcome, Status
 from connector.ledger import Ledger
 from tests.ledger.test_store import T0, mapped
 
@@ -34,10 +36,28 @@ def test_the_keyset_never_hands_a_row_back_in_the_same_run(state_url: str) -> No
     ledger = filled(state_url)
     (a,) = ledger.queue.claim("google_ads", "w", lease=LEASE, limit=1)
     ledger.queue.release([a.id], "w")  # held back: due again, but not in this pass
-    after = (a.change.changed_at, a.id)
+    after = (a.group, a.change.changed_at, a.id)
     rest = ledger.queue.claim("google_ads", "w", lease=LEASE, limit=10, after=after)
     assert [d.change.lead_id for d in rest] == ["L1", "L2", "L3", "L4"]
     assert ledger.queue.pending("google_ads")[0].id == a.id  # released: untried, pending
+
+
+def test_a_ga4_clients_events_are_claimed_together_in_time_order(state_url: str) -> None:
+    """One request per client (25 events) needs the client's events in one claim page."""
+    ledger = Ledger.open(state_url)
+    batch = []
+    for i in range(6):  # clients a, b, c, a, b, c in time: each client's pair is far apart
+        m = mapped(f"L{i}", at=T0 + timedelta(seconds=i))
+        batch.append(replace(m, targets=[replace(m.targets[1], group="abc"[i % 3])]))
+    ledger.changes.record(ledger.runs.start(), batch, "s", T0)
+    first = ledger.queue.claim(GA4, "w", lease=LEASE, limit=4)
+    assert [(d.group, d.change.lead_id) for d in first] == [
+        ("a", "L0"), ("a", "L3"), ("b", "L1"), ("b", "L4")
+    ]  # fmt: skip
+    last = first[-1]
+    after = (last.group, last.change.changed_at, last.id)
+    rest = ledger.queue.claim(GA4, "w", lease=LEASE, limit=4, after=after)
+    assert [d.change.lead_id for d in rest] == ["L2", "L5"]
 
 
 def test_a_lapsed_lease_is_due_again_and_says_whose_it_was(state_url: str) -> None:

@@ -128,6 +128,25 @@ def test_a_version_1_store_is_upgraded_in_place(state_url: str) -> None:
     assert pending.change.attributes == {"gclid": "Cj0KCQiA-abc"}
 
 
+def test_a_version_4_store_gives_its_waiting_ga4_rows_their_client_as_claim_group(
+    state_url: str,
+) -> None:
+    from sqlalchemy import text, update
+
+    from connector.ledger.schema import stage_changes
+
+    ledger = Ledger.open(state_url)
+    ledger.changes.record(ledger.runs.start(), [mapped("00Q1")], "s", T0)
+    with ledger.db.engine.begin() as conn:  # back to what a version-4 connector wrote
+        conn.execute(text("ALTER TABLE deliveries DROP COLUMN claim_group"))
+        conn.execute(update(stage_changes).values(attributes={"ga_client_id": "123.456"}))
+        conn.execute(text("UPDATE schema_version SET version = 4"))
+    ledger.db.engine.dispose()
+    upgraded = Ledger.open(state_url)
+    assert [d.group for d in upgraded.queue.pending("ga4")] == ["123.456"]
+    assert [d.group for d in upgraded.queue.pending("google_ads")] == [""]
+
+
 def test_reached_answers_which_conversions_a_lead_reached_and_took_back(
     state_url: str, tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
@@ -63,8 +63,11 @@ class GA4Destination:
             timeout=settings.timeout_seconds,
             limits=httpx.Limits(max_connections=settings.max_concurrency),
         )
+        # One pool for the whole queue, as many threads as connections.
+        self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrency)
 
     def close(self) -> None:
+        self._pool.shutdown()
         self._client.close()
 
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
@@ -83,13 +86,14 @@ class GA4Destination:
         outcomes, events = self._prepare(batch)
         if settle:
             settle(outcomes)
-        requests = _group(events)
-        with ThreadPoolExecutor(max_workers=self._settings.max_concurrency) as pool:
-            send = self._validate if validate_only else self._send
-            for result in pool.map(send, requests):  # in this thread, as each one returns
-                if settle:
-                    settle(result)
-                outcomes.extend(result)
+        send = self._validate if validate_only else self._send
+        sending = {self._pool.submit(send, request) for request in _group(events)}
+        while sending:  # settled in this thread: what returned together, in one transaction
+            done, sending = wait(sending, return_when=FIRST_COMPLETED)
+            returned = [outcome for future in done for outcome in future.result()]
+            if settle:
+                settle(returned)
+            outcomes.extend(returned)
         return outcomes
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
