@@ -191,9 +191,7 @@ class _Run:
     def _finish(self, run_id: int, pulls: list[Cursor], measurability: Any) -> None:
         self.summary.cursor = _iso(self.ledger.cursors.get(pulls[0].stream.name))
         self.summary.measurability = measurability(
-            self.ledger,
-            currency=self.mapping.default_currency,
-            precedence=self.mapping.attribution_precedence,
+            self.ledger, precedence=self.mapping.attribution_precedence
         )
         self.ledger.runs.finish(run_id, self.summary.status, self.summary.as_dict())
 

@@ -7,12 +7,12 @@ up to `end`; deliveries of changes, runs and upload requests inside the period.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import RowMapping, Select, case, func, select
 
 from connector.ledger.database import Database
 from connector.ledger.schema import deliveries, runs, stage_changes, upload_requests
@@ -42,6 +42,22 @@ class ReportReads:
                 runs=conn.execute(_runs(start, end)).all(),
                 requests=conn.execute(_requests(start, end)).all() if has_requests else [],
             )
+
+    def stream_changes(self, start: datetime, end: datetime) -> Iterator[RowMapping]:
+        """The period's change rows (as `period` reads them), fetched as they are used."""
+        if not self._db.exists():
+            return
+        with self._db.engine.connect() as conn:
+            rows = conn.execution_options(yield_per=2000).execute(_changes(start, end))
+            for row in rows:
+                yield row._mapping
+
+    def last_change(self) -> int:
+        """The newest recorded change's id (0 for none): what a run's recording moves."""
+        if not self._db.exists():
+            return 0
+        with self._db.engine.connect() as conn:
+            return int(conn.execute(select(func.max(stage_changes.c.id))).scalar() or 0)
 
 
 def _changes(start: datetime, end: datetime) -> Select[Any]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
-
 from dataclasses import replace
+from datetime import timedelta
 
 from connector.core import GA4, Outcome, Status
 from connector.ledger import Ledger

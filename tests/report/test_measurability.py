@@ -23,7 +23,7 @@ def test_share_of_recent_leads(state_url: str) -> None:
     ]
     run = ledger.runs.start()
     ledger.changes.record(run, batch, "salesforce.LeadHistory", now)
-    found = summary_measurability(ledger, currency="EUR", precedence=PRECEDENCE)
+    found = summary_measurability(ledger, precedence=PRECEDENCE)
     assert (found["leads"], found["attributable"], found["rate"]) == (2, 1, 0.5)
     since, until = found["period"].split("..")
     assert until == now.date().isoformat()
@@ -32,5 +32,20 @@ def test_share_of_recent_leads(state_url: str) -> None:
 
 def test_absent_store_has_no_rate(tmp_path: Path) -> None:
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'absent.db'}", readonly=True)
-    found = summary_measurability(ledger, currency="EUR", precedence=PRECEDENCE)
+    found = summary_measurability(ledger, precedence=PRECEDENCE)
     assert (found["leads"], found["attributable"], found["rate"]) == (0, 0, None)
+
+
+def test_a_run_with_nothing_new_takes_the_last_runs_figure(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    now, day = utcnow(), timedelta(days=1)
+    run = ledger.runs.start()
+    ledger.changes.record(run, [change("A", "mql", now - day, PAID)], "s", now)
+    first = summary_measurability(ledger, precedence=PRECEDENCE)
+    # Marked so that a reuse shows: nothing was recorded since, on the same day.
+    ledger.runs.finish(run, "ok", {"measurability": first | {"leads": 99}})
+    assert summary_measurability(ledger, precedence=PRECEDENCE)["leads"] == 99
+    assert summary_measurability(ledger, precedence=("utm",))["leads"] == 1  # another basis
+    ledger.changes.record(ledger.runs.start(), [change("B", "mql", now, {})], "s", now)
+    found = summary_measurability(ledger, precedence=PRECEDENCE)
+    assert (found["leads"], found["attributable"]) == (2, 1)  # a change recorded: read again
