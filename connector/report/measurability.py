@@ -7,7 +7,7 @@ same day, takes the last run's figure instead of reading the period again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -41,7 +41,7 @@ def summary_measurability(ledger: Ledger, *, precedence: Sequence[str]) -> dict[
     }
 
 
-def _leads(rows: Iterable[Mapping[str, Any]]) -> Iterator[Lead]:
+def _leads(rows: Iterable[Any]) -> Iterator[Lead]:
     """Leads from change rows ordered by lead id, one lead's rows in memory at a time."""
     for _, one_lead in groupby(rows, key=lambda row: row["lead_id"]):
         yield from group_leads(one_lead)

@@ -41,13 +41,13 @@ def bulk_pages(
     page_size: int = 50_000,
     include_deleted: bool = False,
     poll_seconds: int = 1,
-) -> Iterator[list[Record]]:
+) -> Iterator[Iterator[Record]]:
     """Run `soql` as a Bulk API 2.0 query job and yield its result pages as REST-shaped records.
 
     `sobject` is the FROM object (simple-salesforce addresses jobs by it);
     `include_deleted` runs a queryAll job. Memory follows `page_size`, not
-    the row count: one page of records here, and in the client one page of
-    CSV text (two while the next page is fetched). `poll_seconds` is the
+    the row count: a page's records are made as they are iterated, from the
+    client's one page of CSV text (two while the next page is fetched). `poll_seconds` is the
     client's `wait`: it sleeps that long before the first status poll, and
     between polls that plus e**n ms until the interval passes 2 s (one API call a poll).
     Raises SourceError, as the REST reader does, if the job cannot be run.
@@ -77,14 +77,16 @@ def bulk_pages(
         ) from None
 
 
-def _records(text: str) -> list[Record]:
-    """One page of Bulk CSV (header row first) as REST-shaped records."""
+def _records(text: str) -> Iterator[Record]:
+    """One page of Bulk CSV (header row first) as REST-shaped records, made as they are
+    read: a page holds its CSV text, never 50,000 records at once."""
     rows = csv.reader(_lines(text), strict=True)
     header = next(rows, None)
     if header is None:
-        return []
+        return
     shape = _Shape.of([(name.split("."), index) for index, name in enumerate(header)])
-    return [shape.record(row) for row in rows]
+    for row in rows:
+        yield shape.record(row)
 
 
 def _lines(text: str) -> Iterator[str]:

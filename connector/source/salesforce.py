@@ -15,7 +15,7 @@ through Bulk API 2.0 instead, in no order: the cursor moves once the job is read
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -43,7 +43,8 @@ LOOKUP_CHUNK = 2000  # ids per IN (...) list: about 42k characters, under SOQL's
 
 # (object, record ids) -> their last seen states: how snapshot mode finds changes.
 StateLookup = Callable[[str, list[str]], dict[str, RecordState]]
-Pages = Iterator[list[dict[str, Any]]]
+Pages = Iterator[list[dict[str, Any]]]  # REST pages
+Rows = Iterator[Iterable[dict[str, Any]]]  # REST pages, or Bulk pages read as they go
 T = TypeVar("T")
 
 
@@ -190,7 +191,7 @@ class SalesforceSource:
     def _lead_snapshots(self, pull: Pull) -> Iterator[CrmChange]:
         status_field = self._mapping.source.status_field
         query = q.lead_snapshot_query(self._mapping, pull.cursor.since)
-        for page in self._stream(pull, query, bulk=False):
+        for page in self._pages(pull, query.soql, include_deleted=True, budgeted=True):
             seen = self._states("Lead", [str(r["Id"]) for r in page])
             for record in page:
                 at = self._advance(pull, record["SystemModstamp"])
@@ -203,7 +204,7 @@ class SalesforceSource:
     def _opportunity_snapshots(self, pull: Pull) -> Iterator[CrmChange]:
         spec = self._opportunity()
         query = q.opportunity_snapshot_query(self._mapping, pull.cursor.since)
-        for page in self._stream(pull, query, bulk=False):
+        for page in self._pages(pull, query.soql, include_deleted=True, budgeted=True):
             ids = [str(r["Id"]) for r in page]
             seen, leads = self._states("Opportunity", ids), self._leads_for(pull, set(ids))
             for record in page:
@@ -350,7 +351,7 @@ class SalesforceSource:
 
     # reading pages --------------------------------------------------------------
 
-    def _stream(self, pull: Pull, query: q.Query, *, bulk: bool) -> Pages:
+    def _stream(self, pull: Pull, query: q.Query, *, bulk: bool) -> Rows:
         """The pages of one stream: REST pages, or a Bulk API 2.0 job for a large backfill."""
         if bulk and self._bulk_threshold is not None:
             total = self._fetch(pull, lambda: self._client.query(query.count, include_deleted=True))
@@ -359,7 +360,7 @@ class SalesforceSource:
                 return
         yield from self._pages(pull, query.soql, include_deleted=True, budgeted=True)
 
-    def _bulk(self, pull: Pull, query: q.Query) -> Pages:
+    def _bulk(self, pull: Pull, query: q.Query) -> Rows:
         pull.cursor.unordered()  # bulk results come in no promised order
         for page in bulk_pages(self._client, query.sobject, query.unordered, include_deleted=True):
             pull.stats.calls += 1
@@ -487,7 +488,7 @@ def _number(value: object) -> float | None:
         return None
 
 
-def _by_opportunities(pages: Pages, known: Container[str]) -> Pages:
+def _by_opportunities(pages: Rows, known: Container[str]) -> Pages:
     """The rows of `pages`, in order, in groups naming at most LOOKUP_CHUNK opportunities
     that are not `known` (whose leads the caller still holds: read as each group starts)."""
     group: list[dict[str, Any]] = []

@@ -48,7 +48,9 @@ def org() -> dict[str, list[dict[str, Any]]]:
 
 
 def read(client: Salesforce, soql: str = HISTORY, **options: Any) -> list[list[dict[str, Any]]]:
-    return list(bulk_pages(client, "LeadHistory", soql, poll_seconds=0, **options))
+    return [
+        list(page) for page in bulk_pages(client, "LeadHistory", soql, poll_seconds=0, **options)
+    ]
 
 
 def test_records_come_back_rest_shaped(client: Salesforce) -> None:
@@ -89,9 +91,9 @@ def test_page_sizes(client: Salesforce, page_size: int, sizes: list[int]) -> Non
 
 def test_pages_are_fetched_one_at_a_time(client: Salesforce, emulator: SalesforceEmulator) -> None:
     pages = bulk_pages(client, "LeadHistory", HISTORY, page_size=10, poll_seconds=0)
-    assert len(next(pages)) == 10
+    assert len(list(next(pages))) == 10
     assert emulator.bulk_calls == {"LeadHistory": 4}  # create, 2 polls, page 1 only
-    assert sum(len(p) for p in pages) == ROWS - 10
+    assert sum(len(list(p)) for p in pages) == ROWS - 10
     assert emulator.bulk_calls == {"LeadHistory": 6}
 
 
