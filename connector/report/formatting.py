@@ -161,6 +161,16 @@ def cost_cells(r: CostRow, currency: str) -> list[str]:
     return [*counts, per_sql, per_opp, *returns, cac]
 
 
+def revenue_cell(cell: Cell, currency: str) -> str:
+    """`€10,000 · 50%`: a group's won revenue in a period, and its share of the period's."""
+    return f"{money(cell.revenue, currency)} · {pct(cell.revenue_share)}"
+
+
+def short_revenue(cell: Cell, currency: str) -> str:
+    """`€10,000 50%`: revenue_cell for narrow terminal columns."""
+    return f"{money(cell.revenue, currency)} {pct(cell.revenue_share)}"
+
+
 def short_share(cell: Cell) -> str:
     """`12/40 30%`: share_cell for narrow terminal columns."""
     return f"{cell.leads:,}/{cell.period_leads:,} {pct(cell.lead_share)}"

@@ -29,6 +29,7 @@ from connector.report.formatting import (
     pipeline_cells,
     plural,
     rate_text,
+    revenue_cell,
     share_cell,
     trust_note,
     unvalued_text,
@@ -98,8 +99,8 @@ def to_html(report: Report) -> str:
         *(
             _section(
                 f"Leads and won revenue by {mix.dimension} and {report.group_by}",
-                f"Each {mix.dimension}'s leads (and won revenue) of the period's, with the "
-                "counts: a small sample reads as small.",
+                f"Each {mix.dimension}'s leads of the period's, with the counts (a small "
+                "sample reads as small), and under them its won revenue and share of it.",
                 mix_chart(mix) + _scroll(_mix_table(mix, report.currency)),
             )
             for mix in (report.by_channel, report.by_campaign)
@@ -212,13 +213,17 @@ def _trend_table(report: Report) -> str:
 
 
 def _mix_table(mix: Mix, currency: str) -> str:
-    head = (mix.dimension, *mix.periods, "all", "won revenue")
+    """Each group's leads per period (count beside share), its won revenue under them."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in (mix.dimension, *mix.periods, "all"))
     rows = []
     for row in mix.rows:
-        t = row.total
-        revenue = f"{money(t.revenue, currency)} · {pct(t.revenue_share)}"
-        rows.append(_html_row([row.name, *map(share_cell, [*row.cells, t]), revenue]))
-    return _table(head, rows)
+        cells = "".join(
+            f"<td>{escape(share_cell(c))}<br>"
+            f'<small class="why">{escape(revenue_cell(c, currency))}</small></td>'
+            for c in [*row.cells, row.total]
+        )
+        rows.append(f"<tr><td>{escape(row.name)}</td>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _currency_html(report: Report) -> str:

@@ -125,12 +125,14 @@ def unattributed_csv(report: Report) -> str:
 
 def to_wide_csv(report: Report) -> str:
     """One row per channel, then per campaign (`utm_campaign`), then per Google Ads campaign:
-    its funnel, won revenue, pipeline, cost and return, and its share of leads per period.
+    its funnel, won revenue, pipeline, cost and return, and its leads and won revenue (with
+    their shares of the period's) per period.
     A cell that does not apply to a row's dimension is empty."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     periods = report.by_channel.periods
-    per_period = [f"{kind} {p}" for p in periods for kind in ("leads", "lead share")]
+    kinds = ("leads", "lead share", "won revenue", "revenue share")
+    per_period = [f"{kind} {p}" for p in periods for kind in kinds]
     head = ["dimension", "name", "leads", "lead share", "won revenue", "revenue share"]
     writer.writerow([*head, *_FUNNEL_COLUMNS, *_COST_COLUMNS, *per_period])
     costs = {r.name: r for r in report.costs.channels}
@@ -140,7 +142,7 @@ def to_wide_csv(report: Report) -> str:
             channel = mix.dimension == "channel"
             funnel = report.channels.get(row.name) if channel else None
             cost = costs.get(row.name) if channel else None
-            cells = [_r(c, 4) for cell in row.cells for c in (cell.leads, cell.lead_share)]
+            cells = [c for cell in row.cells for c in _period_cells(cell)]
             writer.writerow(
                 [
                     *(mix.dimension, row.name, t.leads, _r(t.lead_share), round(t.revenue, 2)),
@@ -156,6 +158,10 @@ def to_wide_csv(report: Report) -> str:
         row_cells = ["google_ads_campaign", r.name, r.leads, "", round(r.won_revenue, 2), ""]
         writer.writerow([*row_cells, *counts, *deals, *_cost_cells(r), *[""] * len(per_period)])
     return out.getvalue()
+
+
+def _period_cells(cell: Cell) -> list[float | int | None]:
+    return [cell.leads, _r(cell.lead_share), round(cell.revenue, 2), _r(cell.revenue_share)]
 
 
 _FUNNEL_COLUMNS = (

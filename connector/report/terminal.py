@@ -28,6 +28,7 @@ from connector.report.formatting import (
     pipeline_cells,
     plural,
     rate_text,
+    short_revenue,
     short_share,
     trust_note,
     unvalued_text,
@@ -52,6 +53,8 @@ def print_table(report: Report, console: Console) -> None:
     console.print(_trend_table(report))
     for mix in (report.by_channel, report.by_campaign):
         console.print(_mix_table(report, mix))
+        if any(row.total.revenue for row in mix.rows):
+            console.print(_mix_table(report, mix, revenue=True))
     for table in _channel_tables(report):
         console.print(table)
     for line in currency_lines(report):
@@ -144,9 +147,11 @@ def _cost_tables(report: Report) -> list[Table]:
     return tables
 
 
-def _mix_table(report: Report, mix: Mix) -> Table:
+def _mix_table(report: Report, mix: Mix, *, revenue: bool = False) -> Table:
+    """Leads (or won revenue) per group and period, each with its share of the period's."""
+    what = f"Won revenue ({report.currency})" if revenue else "Leads"
     table = Table(
-        title=f"Leads and won revenue by {mix.dimension} and {report.group_by}",
+        title=f"{what} by {mix.dimension} and {report.group_by}",
         title_justify="left",
         show_edge=False,
     )
@@ -155,7 +160,9 @@ def _mix_table(report: Report, mix: Mix) -> Table:
         table.add_column(period, justify="right")
     table.add_column("all", justify="right")
     for row in mix.rows:
-        table.add_row(row.name, *(short_share(c) for c in [*row.cells, row.total]))
+        cells = [*row.cells, row.total]
+        shown = [short_revenue(c, report.currency) if revenue else short_share(c) for c in cells]
+        table.add_row(row.name, *shown)
     return table
 
 
