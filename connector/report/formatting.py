@@ -29,8 +29,8 @@ STAGE_LABELS = {
 }
 NONE = "\u2013"  # an en dash: "unknown", not zero
 
-# The channel table's columns, in three parts so each fits an 80-column terminal;
-# the HTML table joins them.
+# The channel table's columns, in three parts so each fits an 80-column terminal; the
+# HTML page joins the last two in one table.
 FUNNEL_COLUMNS = ("leads", "MQL→SQL", "SQL→opp", "opp→won", "overall")
 VALUE_COLUMNS = ("won", "won revenue", "avg deal", "median days", "velocity/day")
 PIPELINE_COLUMNS = ("open deals", "pipeline", "open, no value")
@@ -71,8 +71,8 @@ def plural(count: int, noun: str) -> str:
 
 
 def converted_text(v: Valuation, kind: str, currency: str) -> str:
-    """`3 won deals converted to EUR with the org's rates, at their CloseDate (1 at the day
-    of its change: no CloseDate recorded)`: which day chose each deal's rate."""
+    """`3 won deals converted to EUR with the org's rates, 2 at their CloseDate, 1 at the day
+    of their change (no CloseDate recorded)`: which day chose the deals' rates."""
     at_close, at_change = (
         v.converted_at.get(AT_CLOSE_DATE, 0),
         v.converted_at.get(AT_CHANGE_DATE, 0),
@@ -132,7 +132,7 @@ def pipeline_cells(f: Funnel, currency: str) -> list[str]:
 
 
 # In three parts, like the channel table, for an 80-column terminal; the HTML table has
-# them in COST_COLUMNS' order (the issue's: cost, funnel, cost per result, return, CAC).
+# them in COST_COLUMNS' order: cost and funnel, cost per SQL and opportunity, return, CAC.
 COST_COUNT_COLUMNS = ("cost", "leads", "MQL", "SQL", "opps", "won")
 COST_PER_COLUMNS = ("per SQL", "per opp", "CAC")
 COST_RETURN_COLUMNS = ("won revenue", "pipeline", "ROAS")
