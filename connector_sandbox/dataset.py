@@ -252,7 +252,11 @@ class _Builder:
             "IsClosed": path[-1] in (WON, LOST),
             "IsWon": path[-1] == WON,
         }
-        close = times[-1] if opp["IsClosed"] else self.now + timedelta(days=self.rng.randint(7, 90))
+        close = (
+            _signed(opp, times[-1], created)
+            if opp["IsClosed"]
+            else self.now + timedelta(days=self.rng.randint(7, 90))  # the expected close
+        )
         opp |= {"CloseDate": sf_date(close), "SystemModstamp": sf_datetime(times[-1])}
 
     def _settle_amount(self, opp: dict[str, Any], stage: str, at: datetime) -> None:
@@ -277,6 +281,18 @@ class _Builder:
         for row in self.data.lead_history + self.data.opportunity_history:
             row["Id"] = self.next_id("017")
         return self.data
+
+
+def _signed(opp: dict[str, Any], recorded: datetime, created: datetime) -> datetime:
+    """A closed deal's CloseDate: often the day its stage was set, else the day it was signed,
+    up to a week before (a rep catching up), never before the opportunity existed.
+
+    Drawn from the deal's own id, not the dataset's generator, so every other record
+    stays as it was generated before CloseDate mattered.
+    """
+    own = random.Random(opp["Id"])
+    back = 0 if own.random() < 0.6 else own.randint(1, 7)
+    return max(recorded - timedelta(days=back), created)
 
 
 def _conversion_fields(

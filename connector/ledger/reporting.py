@@ -20,7 +20,8 @@ from connector.ledger.schema import deliveries, runs, stage_changes, upload_requ
 
 @dataclass(frozen=True)
 class PeriodRows:
-    changes: Sequence[Any]  # lead_id, stage, changed_at, lead_created_at, attributes, problems
+    # lead_id, stage, changed_at, lead_created_at, attributes, problems, opportunity_id
+    changes: Sequence[Any]
     deliveries: Sequence[Any]  # destination, status, reason, stage
     runs: Sequence[Any]  # started_at, status, summary
     requests: Sequence[Any]  # destination, status, processed, matched
@@ -66,7 +67,10 @@ def _changes(start: datetime, end: datetime) -> Select[Any]:
     earliest = case((sc.lead_created_at < sc.changed_at, sc.lead_created_at), else_=sc.changed_at)
     first_seen = func.min(earliest)
     cohort = select(sc.lead_id).group_by(sc.lead_id).having(first_seen >= start, first_seen < end)
-    columns = (sc.lead_id, sc.stage, sc.changed_at, sc.lead_created_at, sc.attributes, sc.problems)
+    columns = (
+        *(sc.lead_id, sc.stage, sc.changed_at, sc.lead_created_at, sc.attributes, sc.problems),
+        sc.opportunity_id,  # a lead's several deals are valued one by one
+    )
     return (
         select(*columns)
         .where(sc.lead_id.in_(cohort), sc.changed_at < end)

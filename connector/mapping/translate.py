@@ -3,12 +3,18 @@
 The result holds no clear-text PII: email and phone leave this module only
 as SHA-256 digests. Every reason a change cannot reach a destination is a
 short code (`unknown_stage`, `no_click_id`, ...) recorded per row.
+
+An opportunity's change also records the deal as the CRM has it at that change
+(`deal_amount`, `deal_currency`, `close_date`), whatever its stage: the report
+values open pipeline and converts at the CloseDate with them. They are never
+sent; what a destination gets is its target's value alone.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from connector.core import (
@@ -40,6 +46,7 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
     """Normalise one CRM change; a status the mapping doesn't know is kept, sent nowhere."""
     rule = mapping.rule_for(crm.new_status, opportunity=crm.opportunity_id is not None)
     attributes, problems = _attributes(crm, mapping, phone_region)
+    attributes |= _deal(crm, mapping, attributes.get("currency"))
     if rule is None:
         problems["stage"] = "unknown_stage"
     if not crm.has_source_lead:
@@ -102,6 +109,39 @@ def _attributes(
             problems[key] = "unknown_consent_value"
     attrs["currency"] = _text(lead.get("currency"))
     return attrs, problems
+
+
+def _deal(crm: CrmChange, mapping: Mapping, currency: str | None) -> dict[str, Any]:
+    """The opportunity's amount, currency and CloseDate as read with this change (report only).
+
+    Recorded for every stage, not only won ones: an open deal's value is the pipeline. The
+    currency is the opportunity's own (else the lead's, else the mapping's default), never a
+    value rule's override, which is what a destination is told, not what the deal is in.
+    """
+    spec = mapping.opportunity
+    if crm.opportunity_id is None or spec is None:
+        return {}
+    return {
+        "deal_amount": _amount(crm.lead.get(spec.amount_field)),
+        "deal_currency": currency or mapping.default_currency,
+        "close_date": _iso_date(crm.lead.get("close_date")),
+    }
+
+
+def _amount(raw: object) -> float | None:
+    try:
+        amount = float(raw) if raw not in (None, "") else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return amount if amount is not None and math.isfinite(amount) and amount >= 0 else None
+
+
+def _iso_date(raw: object) -> str | None:
+    """A Salesforce date (`2026-11-20`) as ISO text; anything else is no date."""
+    try:
+        return date.fromisoformat(str(raw)[:10]).isoformat() if raw else None
+    except ValueError:
+        return None
 
 
 def _redacted(lead: dict[str, Any], phone_region: str) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 A lead belongs to the campaign of its gclid's click (`click_view`, read by
 `connector costs`). Per row: cost, leads, MQL, SQL, opportunities, won, cost
-per SQL and per opportunity, won revenue, return on ad spend (won revenue /
-cost) and CAC (cost / won deals). Cost is in the account's currency as Google
-reports it, converted to the report's with the org's rates when they differ.
-Open pipeline value is not shown: the ledger records a deal's amount only once
-it is won.
+per SQL and per opportunity, won revenue, pipeline (the value of its leads'
+deals still open), return on ad spend (won revenue / cost) and CAC (cost / won
+deals). Cost is in the account's currency as Google reports it, converted to
+the report's with the org's rates when they differ; won revenue and pipeline
+are valued as everywhere in the report (`currency`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class CostRow:
     opportunities: int
     won: int
     won_revenue: float
+    pipeline: float = 0.0
+    open_without_value: int = 0  # open deals of its leads that have no value
 
     @property
     def cost_per_sql(self) -> float | None:
@@ -71,11 +73,13 @@ def cost_rows(
     values: Valuation,
     rates: Sequence[CurrencyRate],
     reached: Callable[[Lead, str], bool],  # the funnel's rule (metrics.reached)
+    pipeline: Valuation | None = None,  # the open deals' (metrics.open_pipeline)
 ) -> Costs:
     """The cost rows of every campaign with cost or leads, and of the paid search channel;
     none before `connector costs` stored any cost for the period."""
     if not days:
         return Costs([], [])
+    open_values = pipeline or Valuation(values.currency)
     spend = _spend(days, values.currency, rates)
     groups = _campaign_leads(leads, clicks)
     names = {c.campaign_id: c.campaign_name for c in clicks.values()}
@@ -86,7 +90,11 @@ def cost_rows(
             sum(reached(lead, s) for lead in group) for s in ("mql", "sql", "opportunity", "won")
         )
         revenue = sum(values.value(lead.lead_id) or 0.0 for lead in group)
-        return CostRow(name, cost, n_clicks, len(group), mql, sql, opportunities, won, revenue)
+        return CostRow(
+            *(name, cost, n_clicks, len(group), mql, sql, opportunities, won, revenue),
+            pipeline=sum(open_values.value(lead.lead_id) or 0.0 for lead in group),
+            open_without_value=open_values.unvalued_of(lead.lead_id for lead in group),
+        )
 
     none = _Spend("", None, 0, 0)
     ids = sorted(

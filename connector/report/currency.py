@@ -1,14 +1,16 @@
-"""Won deals in the report's currency, converted with the org's own rates.
+"""Deals in the report's currency, converted with the org's own rates.
 
 Salesforce gives each currency a rate against the corporate currency: units of
 it per one corporate unit. With advanced currency management an opportunity
-converts at the `DatedConversionRate` in force on its close date (here: the day
-it was recorded won, which is the CloseDate where deals are closed on the day);
-otherwise, or when no dated rate covers that day, at the `CurrencyType` rate.
-So `amount` in X is `amount / rate(X) * rate(report currency)`.
+converts at the `DatedConversionRate` in force on its CloseDate (as recorded
+with the change; for a change recorded before the CloseDate was, the day of the
+change stands in); otherwise, or when no dated rate covers that day, at the
+`CurrencyType` rate. So `amount` in X is `amount / rate(X) * rate(report
+currency)`. Won deals and open ones (the pipeline, at their expected CloseDate)
+are valued alike, each in a `Valuation` of its own.
 
-A won deal that still has no value (no amount, or a currency without a rate) is
-not guessed at: it is listed with its amount and currency. Only the report
+A deal that still has no value (no amount, or a currency without a rate) is not
+guessed at: it is listed with its amount and currency. Only the report
 converts; what goes to Google Ads keeps the deal's own currency.
 """
 
@@ -24,12 +26,18 @@ from babel.numbers import is_currency
 from connector.ledger.rates import CURRENT, DATED, CurrencyRate
 
 NO_AMOUNT, NO_RATE, UNKNOWN_CURRENCY = "no_amount", "no_rate", "unknown_currency"
+NOT_RECORDED = "no_opportunity_change"
 UNVALUED_REASONS = {
-    NO_AMOUNT: "won without an amount",
+    NO_AMOUNT: "no amount in the CRM",
     NO_RATE: "no conversion rate for its currency",
     # The mapping refuses a code that is no currency, so no amount was recorded with it.
     UNKNOWN_CURRENCY: "not a currency code: amount not recorded",
+    # Converted into an opportunity no change of which was read since (or only by a
+    # connector that recorded no deal amounts).
+    NOT_RECORDED: "amount not recorded yet (no opportunity change read with it)",
 }
+# The day that chose a converted deal's rate: its CloseDate, or the day of its change.
+AT_CLOSE_DATE, AT_CHANGE_DATE = "close_date", "change_date"
 
 
 @dataclass(frozen=True)
@@ -49,57 +57,82 @@ class UnvaluedDeal:
     lead_id: str
     amount: float | None
     currency: str | None
-    reason: str  # NO_AMOUNT or NO_RATE
+    reason: str  # one of UNVALUED_REASONS
 
 
 @dataclass(frozen=True)
 class Valuation:
-    """Each won lead's value in `currency`, and how it was reached."""
+    """Each lead's deals (won, or open) in `currency`, and how they were valued."""
 
     currency: str
-    values: dict[str, float] = field(default_factory=dict)  # lead id -> value
+    values: dict[str, float] = field(default_factory=dict)  # lead id -> its deals' value
     unvalued: list[UnvaluedDeal] = field(default_factory=list)
     rates_used: dict[RateUse, int] = field(default_factory=dict)  # rate -> deals converted
     converted: int = 0  # deals valued from another currency
+    # Deals converted, by the day that chose their rate (AT_CLOSE_DATE or AT_CHANGE_DATE).
+    converted_at: dict[str, int] = field(default_factory=dict)
 
     def value(self, lead_id: str) -> float | None:
         return self.values.get(lead_id)
 
+    def unvalued_of(self, lead_ids: Iterable[str]) -> int:
+        """How many of these leads' deals have no value."""
+        wanted = set(lead_ids)
+        return sum(1 for d in self.unvalued if d.lead_id in wanted)
+
 
 @dataclass(frozen=True)
-class WonDeal:
+class DealAmount:
+    """One deal to value: a lead's won deal, or one of its open ones."""
+
     lead_id: str
     amount: float | None
     currency: str | None  # None: in the report's currency
-    closed_on: date
+    on: date  # the day whose rate applies: the CloseDate, else the change's day
+    at_close_date: bool = False  # `on` is the CloseDate
+    recorded: bool = True  # False: no change of the opportunity was recorded
 
 
 def value_deals(
-    deals: Iterable[WonDeal], currency: str, rates: Sequence[CurrencyRate]
+    deals: Iterable[DealAmount], currency: str, rates: Sequence[CurrencyRate]
 ) -> Valuation:
-    """Every won deal in `currency`, or listed as unvalued with why."""
+    """Every deal in `currency` (a lead's several deals summed), or listed as unvalued."""
     table = _Rates(rates)
     values: dict[str, float] = {}
     unvalued: list[UnvaluedDeal] = []
     used: Counter[RateUse] = Counter()
-    converted = 0
+    converted_at: Counter[str] = Counter()
     for deal in deals:
         own = deal.currency or currency
         if deal.amount is None:
-            reason = NO_AMOUNT if is_currency(own) else UNKNOWN_CURRENCY
-            unvalued.append(UnvaluedDeal(deal.lead_id, None, deal.currency, reason))
+            unvalued.append(UnvaluedDeal(deal.lead_id, None, deal.currency, _no_amount(deal, own)))
             continue
-        if own == currency:
-            values[deal.lead_id] = deal.amount
-            continue
-        found = table.convert(deal.amount, own, currency, deal.closed_on)
+        found = (
+            (deal.amount, [])
+            if own == currency
+            else table.convert(deal.amount, own, currency, deal.on)
+        )
         if found is None:
             unvalued.append(UnvaluedDeal(deal.lead_id, deal.amount, own, NO_RATE))
             continue
-        values[deal.lead_id], rates_applied = found
-        used.update(rates_applied)
-        converted += 1
-    return Valuation(currency, values, unvalued, dict(used.most_common()), converted)
+        values[deal.lead_id] = values.get(deal.lead_id, 0.0) + found[0]
+        if own != currency:
+            used.update(found[1])
+            converted_at[AT_CLOSE_DATE if deal.at_close_date else AT_CHANGE_DATE] += 1
+    return Valuation(
+        currency,
+        values,
+        unvalued,
+        dict(used.most_common()),
+        converted_at.total(),
+        dict(converted_at.most_common()),
+    )
+
+
+def _no_amount(deal: DealAmount, currency: str) -> str:
+    if not deal.recorded:
+        return NOT_RECORDED
+    return NO_AMOUNT if is_currency(currency) else UNKNOWN_CURRENCY
 
 
 class _Rates:

@@ -16,20 +16,27 @@ from connector.report.currency import UNVALUED_REASONS
 from connector.report.formatting import (
     COST_COLUMNS,
     FUNNEL_COLUMNS,
+    PIPELINE_COLUMNS,
     VALUE_COLUMNS,
     amount_text,
+    converted_text,
     cost_cells,
     days,
     funnel_cells,
     money,
     pairs,
     pct,
+    pipeline_cells,
+    plural,
     rate_text,
+    revenue_cell,
     share_cell,
     trust_note,
+    unvalued_text,
     value_cells,
 )
 from connector.report.html_charts import (
+    cost_chart,
     delivery_bar,
     delivery_legend,
     funnel_chart,
@@ -54,7 +61,7 @@ h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:0 0 4px}
 section{background:#fff;border:1px solid #e2e8f0;border-radius:10px;padding:18px 20px;
  margin-bottom:18px}
 .cols{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:24px}
-.scroll{overflow-x:auto;max-width:100%}
+.scroll{overflow-x:auto;max-width:100%}.scroll+.scroll{margin-top:14px}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{padding:6px 8px;border-bottom:1px solid #eef2f7;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}th{color:#475569;font-weight:600}
@@ -65,6 +72,7 @@ ul.reasons{list-style:none;padding:0;margin:0}ul.reasons li{display:flex;
 svg{display:block;max-width:100%;height:auto}svg text{font-family:inherit}
 footer{color:#64748b;font-size:13px}
 small.why{color:#64748b;white-space:normal}h3{font-size:15px;margin:6px 0}
+.names td:first-child{white-space:normal;min-width:9em}
 @media (max-width:760px){main{padding:16px 10px 32px}.cols{grid-template-columns:minmax(0,1fr)}
  section{padding:14px 12px}h1{font-size:21px}.kpi b{font-size:20px}}
 """
@@ -91,8 +99,8 @@ def to_html(report: Report) -> str:
         *(
             _section(
                 f"Leads and won revenue by {mix.dimension} and {report.group_by}",
-                f"Each {mix.dimension}'s leads (and won revenue) of the period's, with the "
-                "counts: a small sample reads as small.",
+                f"Each {mix.dimension}'s leads of the period's, with the counts (a small "
+                "sample reads as small), and under them its won revenue and share of it.",
                 mix_chart(mix) + _scroll(_mix_table(mix, report.currency)),
             )
             for mix in (report.by_channel, report.by_campaign)
@@ -100,11 +108,12 @@ def to_html(report: Report) -> str:
         _section(
             "Funnel by channel",
             "Bars: share of the channel's leads reaching each stage; arrows: step conversion.",
-            _scroll(funnel_chart(report)) + _scroll(_channel_html_table(report)),
+            _scroll(funnel_chart(report)) + _channel_html_tables(report),
         ),
         _section(
             "Won revenue by channel",
-            f"Won deals valued in {report.currency} (other currencies at the org's rates).",
+            f"Won deals valued in {report.currency} (other currencies at the org's rates); "
+            "below, which rates valued won and open deals, and the deals without a value.",
             revenue_chart(report) + _currency_html(report),
         ),
         _costs_html(report),
@@ -145,6 +154,7 @@ def _kpis(report: Report) -> str:
         (pct(m.leads.value), "of leads attributable"),
         (pct(m.revenue.value), "of won revenue attributable"),
         (money(f.won_revenue, cur), f"won revenue · {f.won:,} deals"),
+        (money(f.pipeline, cur), f"open pipeline · {f.open_deals:,} deals"),
         (money(f.velocity_per_day, cur), "pipeline velocity per day"),
         (days(f.median_days_to_contract), "median time to contract"),
     ]
@@ -180,9 +190,9 @@ def _reasons(report: Report) -> str:
     )
 
 
-def _scroll(body: str) -> str:
+def _scroll(body: str, extra_class: str = "") -> str:
     """A wide table scrolls inside its box; the page itself never scrolls sideways."""
-    return f'<div class="scroll">{body}</div>'
+    return f'<div class="{f"scroll {extra_class}".strip()}">{body}</div>'
 
 
 def _trend_table(report: Report) -> str:
@@ -203,39 +213,49 @@ def _trend_table(report: Report) -> str:
 
 
 def _mix_table(mix: Mix, currency: str) -> str:
-    head = (mix.dimension, *mix.periods, "all", "won revenue")
+    """Each group's leads per period (count beside share), its won revenue under them."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in (mix.dimension, *mix.periods, "all"))
     rows = []
     for row in mix.rows:
-        t = row.total
-        revenue = f"{money(t.revenue, currency)} · {pct(t.revenue_share)}"
-        rows.append(_html_row([row.name, *map(share_cell, [*row.cells, t]), revenue]))
-    return _table(head, rows)
+        cells = "".join(
+            f"<td>{escape(share_cell(c))}<br>"
+            f'<small class="why">{escape(revenue_cell(c, currency))}</small></td>'
+            for c in [*row.cells, row.total]
+        )
+        rows.append(f"<tr><td>{escape(row.name)}</td>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _currency_html(report: Report) -> str:
-    v = report.valuation
-    if v is None or (not v.rates_used and not v.unvalued):
-        return ""
+    """The rates (and the days that chose them) of won and open deals; the deals without a
+    value: each won one listed, the open ones counted by reason."""
     parts = []
-    if v.rates_used:
-        read = f", read {report.rates_read_at:%Y-%m-%d %H:%M}" if report.rates_read_at else ""
-        rates = "".join(
-            f"<li><span>{escape(rate_text(r))}</span><b>{n:,} deals</b></li>"
-            for r, n in v.rates_used.items()
-        )
-        parts.append(
-            f"<h3>{v.converted:,} deals converted with the org's rates{escape(read)}</h3>"
-            f"<ul class='reasons'>{rates}</ul>"
-        )
-    if v.unvalued:
+    read = f" (read {report.rates_read_at:%Y-%m-%d %H:%M})" if report.rates_read_at else ""
+    for kind, v in (("won", report.valuation), ("open", report.pipeline)):
+        if v is not None and v.rates_used:
+            rates = "".join(
+                f"<li><span>{escape(rate_text(r))}</span><b>{escape(plural(n, 'deal'))}</b></li>"
+                for r, n in v.rates_used.items()
+            )
+            title = converted_text(v, kind, report.currency) + read
+            parts.append(f"<h3>{escape(title)}</h3><ul class='reasons'>{rates}</ul>")
+    won = report.valuation.unvalued if report.valuation else []
+    if won:
         rows = [
             _html_row([d.lead_id, amount_text(d.amount, d.currency), UNVALUED_REASONS[d.reason]])
-            for d in v.unvalued
+            for d in won
         ]
         parts.append(
-            f"<h3>{len(v.unvalued):,} won deals without a value in {escape(report.currency)}"
+            f"<h3>{len(won):,} won deals without a value in {escape(report.currency)}"
             "</h3><p class='hint'>Counted as won, not in revenue: fix them in Salesforce.</p>"
             + _scroll(_table(("lead", "amount in the CRM", "why"), rows))
+        )
+    if report.pipeline and (unvalued := report.pipeline.unvalued):
+        parts.append(
+            f"<h3>{escape(plural(len(unvalued), 'open deal'))} without a value in "
+            f"{escape(report.currency)}</h3><p class='hint'>Counted as open, not in the "
+            f"pipeline: {escape(unvalued_text(unvalued))}. Each one: <code>connector report "
+            "--json</code> (pipeline_unvalued).</p>"
         )
     return "".join(parts)
 
@@ -249,8 +269,9 @@ def _costs_html(report: Report) -> str:
     return _section(
         "Google Ads cost and return",
         f"Per campaign of the leads' clicks (connector costs), in {cur}. ROAS = won revenue ÷ "
-        "cost; CAC = cost ÷ won deals. Open pipeline value is not recorded until a deal is won.",
-        _scroll(_table(("campaign", *COST_COLUMNS), rows)),
+        "cost; CAC = cost ÷ won deals; pipeline = the value of the leads' deals still open.",
+        # Campaign names can be long: they wrap, so the figures fit beside them.
+        cost_chart(report) + _scroll(_table(("campaign", *COST_COLUMNS), rows), "names"),
     )
 
 
@@ -264,29 +285,38 @@ def _footer(report: Report) -> str:
     return escape(
         f"Attribution precedence: {order}, then unattributed. Revenue counts won deals in "
         f"{report.currency}, others converted with the org's Salesforce rates (dated rates at "
-        "the day a deal was won); deals that still have no value are listed above and count "
-        "as won only. Pipeline velocity "
+        "a deal's CloseDate, else at the day of its change); deals that still have no value "
+        "are listed above and count as won only. Pipeline: the deals still open at the end of "
+        "the period, at their latest amount, converted at their expected CloseDate. Pipeline "
+        "velocity "
         "= opportunities \u00d7 win rate \u00d7 average deal \u00f7 average days from lead "
         "to contract."
     )
 
 
-def _channel_html_table(report: Report) -> str:
-    columns = ("channel", *FUNNEL_COLUMNS, *VALUE_COLUMNS)
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    cur = report.currency
-    body = [_html_row([name, *_html_cells(f, cur)]) for name, f in report.channels.items()]
-    body.append(_html_row(["all channels", *_html_cells(report.funnel, cur)], "total"))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def _channel_html_tables(report: Report) -> str:
+    """The funnel table, then the value and pipeline table: each fits beside its names."""
+    rows = [*report.channels.items(), ("all channels", report.funnel)]
+    tables = []
+    for columns, cells in (
+        (FUNNEL_COLUMNS, funnel_cells),
+        ((*VALUE_COLUMNS, *PIPELINE_COLUMNS), _deal_cells),
+    ):
+        body = [
+            _html_row([name, *cells(f, report.currency)], "total" if i == len(rows) - 1 else "")
+            for i, (name, f) in enumerate(rows)
+        ]
+        tables.append(_scroll(_table(("channel", *columns), body)))
+    return "".join(tables)
+
+
+def _deal_cells(f: Funnel, currency: str) -> list[str]:
+    return [*value_cells(f, currency), *pipeline_cells(f, currency)]
 
 
 def _html_row(cells: Sequence[str], css_class: str = "") -> str:
     attr = f' class="{css_class}"' if css_class else ""
     return f"<tr{attr}>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
-
-
-def _html_cells(f: Funnel, currency: str) -> list[str]:
-    return [*funnel_cells(f, currency), *value_cells(f, currency)]
 
 
 _DELIVERY_COLUMNS = (

@@ -186,6 +186,34 @@ def revenue_chart(report: Report) -> str:
     return _svg(1100, 16 + 36 * len(ranked), "Won revenue per channel", "".join(body))
 
 
+_COST_BARS = (("cost", _AMBER), ("won revenue", _GREEN), ("pipeline", _BLUE))
+
+
+def cost_chart(report: Report) -> str:
+    """Per Google Ads campaign (and for paid search): cost, won revenue and pipeline, as three
+    bars on one scale, so what a campaign costs reads beside what it brought and may bring.
+
+    Narrow, with each name above its bars: still legible scaled to a 360 px phone.
+    """
+    cur, rows = report.currency, [*report.costs.campaigns, *report.costs.channels]
+    top = max((v or 0.0 for r in rows for v in (r.cost, r.won_revenue, r.pipeline)), default=0.0)
+    body, row_h, bar_w = [], 76, 420
+    for i, r in enumerate(rows):
+        y = 6 + i * row_h
+        label = r.name if len(r.name) <= 60 else r.name[:59] + "…"  # whole in the table
+        body.append(f"<g><title>{escape(r.name)}</title>")
+        body.append(_text(0, y + 14, label, size=15, font_weight="600") + "</g>")
+        for j, ((_, color), value) in enumerate(
+            zip(_COST_BARS, (r.cost, r.won_revenue, r.pipeline), strict=True)
+        ):
+            w, top_y = bar_w * (value or 0.0) / (top or 1.0), y + 22 + j * 16
+            body.append(_rect(0, top_y, w, 13, color, rx=2))
+            body.append(_text(w + 6, top_y + 12, money(value, cur), size=14))
+    legend = _legend(6 + len(rows) * row_h, _COST_BARS, x=0)
+    height = 6 + len(rows) * row_h + 20
+    return _svg(560, height, "Google Ads cost, won revenue and pipeline", "".join(body) + legend)
+
+
 def delivery_bar(name: str, h: DeliveryHealth) -> str:
     """One destination's rows by status, as a stacked bar."""
     skipped, rejected = sum(h.skipped.values()), sum(h.rejected.values())

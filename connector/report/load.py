@@ -7,13 +7,22 @@ between stages are only meaningful within one cohort; a lead created in the
 period but won later shows up as won when the report is run again later.
 Deliveries and runs are those of changes and runs inside the period; upload
 requests (Google's processed / matched counts) those sent inside it.
+
+A lead's deals: the won one (its last won change: a restated amount replaces
+the first), and the open ones, the pipeline: each opportunity whose latest
+opportunity, won or lost change up to the period's end is an opportunity stage
+(a stage the mapping does not list neither opens nor closes a deal), at its
+latest recorded amount. A lead converted into an opportunity of which no change
+was recorded yet is one open deal of unknown value. A deal's value is its own
+amount and currency as recorded with the change (`deal_amount`); changes
+recorded before deals were carry only the value sent (`amount`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -48,13 +57,21 @@ class Period:
         return datetime.combine(self.until + timedelta(days=1), time(), UTC)
 
 
+DEAL_STAGES = ("opportunity", "won", "lost")
+_CLOSING = ("won", "lost", "disqualified")
+
+
 @dataclass(frozen=True)
 class Deal:
-    """A won deal's value; amount None when the CRM gave none we can use."""
+    """A deal's value as recorded; amount None when the CRM gave none we can use."""
 
     amount: float | None
     currency: str | None
-    closed_on: date | None = None  # the day it was recorded won: the rate's date
+    # The day its amount converts at: the CloseDate (expected, for an open deal), else the
+    # day of the change it was recorded with.
+    closed_on: date | None = None
+    at_close_date: bool = False  # closed_on is the Opportunity's CloseDate
+    recorded: bool = True  # False: converted, but no change of the opportunity recorded
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,7 @@ class Lead:
     attributes: dict[str, Any]  # the latest non-empty value of each key over its changes
     problems: dict[str, str]
     deal: Deal | None = None  # set when the lead was won
+    open_deals: tuple[Deal, ...] = ()  # its opportunities still open: the pipeline
 
 
 @dataclass(frozen=True)
@@ -169,10 +187,59 @@ def _lead(rows: Sequence[Any]) -> Lead:
     # The last won row: a restated amount (a later "won" change) replaces the first one.
     won = next((r for r in reversed(rows) if r["stage"] == "won"), None)
     deal = _deal(won, attributes) if won is not None else None
-    return Lead(rows[0]["lead_id"], created, first, stages, attributes, problems, deal)
+    lead = Lead(rows[0]["lead_id"], created, first, stages, attributes, problems, deal)
+    return replace(lead, open_deals=_open_deals(rows, attributes))
 
 
-def _deal(won: Any, lead: dict[str, Any]) -> Deal:
-    values = won["attributes"] or {}
-    currency = values.get("currency") or lead.get("currency") or None
-    return Deal(parse_amount(values.get("amount")), currency, won["changed_at"].date())
+def _deal(row: Any, lead: dict[str, Any]) -> Deal:
+    """The deal a change recorded: its own amount and currency, else the value sent."""
+    values = row["attributes"] or {}
+    if "deal_amount" in values:
+        amount, currency = values["deal_amount"], values.get("deal_currency")
+    else:  # recorded before the deal was: the won value sent is all there is
+        amount, currency = values.get("amount"), values.get("currency")
+    close = _date(values.get("close_date"))
+    return Deal(
+        parse_amount(amount),
+        currency or lead.get("currency") or None,
+        close or row["changed_at"].date(),
+        at_close_date=close is not None,
+    )
+
+
+def _open_deals(rows: Sequence[Any], lead: dict[str, Any]) -> tuple[Deal, ...]:
+    """The lead's opportunities open at the period's end, each at its latest known amount."""
+    by_opportunity: dict[str, list[Any]] = {}
+    for row in rows:
+        if opportunity := row.get("opportunity_id"):
+            by_opportunity.setdefault(opportunity, []).append(row)
+    if not by_opportunity:
+        return _converted_only(rows)
+    found = (_still_open(group, lead) for group in by_opportunity.values())
+    return tuple(deal for deal in found if deal is not None)
+
+
+def _still_open(group: Sequence[Any], lead: dict[str, Any]) -> Deal | None:
+    stage = next((r["stage"] for r in reversed(group) if r["stage"] in DEAL_STAGES), None)
+    if stage != "opportunity":
+        return None
+    recorded = [r for r in group if "deal_amount" in (r["attributes"] or {})]
+    priced = [r for r in recorded if r["attributes"]["deal_amount"] is not None]
+    # Changes recorded before deals were carry no amount of an open deal at all.
+    return replace(_deal((priced or group)[-1], lead), recorded=bool(recorded))
+
+
+def _converted_only(rows: Sequence[Any]) -> tuple[Deal, ...]:
+    """Converted (a lead status meaning opportunity) and nothing read of the deal since: one
+    open deal of unknown value, unless the lead was closed after."""
+    last = next((r for r in reversed(rows) if r["stage"] in (*_CLOSING, "opportunity")), None)
+    if last is None or last["stage"] != "opportunity":
+        return ()
+    return (Deal(None, None, last["changed_at"].date(), recorded=False),)
+
+
+def _date(raw: object) -> date | None:
+    try:
+        return date.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        return None

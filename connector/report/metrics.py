@@ -5,7 +5,9 @@ later stage counts as having passed the earlier ones (CRMs often skip a
 status). Lost and disqualified leads count at the furthest stage they reached.
 Revenue is in the report's currency: deals in others are converted with the
 org's own rates (`currency`); a deal that still has no value counts as won,
-not in revenue, and is listed with its amount and currency.
+not in revenue, and is listed with its amount and currency. The pipeline is
+the value of the deals still open at the period's end (`load`), valued the
+same way; an open deal without a value is counted and listed likewise.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from connector.report.attribution import (
 )
 from connector.report.breakdown import Mix, campaign_of, channel_of, mix
 from connector.report.costs import Costs, cost_rows
-from connector.report.currency import Valuation, WonDeal, value_deals
-from connector.report.load import DeliveryRow, Lead, LedgerData, Period, RequestRow
+from connector.report.currency import DealAmount, Valuation, value_deals
+from connector.report.load import Deal, DeliveryRow, Lead, LedgerData, Period, RequestRow
 from connector.report.unattributed import ReasonSets, reason_sets
 
 FUNNEL = ("lead", "mql", "sql", "opportunity", "won")
@@ -76,6 +78,9 @@ class Funnel:
     won_without_value: int  # no amount, or a currency without a rate
     median_days_to_contract: float | None
     average_cycle_days: float | None
+    pipeline: float = 0.0  # the open deals' value
+    open_deals: int = 0
+    open_without_value: int = 0  # open deals with no amount, or a currency without a rate
 
     @property
     def mql_to_sql(self) -> float | None:
@@ -143,6 +148,7 @@ class Report:
     generated_at: datetime
     attributions: dict[str, Attribution] = field(default_factory=dict)
     valuation: Valuation | None = None
+    pipeline: Valuation | None = None  # the open deals'
     rates_read_at: datetime | None = None
     leads: list[Lead] = field(default_factory=list)
     unattributed: ReasonSets = field(default_factory=lambda: ReasonSets(0, {}, {}, 0))
@@ -177,17 +183,27 @@ def valuation(
 ) -> Valuation:
     """The won leads' deals in `currency`; a deal without a currency is in the report's."""
     deals = (
-        WonDeal(lead.lead_id, lead.deal.amount, lead.deal.currency, _closed_on(lead))
+        _amount(lead, lead.deal, lead.stages.get("won"))
         for lead in leads
         if lead.deal is not None and reached(lead, "won")
     )
     return value_deals(deals, currency, rates)
 
 
-def _closed_on(lead: Lead) -> date:
-    if lead.deal is not None and lead.deal.closed_on is not None:
-        return lead.deal.closed_on
-    return (lead.stages.get("won") or lead.first_seen).date()
+def open_pipeline(
+    leads: Iterable[Lead], currency: str, rates: Sequence[CurrencyRate] = ()
+) -> Valuation:
+    """The open deals in `currency`, each at the rate of its expected CloseDate."""
+    deals = (_amount(lead, deal, None) for lead in leads for deal in lead.open_deals)
+    return value_deals(deals, currency, rates)
+
+
+def _amount(lead: Lead, deal: Deal, changed: datetime | None) -> DealAmount:
+    # A deal recorded without its day (hand-built) converts at the day it was won or seen.
+    on = deal.closed_on or (changed or lead.first_seen).date()
+    return DealAmount(
+        lead.lead_id, deal.amount, deal.currency, on, deal.at_close_date, deal.recorded
+    )
 
 
 def days_to_contract(lead: Lead) -> float | None:
@@ -198,11 +214,12 @@ def days_to_contract(lead: Lead) -> float | None:
     return max((won_at - start).total_seconds(), 0.0) / 86_400
 
 
-def funnel(leads: Sequence[Lead], values_of: Valuation) -> Funnel:
+def funnel(leads: Sequence[Lead], values_of: Valuation, open_of: Valuation | None = None) -> Funnel:
     counts = {stage: sum(reached(lead, stage) for lead in leads) for stage in FUNNEL}
     won = [lead for lead in leads if reached(lead, "won")]
     values = [v for lead in won if (v := values_of.value(lead.lead_id)) is not None]
     days = [d for lead in won if (d := days_to_contract(lead)) is not None]
+    open_of = open_of or Valuation(values_of.currency)
     return Funnel(
         leads=counts["lead"],
         mql=counts["mql"],
@@ -214,18 +231,24 @@ def funnel(leads: Sequence[Lead], values_of: Valuation) -> Funnel:
         won_without_value=len(won) - len(values),
         median_days_to_contract=statistics.median(days) if days else None,
         average_cycle_days=statistics.fmean(days) if days else None,
+        pipeline=sum(open_of.value(lead.lead_id) or 0.0 for lead in leads),
+        open_deals=sum(len(lead.open_deals) for lead in leads),
+        open_without_value=open_of.unvalued_of(lead.lead_id for lead in leads),
     )
 
 
 def funnel_by_channel(
-    leads: Sequence[Lead], attributions: Mapping[str, Attribution], values_of: Valuation
+    leads: Sequence[Lead],
+    attributions: Mapping[str, Attribution],
+    values_of: Valuation,
+    open_of: Valuation | None = None,
 ) -> dict[str, Funnel]:
     """Funnel per channel, biggest first, "unattributed" last so it reads as the remainder."""
     groups: dict[str, list[Lead]] = {}
     for lead in leads:
         groups.setdefault(attributions[lead.lead_id].channel, []).append(lead)
     ordered = sorted(groups.items(), key=lambda kv: (kv[0] == UNATTRIBUTED, -len(kv[1]), kv[0]))
-    return {channel: funnel(group, values_of) for channel, group in ordered}
+    return {channel: funnel(group, values_of, open_of) for channel, group in ordered}
 
 
 def measurability(
@@ -339,6 +362,7 @@ def build_report(
     """Every figure of the report for the loaded period."""
     order = check_precedence(precedence)
     values_of = valuation(data.leads, currency, data.rates)
+    open_of = open_pipeline(data.leads, currency, data.rates)
     attributions = {
         lead.lead_id: attribute(
             lead.lead_id,
@@ -356,13 +380,14 @@ def build_report(
         precedence=order,
         measurability=measurability(data.leads, attributions, values_of),
         trend=trend(data.leads, attributions, data.period, group_by, values_of),
-        funnel=funnel(data.leads, values_of),
-        channels=funnel_by_channel(data.leads, attributions, values_of),
+        funnel=funnel(data.leads, values_of, open_of),
+        channels=funnel_by_channel(data.leads, attributions, values_of, open_of),
         delivery=delivery_health(data.deliveries, data.requests, data.warnings),
         store_found=data.store_found,
         generated_at=now or datetime.now().astimezone(),
         attributions=attributions,
         valuation=values_of,
+        pipeline=open_of,
         rates_read_at=data.rates_read_at,
         leads=list(data.leads),
         unattributed=reason_sets(data.leads, attributions),
@@ -374,6 +399,7 @@ def build_report(
             values_of,
             data.rates,
             reached,
+            pipeline=open_of,
         ),
         **_mixes(data, attributions, group_by, values_of),
     )

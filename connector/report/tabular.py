@@ -10,6 +10,7 @@ from typing import Any
 
 from connector.report.breakdown import Cell, Mix
 from connector.report.costs import CostRow
+from connector.report.currency import Valuation
 from connector.report.metrics import DeliveryHealth, Funnel, Report, Share
 from connector.report.unattributed import ReasonSets, unattributed_leads
 
@@ -49,30 +50,37 @@ def report_dict(report: Report) -> dict[str, Any]:
             "channels": [_cost(r) for r in report.costs.channels],
             "campaign_days_without_rate": report.costs.unconverted,
         },
-        "won_unvalued": unvalued_rows(report),
+        "won_unvalued": unvalued_rows(report.valuation),
+        "pipeline_unvalued": unvalued_rows(report.pipeline),
         "currency_rates": rates_used(report),
         "delivery": {name: _health(h) for name, h in report.delivery.items()},
     }
 
 
-def unvalued_rows(report: Report) -> list[dict[str, Any]]:
-    """Won deals left out of revenue, with their own amount and currency, and why."""
-    deals = report.valuation.unvalued if report.valuation else []
+def unvalued_rows(v: Valuation | None) -> list[dict[str, Any]]:
+    """Deals (won, or open) left out of the figures, with their own amount and currency, and
+    why."""
     return [
         {"lead_id": d.lead_id, "amount": d.amount, "currency": d.currency, "reason": d.reason}
-        for d in deals
+        for d in (v.unvalued if v else [])
     ]
 
 
 def rates_used(report: Report) -> dict[str, Any]:
-    """The org's rates the report converted with: Salesforce's units per corporate unit."""
-    v = report.valuation
-    used = v.rates_used if v else {}
+    """The org's rates the report converted with (Salesforce's units per corporate unit), for
+    won deals and, under `pipeline`, for open ones; `converted_at`: the days that chose them."""
+    read = report.rates_read_at
     return {
-        "read_at": report.rates_read_at.isoformat(timespec="seconds")
-        if report.rates_read_at
-        else None,
+        "read_at": read.isoformat(timespec="seconds") if read else None,
+        **_conversions(report.valuation),
+        "pipeline": _conversions(report.pipeline),
+    }
+
+
+def _conversions(v: Valuation | None) -> dict[str, Any]:
+    return {
         "deals_converted": v.converted if v else 0,
+        "converted_at": dict(v.converted_at) if v else {},
         "rates": [
             {
                 "currency": r.currency,
@@ -83,7 +91,7 @@ def rates_used(report: Report) -> dict[str, Any]:
                 "valid_until": r.valid_until.isoformat() if r.valid_until else None,
                 "deals": deals,
             }
-            for r, deals in used.items()
+            for r, deals in (v.rates_used if v else {}).items()
         ],
     }
 
@@ -116,40 +124,66 @@ def unattributed_csv(report: Report) -> str:
 
 
 def to_wide_csv(report: Report) -> str:
-    """One row per channel, then per campaign: its funnel, won revenue and its share per period."""
+    """One row per channel, then per campaign (`utm_campaign`), then per Google Ads campaign:
+    its funnel, won revenue, pipeline, cost and return, and its leads and won revenue (with
+    their shares of the period's) per period.
+    A cell that does not apply to a row's dimension is empty."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     periods = report.by_channel.periods
-    per_period = [f"{kind} {p}" for p in periods for kind in ("leads", "lead share")]
+    kinds = ("leads", "lead share", "won revenue", "revenue share")
+    per_period = [f"{kind} {p}" for p in periods for kind in kinds]
     head = ["dimension", "name", "leads", "lead share", "won revenue", "revenue share"]
-    writer.writerow([*head, *_FUNNEL_COLUMNS, *per_period])
+    writer.writerow([*head, *_FUNNEL_COLUMNS, *_COST_COLUMNS, *per_period])
+    costs = {r.name: r for r in report.costs.channels}
     for mix in (report.by_channel, report.by_campaign):
         for row in mix.rows:
             t = row.total
-            funnel = report.channels.get(row.name) if mix.dimension == "channel" else None
-            cells = [_r(c, 4) for cell in row.cells for c in (cell.leads, cell.lead_share)]
+            channel = mix.dimension == "channel"
+            funnel = report.channels.get(row.name) if channel else None
+            cost = costs.get(row.name) if channel else None
+            cells = [c for cell in row.cells for c in _period_cells(cell)]
             writer.writerow(
                 [
-                    mix.dimension,
-                    row.name,
-                    t.leads,
-                    _r(t.lead_share),
-                    round(t.revenue, 2),
+                    *(mix.dimension, row.name, t.leads, _r(t.lead_share), round(t.revenue, 2)),
                     _r(t.revenue_share),
                     *_funnel_cells(funnel),
+                    *_cost_cells(cost),
                     *["" if c is None else c for c in cells],
                 ]
             )
+    for r in report.costs.campaigns:
+        counts = [r.mql, r.sql, r.opportunities, r.won, ""]
+        deals = [round(r.pipeline, 2), r.open_without_value]
+        row_cells = ["google_ads_campaign", r.name, r.leads, "", round(r.won_revenue, 2), ""]
+        writer.writerow([*row_cells, *counts, *deals, *_cost_cells(r), *[""] * len(per_period)])
     return out.getvalue()
 
 
-_FUNNEL_COLUMNS = ("mql", "sql", "opportunities", "won", "won without value")
+def _period_cells(cell: Cell) -> list[float | int | None]:
+    return [cell.leads, _r(cell.lead_share), round(cell.revenue, 2), _r(cell.revenue_share)]
+
+
+_FUNNEL_COLUMNS = (
+    *("mql", "sql", "opportunities", "won", "won without value"),
+    *("pipeline", "open without value"),
+)
+_COST_COLUMNS = ("cost", "clicks", "cost per sql", "cost per opportunity", "roas", "cac")
 
 
 def _funnel_cells(f: Funnel | None) -> list[Any]:
     if f is None:
         return [""] * len(_FUNNEL_COLUMNS)
-    return [f.mql, f.sql, f.opportunities, f.won, f.won_without_value]
+    counts = [f.mql, f.sql, f.opportunities, f.won, f.won_without_value]
+    return [*counts, round(f.pipeline, 2), f.open_without_value]
+
+
+def _cost_cells(r: CostRow | None) -> list[Any]:
+    """Cost and return: empty where no cost is known (also an unknown cost of a known row)."""
+    if r is None:
+        return [""] * len(_COST_COLUMNS)
+    figures = [_r(r.cost, 2), r.clicks, _r(r.cost_per_sql, 2), _r(r.cost_per_opportunity, 2)]
+    return ["" if c is None else c for c in [*figures, _r(r.roas), _r(r.cac, 2)]]
 
 
 def _cost(r: CostRow) -> dict[str, Any]:
@@ -165,7 +199,8 @@ def _cost(r: CostRow) -> dict[str, Any]:
         "cost_per_sql": _r(r.cost_per_sql, 2),
         "cost_per_opportunity": _r(r.cost_per_opportunity, 2),
         "won_revenue": round(r.won_revenue, 2),
-        "pipeline": None,  # open opportunity amounts are not in the ledger
+        "pipeline": round(r.pipeline, 2),
+        "open_without_value": r.open_without_value,
         "roas": _r(r.roas),
         "cac": _r(r.cac, 2),
     }
@@ -240,6 +275,9 @@ def _funnel(f: Funnel) -> dict[str, Any]:
         "won_revenue": round(f.won_revenue, 2),
         "average_deal": _r(f.average_deal, 2),
         "won_without_value": f.won_without_value,
+        "open_deals": f.open_deals,
+        "pipeline": round(f.pipeline, 2),
+        "open_without_value": f.open_without_value,
         "median_days_to_contract": _r(f.median_days_to_contract, 1),
         "average_cycle_days": _r(f.average_cycle_days, 1),
         "pipeline_velocity_per_day": _r(f.velocity_per_day, 2),
@@ -287,11 +325,18 @@ def _csv_rows(data: dict[str, Any]) -> Iterator[list[Any]]:
     for kind in ("campaigns", "channels"):
         for row in data["google_ads_costs"][kind]:
             yield from _flat(f"google_ads_cost_by_{kind[:-1]}", row["name"], row)
-    for deal in data["won_unvalued"]:
-        yield from _flat("won_unvalued", deal["lead_id"], {k: deal[k] for k in list(deal)[1:]})
-    for rate in data["currency_rates"]["rates"]:
-        group = f"{rate['currency']} {rate['source']} {rate['valid_from'] or ''}".strip()
-        yield from _flat("currency_rates", group, rate)
+    for section in ("won_unvalued", "pipeline_unvalued"):
+        for deal in data[section]:
+            yield from _flat(section, deal["lead_id"], {k: deal[k] for k in list(deal)[1:]})
+    rates = data["currency_rates"]
+    for section, used in (
+        ("currency_rates", rates),
+        ("pipeline_currency_rates", rates["pipeline"]),
+    ):
+        yield from _flat(section, "converted_at", used["converted_at"])
+        for rate in used["rates"]:
+            group = f"{rate['currency']} {rate['source']} {rate['valid_from'] or ''}".strip()
+            yield from _flat(section, group, rate)
     for name, values in data["delivery"].items():
         yield from _flat("delivery", name, values)
 

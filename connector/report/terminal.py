@@ -10,20 +10,28 @@ from connector.report.breakdown import Mix
 from connector.report.currency import UNVALUED_REASONS
 from connector.report.formatting import (
     COST_COUNT_COLUMNS,
-    COST_VALUE_COLUMNS,
+    COST_PER_COLUMNS,
+    COST_RETURN_COLUMNS,
     FUNNEL_COLUMNS,
+    PIPELINE_COLUMNS,
     STAGE_LABELS,
     VALUE_COLUMNS,
     amount_text,
+    converted_text,
     cost_count_cells,
-    cost_value_cells,
+    cost_per_cells,
+    cost_return_cells,
     funnel_cells,
     money,
     pairs,
     pct,
+    pipeline_cells,
+    plural,
     rate_text,
+    short_revenue,
     short_share,
     trust_note,
+    unvalued_text,
     value_cells,
 )
 from connector.report.metrics import DeliveryHealth, Report
@@ -45,6 +53,8 @@ def print_table(report: Report, console: Console) -> None:
     console.print(_trend_table(report))
     for mix in (report.by_channel, report.by_campaign):
         console.print(_mix_table(report, mix))
+        if any(row.total.revenue for row in mix.rows):
+            console.print(_mix_table(report, mix, revenue=True))
     for table in _channel_tables(report):
         console.print(table)
     for line in currency_lines(report):
@@ -76,24 +86,25 @@ def reason_lines(report: Report) -> list[str]:
 
 
 def currency_lines(report: Report) -> list[str]:
-    """Which rates converted won deals, and every won deal that still has no value."""
-    v = report.valuation
-    if v is None:
-        return []
-    lines = []
-    if v.rates_used:
-        lines.append(
-            f"  {v.converted:,} won deals converted to {report.currency} with the org's rates:"
-        )
-        lines += [f"    {rate_text(r)}: {n:,} deals" for r, n in v.rates_used.items()]
-    if v.unvalued:
-        lines.append(
-            f"  {len(v.unvalued):,} won deals not in revenue (no value in {report.currency}):"
-        )
+    """Which rates (at which days) valued won and open deals, and the deals without a value:
+    each won one listed, the open ones counted by reason."""
+    cur, lines = report.currency, []
+    for kind, v in (("won", report.valuation), ("open", report.pipeline)):
+        if v is not None and v.rates_used:
+            lines.append(f"  {converted_text(v, kind, cur)}:")
+            lines += [f"    {rate_text(r)}: {plural(n, 'deal')}" for r, n in v.rates_used.items()]
+    won = report.valuation.unvalued if report.valuation else []
+    if won:
+        lines.append(f"  {plural(len(won), 'won deal')} not in revenue (no value in {cur}):")
         lines += [
             f"    {d.lead_id}: {amount_text(d.amount, d.currency)} ({UNVALUED_REASONS[d.reason]})"
-            for d in v.unvalued
+            for d in won
         ]
+    if report.pipeline and (unvalued := report.pipeline.unvalued):
+        lines.append(
+            f"  {plural(len(unvalued), 'open deal')} not in the pipeline (no value in {cur}): "
+            + unvalued_text(unvalued)
+        )
     return lines
 
 
@@ -122,7 +133,8 @@ def _cost_tables(report: Report) -> list[Table]:
     tables = []
     for title, columns, cells in (
         ("Google Ads cost and funnel", COST_COUNT_COLUMNS, cost_count_cells),
-        (f"Google Ads return ({report.currency})", COST_VALUE_COLUMNS, cost_value_cells),
+        (f"Google Ads cost per result ({report.currency})", COST_PER_COLUMNS, cost_per_cells),
+        (f"Google Ads return ({report.currency})", COST_RETURN_COLUMNS, cost_return_cells),
     ):
         table = Table(title=title, title_justify="left", show_edge=False)
         table.add_column("campaign", max_width=28)
@@ -135,9 +147,11 @@ def _cost_tables(report: Report) -> list[Table]:
     return tables
 
 
-def _mix_table(report: Report, mix: Mix) -> Table:
+def _mix_table(report: Report, mix: Mix, *, revenue: bool = False) -> Table:
+    """Leads (or won revenue) per group and period, each with its share of the period's."""
+    what = f"Won revenue ({report.currency})" if revenue else "Leads"
     table = Table(
-        title=f"Leads and won revenue by {mix.dimension} and {report.group_by}",
+        title=f"{what} by {mix.dimension} and {report.group_by}",
         title_justify="left",
         show_edge=False,
     )
@@ -146,7 +160,9 @@ def _mix_table(report: Report, mix: Mix) -> Table:
         table.add_column(period, justify="right")
     table.add_column("all", justify="right")
     for row in mix.rows:
-        table.add_row(row.name, *(short_share(c) for c in [*row.cells, row.total]))
+        cells = [*row.cells, row.total]
+        shown = [short_revenue(c, report.currency) if revenue else short_share(c) for c in cells]
+        table.add_row(row.name, *shown)
     return table
 
 
@@ -185,6 +201,7 @@ def _channel_tables(report: Report) -> list[Table]:
     for title, columns, cells in (
         ("Funnel by channel", FUNNEL_COLUMNS, funnel_cells),
         (f"Revenue by channel ({report.currency})", VALUE_COLUMNS, value_cells),
+        (f"Open pipeline by channel ({report.currency})", PIPELINE_COLUMNS, pipeline_cells),
     ):
         table = Table(title=title, title_justify="left", show_edge=False)
         table.add_column("channel", no_wrap=True)

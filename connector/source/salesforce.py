@@ -300,6 +300,7 @@ class SalesforceSource:
         }
         if spec.currency_field and opportunity.get(spec.currency_field):
             values["currency"] = opportunity[spec.currency_field]
+        values["close_date"] = opportunity.get("CloseDate")  # the day its amount converts at
         return replace(
             base,
             lead=values,

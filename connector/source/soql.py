@@ -19,6 +19,9 @@ _SF_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 # Deleted and merged leads are read too (queryAll): a merged lead's changes continue
 # under the surviving lead, a deleted one's are recorded and sent nowhere.
 LEAD_SYSTEM_FIELDS = ("CreatedDate", "IsDeleted", "MasterRecordId")
+# CloseDate: the report converts a deal's amount at the dated rate of that day, as
+# Salesforce does with advanced currency management (never sent anywhere).
+OPPORTUNITY_SYSTEM_FIELDS = ("IsWon", "IsDeleted", "CloseDate")
 
 
 def soql_datetime(value: datetime) -> str:
@@ -126,5 +129,5 @@ def leads_by_contact_soql(mapping: Mapping, contact_ids: list[str]) -> str:
 def _opportunity_select(mapping: Mapping) -> list[str]:
     spec = mapping.opportunity
     assert spec is not None
-    fields = ["IsWon", "IsDeleted", spec.stage_field, *mapping.opportunity_fields()]
+    fields = [*OPPORTUNITY_SYSTEM_FIELDS, spec.stage_field, *mapping.opportunity_fields()]
     return list(dict.fromkeys(fields))

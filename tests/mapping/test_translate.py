@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from connector.core import GA4, GOOGLE_ADS, CrmChange
-from connector.mapping.rules import load_mapping
+from connector.mapping.rules import Mapping, load_mapping
 from connector.mapping.translate import translate
 
 MAPPING = load_mapping(Path(__file__).resolve().parents[2] / "mappings" / "salesforce.yaml")
@@ -176,3 +176,56 @@ def test_a_ga_client_id_that_is_none_is_a_reason_and_never_kept() -> None:
     assert mapped.change.problems["ga_client_id"] == "pii_redacted"
     assert targets(mapped)[GA4].skip_reason == "pii_redacted"
     assert "Jane" not in repr(mapped)
+
+
+def deal(stage: str, **opportunity: Any) -> CrmChange:
+    """An opportunity change as the source reads it: the deal's fields beside the lead's."""
+    values = {"Amount": 1200.0, "currency": "GBP", "close_date": "2026-11-18"} | opportunity
+    base = change(stage, **values)
+    return CrmChange(
+        "017000000000009", base.lead_id, "Proposal", stage, WHEN, WHEN, base.lead,
+        opportunity_id="006000000000001",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["Negotiation", "Closed Won", "Closed Lost"])
+def test_every_opportunity_change_records_the_deal_for_the_report(stage: str) -> None:
+    attrs = translate(deal(stage), MAPPING, "DE").change.attributes
+    assert (attrs["deal_amount"], attrs["deal_currency"], attrs["close_date"]) == (
+        1200.0,
+        "GBP",
+        "2026-11-18",
+    )
+
+
+def test_the_deal_record_changes_nothing_sent() -> None:
+    won = translate(deal("Closed Won"), MAPPING, "DE")
+    assert {(t.destination, t.value, t.currency) for t in won.targets} == {
+        (GA4, 1200.0, "GBP"),
+        (GOOGLE_ADS, 1200.0, "GBP"),
+    }
+    assert (won.change.attributes["amount"], won.change.attributes["currency"]) == (1200.0, "GBP")
+    # An open deal is sent nowhere, and a lead's own change records no deal.
+    assert translate(deal("Negotiation"), MAPPING, "DE").targets == []
+    assert "deal_amount" not in translate(change(), MAPPING, "DE").change.attributes
+
+
+def test_a_deal_without_a_usable_amount_or_close_date_records_none() -> None:
+    attrs = translate(deal("Negotiation", Amount="n/a", close_date="soon"), MAPPING, "DE")
+    assert (attrs.change.attributes["deal_amount"], attrs.change.attributes["close_date"]) == (
+        None,
+        None,
+    )
+    # Single-currency org: no currency field, the mapping's default is the deal's.
+    single = translate(deal("Negotiation", currency=None, Amount=-5), MAPPING, "DE")
+    assert single.change.attributes["deal_currency"] == "EUR"
+    assert single.change.attributes["deal_amount"] is None
+
+
+def test_a_value_rules_currency_is_what_is_sent_not_what_the_deal_is_in() -> None:
+    raw = MAPPING.model_dump()
+    raw["opportunity"]["stages"]["Closed Won"]["google_ads"]["value"]["currency"] = "USD"
+    usd = Mapping.model_validate(raw)
+    won = translate(deal("Closed Won"), usd, "DE")
+    assert targets(won)[GOOGLE_ADS].currency == "USD"
+    assert won.change.attributes["deal_currency"] == "GBP"

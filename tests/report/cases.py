@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from connector.core import Mapped, StageChange, Target
+from connector.ledger.costs import CampaignDay, ClickCampaign
 from connector.report.load import (
     Deal,
     DeliveryRow,
@@ -33,8 +34,10 @@ def lead(
     currency: str | None = "EUR",
     days_to_won: float = 90,
     then: str | None = None,
+    open_deals: tuple[Deal, ...] = (),
 ) -> Lead:
-    """A lead that went through every stage up to `furthest`, a day apart, then `then`."""
+    """A lead that went through every stage up to `furthest`, a day apart, then `then`;
+    `open_deals`: its opportunities still open (the pipeline)."""
     stages = FUNNEL_ORDER[: FUNNEL_ORDER.index(furthest) + 1]
     reached = {stage: created + timedelta(days=i) for i, stage in enumerate(stages)}
     if furthest == "won":
@@ -42,7 +45,7 @@ def lead(
     if then:
         reached[then] = max(reached.values()) + timedelta(days=1)
     deal = Deal(amount, currency) if furthest == "won" else None
-    return Lead(lead_id, created, created, reached, attrs or {}, {}, deal)
+    return Lead(lead_id, created, created, reached, attrs or {}, {}, deal, open_deals)
 
 
 def worked_funnel(attrs: dict[str, Any] | None = None, prefix: str = "L") -> list[Lead]:
@@ -75,8 +78,9 @@ def change(
     attrs: dict[str, Any],
     created: datetime | None = None,
     problems: dict[str, str] | None = None,
+    opportunity: str | None = None,
 ) -> Mapped:
-    """A change as the pipeline records it, bound for Google Ads."""
+    """A change as the pipeline records it, bound for Google Ads (of `opportunity`'s stage)."""
     sc = StageChange(
         lead_id=lead,
         crm_status=stage.upper(),
@@ -86,6 +90,7 @@ def change(
         lead_created_at=created,
         attributes=attrs,
         problems=problems or {},
+        opportunity_id=opportunity,
     )
     return Mapped(sc, [Target("google_ads", "700000001", None, None)])
 
@@ -116,8 +121,13 @@ _PROFILES: dict[str, tuple[int, float, float, float, float]] = {
 }
 
 
+# Google Ads campaigns of the sample's paid search clicks, one with a long name.
+_CAMPAIGNS = ("Brand DE", "Generic CRM EMEA | Performance Max | Q2 2026 expansion", "Retargeting")
+
+
 def sample_data() -> LedgerData:
-    """Six channels over four months, with wins and deliveries: for rendering tests.
+    """Six channels over four months, with wins, open deals, deliveries and Google Ads
+    cost: for rendering tests.
 
     Unattributed leads cluster in the later weeks, so measurability falls over time.
     """
@@ -129,14 +139,20 @@ def sample_data() -> LedgerData:
             u = (i * 37 % 100) / 100  # evenly spread, deterministic
             furthest = FUNNEL_ORDER[sum(u < share for share in shares)]
             offset = 55 + (i * 13) % 65 if channel == "unattributed" else (i * 29) % 120
+            attrs = CHANNEL_ATTRS[channel]
+            if channel == "paid search":  # each lead its own click, in one of the campaigns
+                attrs = attrs | {"gclid": f"Cj0KCQiA-sample_{n:05d}"}
+            # Every fifth open deal has no amount yet: counted, not in the pipeline.
+            priced = None if n % 5 == 0 else 5_000.0 + 2_500.0 * (n % 7)
             leads.append(
                 lead(
                     f"00Q{n:05d}",
                     furthest,
                     created=T0 + timedelta(days=offset, hours=n % 9),
-                    attrs=CHANNEL_ATTRS[channel],
+                    attrs=attrs,
                     amount=8_000.0 + 1_500.0 * ((n * 13) % 17) if furthest == "won" else None,
                     days_to_won=30 + (n * 11) % 80,
+                    open_deals=(Deal(priced, "EUR"),) if furthest == "opportunity" else (),
                 )
             )
     deliveries = [DeliveryRow("google_ads", "delivered", None, "mql")] * 140
@@ -150,4 +166,27 @@ def sample_data() -> LedgerData:
     runs = [RunRow(T0, "ok", {})]
     requests = [RequestRow("google_ads", "PARTIAL_SUCCESS", 146, 131)]
     period = Period(date(2026, 3, 1), date(2026, 6, 30))
-    return LedgerData(period, leads, deliveries, runs, requests=requests)
+    days, clicks = _sample_costs(leads)
+    return LedgerData(
+        period, leads, deliveries, runs, requests=requests, ad_costs=days, clicks=clicks
+    )
+
+
+def _sample_costs(leads: list[Lead]) -> tuple[list[CampaignDay], dict[str, ClickCampaign]]:
+    """A cost per campaign and week, and each paid search lead's click in a campaign."""
+    days = [
+        CampaignDay(
+            str(i), date(2026, 3, 2) + timedelta(weeks=w), name, (i + 1) * 900_000_000, 40, "EUR"
+        )
+        for i, name in enumerate(_CAMPAIGNS)
+        for w in range(17)
+    ]
+    gclids = [
+        str(x.attributes["gclid"]) for x in leads if "sample_" in str(x.attributes.get("gclid"))
+    ]
+    clicks = {
+        g: ClickCampaign(g, str(k % 3), _CAMPAIGNS[k % 3], date(2026, 3, 2))
+        for k, g in enumerate(gclids)
+        if k % 10  # a few clicks click_view did not find
+    }
+    return days, clicks

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime
 
+from rich.console import Console
+
 from connector.report.breakdown import Cell
+from connector.report.html import to_html
 from connector.report.load import Lead, LedgerData, Period
 from connector.report.metrics import build_report
+from connector.report.tabular import to_wide_csv
+from connector.report.terminal import print_table
 from tests.report.cases import PAID, lead
 
 SPRING = Period(date(2026, 3, 1), date(2026, 4, 30))
@@ -52,3 +59,22 @@ def test_the_trend_gives_won_revenue_measurability_per_period() -> None:
         (10_000, 10_000),
         (10_000, 10_000),
     ]
+
+
+def test_every_format_shows_each_groups_won_revenue_per_period() -> None:
+    report = build_report(LedgerData(SPRING, leads()), currency="EUR")
+    console = Console(record=True, width=120)
+    print_table(report, console)
+    text = console.export_text()
+    assert "Won revenue (EUR) by channel and month" in text
+    # paid search: March €10,000 of €10,000; April €5,000 of €10,000; all €15,000 of €20,000
+    paid = next(line for line in text.splitlines() if "€15,000" in line and "paid" in line)
+    assert [c.strip() for c in paid.split("│")[1:]] == ["€10,000 100%", "€5,000 50%", "€15,000 75%"]
+    assert "€5,000 · 50%" in to_html(report)
+    rows = {
+        (r["dimension"], r["name"]): r for r in csv.DictReader(io.StringIO(to_wide_csv(report)))
+    }
+    email = rows[("channel", "email")]
+    assert (email["won revenue 2026-03"], email["won revenue 2026-04"]) == ("0.0", "5000.0")
+    assert (email["revenue share 2026-04"], email["leads 2026-04"]) == ("0.5", "1")
+    assert rows[("campaign", "brand")]["revenue share 2026-03"] == "1.0"

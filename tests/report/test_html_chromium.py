@@ -64,6 +64,9 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     dumped = chromium(tmp_path, "--dump-dom", page.as_uri())
     assert console_problems(dumped.stderr) == []
     assert "Funnel by channel" in dumped.stdout and dumped.stdout.count("<svg") >= 5
+    # The cost section, its chart and its pipeline column render too.
+    assert "Google Ads cost and return" in dumped.stdout
+    assert 'aria-label="Google Ads cost, won revenue and pipeline"' in dumped.stdout
 
 
 # The widths marketers read it at: a phone, and a wide desktop.

@@ -71,7 +71,7 @@ def test_every_format_names_the_unvalued_deals_and_the_rates_used() -> None:
     print_table(report, console)
     text = console.export_text()
     assert "E: 1,000.00 XYZ (no conversion rate for its currency)" in text
-    assert "1.25 USD per EUR (DatedConversionRate 2026-03-01 to 2026-03-14): 1 deals" in text
+    assert "1.25 USD per EUR (DatedConversionRate 2026-03-01 to 2026-03-14): 1 deal" in text
     page = to_html(report)
     assert "1,000.00 XYZ" in page and "2 won deals without a value in EUR" in page
 

@@ -113,13 +113,15 @@ def test_snapshot_mode_sees_the_same_journey_as_history_mode(
     both()
     journey.lead_status("MQL", "SQL")
     both()
+    expected, signed = (NOW + timedelta(days=30)).date(), (NOW - timedelta(days=2)).date()
     proposal = {"StageName": "Proposal", "Amount": 1000.0, "CurrencyIsoCode": "GBP"}
+    proposal["CloseDate"] = expected.isoformat()
     stamp = sf_datetime(NOW - timedelta(hours=1, seconds=30))
     sandbox.salesforce.insert("Opportunity", {"Id": OPP, **proposal, "SystemModstamp": stamp})
     journey.lead_status("SQL", "Closed - Converted", IsConverted=True, ConvertedOpportunityId=OPP)
     both()
     won = {"StageName": "Closed Won", "IsWon": True, "IsClosed": True, "Amount": 30000.0}
-    journey.opportunity(won, "StageName", "Proposal", "Closed Won")
+    journey.opportunity(won | {"CloseDate": signed}, "StageName", "Proposal", "Closed Won")
     both()
     journey.opportunity({"Amount": 35000.0}, "Amount", 30000.0, 35000.0)
     both()
@@ -156,6 +158,21 @@ def test_snapshot_mode_sees_the_same_journey_as_history_mode(
     assert conversions(snapshot_sent) == conversions(history_sent)
     assert (WON_ACTION, 35000.0) in conversions(history_sent)
     assert (WON_ACTION, None) in conversions(history_sent)  # the retraction
+
+    # Each opportunity change records the deal as it was read then (the report's pipeline
+    # and the CloseDate its amount converts at), in both modes.
+    def deals(changes: list[dict[str, Any]]) -> list[tuple[str, float, str, str]]:
+        keys = ("deal_amount", "deal_currency", "close_date")
+        opportunity = [c for c in changes if c["opportunity_id"]]
+        return [(c["crm_status"], *(c["attributes"][k] for k in keys)) for c in opportunity]
+
+    after = [
+        ("Closed Won", 30000.0, "GBP", signed.isoformat()),
+        ("Closed Won", 35000.0, "GBP", signed.isoformat()),
+        ("Negotiation", 35000.0, "GBP", signed.isoformat()),
+    ]
+    assert deals(by_history) == after
+    assert deals(by_snapshot) == [("Proposal", 1000.0, "GBP", expected.isoformat()), *after]
 
 
 def test_merged_lead_continues_under_its_master_and_a_deleted_one_is_sent_nowhere(

@@ -27,6 +27,7 @@ from tests.conftest import MAPPING
 NOW = datetime.now(UTC).replace(microsecond=0)
 LEAD, OPP, ORPHAN = "00Q000000000001AAA", "006000000000001AAA", "006000000000002AAA"
 GCLID = "Cj0KCQiA-journeyTest_1234567890"
+CLOSED_ON = (NOW - timedelta(days=4)).date().isoformat()  # signed before it was recorded won
 
 
 def at(hours_ago: float) -> str:
@@ -63,6 +64,7 @@ def journey() -> dict[str, list[dict[str, object]]]:
         "CurrencyIsoCode": "GBP",
         "IsClosed": True,
         "IsWon": True,
+        "CloseDate": CLOSED_ON,
         "CreatedDate": at(60),
         "IsDeleted": False,
     }
@@ -140,6 +142,31 @@ def test_the_whole_journey_arrives_under_one_lead_id(sandbox: Sandbox, sqlite_ur
     assert len(orphan_rows) == 2  # recorded for both destinations, sent nowhere
 
 
+def deal_attributes(state_url: str) -> list[tuple[str, object, object, object]]:
+    """(stage, deal_amount, deal_currency, close_date) of each recorded change of OPP."""
+    engine = create_engine(state_url)
+    sc = stage_changes.c
+    query = select(sc.stage, sc.attributes).where(sc.opportunity_id == OPP)
+    with engine.connect() as conn:
+        found = conn.execute(query.order_by(sc.changed_at)).all()
+    engine.dispose()
+    keys = ("deal_amount", "deal_currency", "close_date")
+    return [(stage, *(attrs.get(k) for k in keys)) for stage, attrs in found]
+
+
+def test_every_opportunity_change_records_the_deal_as_read(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    sync(sandbox.settings(sqlite_url, MAPPING), load_mapping(MAPPING), SyncOptions())
+    # History rows carry the opportunity as it is now (parent fields): the open stage too,
+    # so the report can value the pipeline; the CloseDate is the one the deal converts at.
+    assert deal_attributes(sqlite_url) == [
+        ("opportunity", 30000.0, "GBP", CLOSED_ON),
+        ("won", 30000.0, "GBP", CLOSED_ON),
+        ("won", 30000.0, "GBP", CLOSED_ON),  # the restatement
+    ]
+
+
 def test_a_sync_costs_at_most_pages_plus_one_calls_per_object(
     sandbox: Sandbox, sqlite_url: str
 ) -> None:
@@ -173,6 +200,8 @@ def test_a_large_first_run_streams_through_bulk_api_with_the_same_result(
     assert sandbox.salesforce.bulk_calls["OpportunityFieldHistory"] >= 3
     won = sandbox.datamanager.conversions[("700000004", f"{LEAD}:won:{OPP}")]
     assert won["conversion_value"] == 30000.0
+    # Bulk API 2.0 answers CSV text: the deal's amount and CloseDate are read the same.
+    assert ("won", 30000.0, "GBP", CLOSED_ON) in deal_attributes(sqlite_url)
     # The bookmark moved to the newest change only once the whole job was read.
     from connector.ledger import Ledger
 
@@ -270,3 +299,20 @@ def test_an_expired_session_logs_in_again_once_for_the_same_page(sandbox: Sandbo
     with pytest.raises(SourceError, match="INVALID_SESSION_ID") as expired:
         list(without.pull(backfill()))
     assert expired.value.retryable
+
+
+def test_the_generated_org_signs_some_deals_before_they_are_recorded_won() -> None:
+    from connector_sandbox.dataset import generate
+
+    data = generate(n_leads=1500, seed=7, now=NOW)
+    last_change: dict[str, str] = {}
+    for row in data.opportunity_history:  # in time order
+        if row["Field"] == "StageName":
+            last_change[row["OpportunityId"]] = row["CreatedDate"][:10]
+    closed = [o for o in data.opportunities if o["IsClosed"] and o["Id"] in last_change]
+    assert closed and all(
+        o["CreatedDate"][:10] <= o["CloseDate"] <= last_change[o["Id"]] for o in closed
+    )
+    assert any(o["CloseDate"] < last_change[o["Id"]] for o in closed)
+    open_ = [o for o in data.opportunities if not o["IsClosed"]]
+    assert all(o["CloseDate"] > NOW.date().isoformat() for o in open_)  # expected close
