@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import phonenumbers
@@ -41,6 +41,7 @@ class Hashed:
     problem: str | None = None
 
 
+@lru_cache(maxsize=1 << 14)
 def hash_email(raw: str | None) -> Hashed:
     if raw is None or not raw.strip():
         return Hashed()
@@ -55,6 +56,9 @@ def hash_email(raw: str | None) -> Hashed:
         return Hashed(problem="invalid_email")
 
 
+# A lead's changes carry its email and phone each time: normalised and hashed once. Bounded,
+# so memory stays flat however many leads a run reads.
+@lru_cache(maxsize=1 << 14)
 def hash_phone(raw: str | None, default_region: str) -> Hashed:
     if raw is None or not raw.strip():
         return Hashed()
