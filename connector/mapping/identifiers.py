@@ -82,6 +82,7 @@ def to_e164(raw: str, default_region: str) -> str | None:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+@lru_cache(maxsize=1 << 14)  # UTM values and lead sources repeat across leads
 def looks_like_pii(value: str, default_region: str) -> bool:
     """Whether a CRM value outside the email / phone roles holds an email or phone number.
 

@@ -111,12 +111,16 @@ class DataManagerDestination:
 
     def _request(self, batch: list[Delivery], validate_only: bool) -> dm.IngestEventsRequest:
         actions = sorted({d.target for d in batch})
-        return dm.IngestEventsRequest(
-            destinations=[self._destination(action) for action in actions],
+        # Built as plain protobuf messages and wrapped once: proto-plus wrappers per field
+        # cost ten times as much, for 2,000 events a request.
+        request = dm.IngestEventsRequest.pb()(
+            destinations=[dm.Destination.pb(self._destination(action)) for action in actions],
             events=[_event(d) for d in batch],
             encoding=dm.Encoding.HEX,
             validate_only=validate_only,
         )
+        wrapped: dm.IngestEventsRequest = dm.IngestEventsRequest.wrap(request)
+        return wrapped
 
     def _destination(self, action: str) -> dm.Destination:
         s = self._settings
@@ -138,25 +142,21 @@ def _reference(action: str) -> str:
     return f"action_{action}"
 
 
-def _event(d: Delivery) -> dm.Event:
+def _event(d: Delivery) -> Any:
+    """One event as the plain protobuf message (`dm.Event.pb()`)."""
     attrs = d.change.attributes
-    event = dm.Event(
+    event = _EVENT(
         destination_references=[_reference(d.target)],
         transaction_id=d.change.transaction_id,
-        event_timestamp=d.change.changed_at,
         event_source=dm.EventSource.OTHER,
     )
+    event.event_timestamp.FromDatetime(d.change.changed_at)
     if click := click_id(attrs):
-        event.ad_identifiers = dm.AdIdentifiers(**{click[0]: click[1]})
-    identifiers = [
-        dm.UserIdentifier(**{IDENTIFIER_FIELD[kind]: digest})
-        for kind, digest in hashed_identifiers(attrs).items()
-    ]
-    if identifiers:
-        event.user_data = dm.UserData(user_identifiers=identifiers)
-    consent = {key: CONSENT[granted] for key, granted in consent_flags(attrs).items()}
-    if consent:
-        event.consent = dm.Consent(**consent)
+        setattr(event.ad_identifiers, click[0], click[1])
+    for kind, digest in hashed_identifiers(attrs).items():
+        event.user_data.user_identifiers.add(**{IDENTIFIER_FIELD[kind]: digest})
+    for key, granted in consent_flags(attrs).items():
+        setattr(event.consent, key, CONSENT[granted])
     if d.change.retraction:
         # No retraction in Data Manager: the nearest is a value restated to 0 (module doc).
         event.conversion_value = 0.0
@@ -164,5 +164,8 @@ def _event(d: Delivery) -> dm.Event:
         event.conversion_value = d.value
         event.currency = d.currency
     if d.change.retraction or d.change.restatement:
-        event.last_updated_timestamp = d.change.changed_at
+        event.last_updated_timestamp.FromDatetime(d.change.changed_at)
     return event
+
+
+_EVENT = dm.Event.pb()
