@@ -40,6 +40,7 @@ SOQL_PAGE = 2000  # REST query page, and ids per lookup IN list
 BULK_PAGE = 50_000  # connector.source.bulk.bulk_pages' default maxRecords
 GA4_EVENTS = 25  # Measurement Protocol events per request
 DM_EVENTS = 2000  # Data Manager events per IngestEvents request
+DM_CONCURRENCY = 4  # settings.GoogleAdsSettings.max_concurrency's default
 BACKFILL_DAYS = 90
 LEGEND = """\
 min Salesforce, per history object: ceil(rows / 2,000) REST pages, or for more rows than
@@ -50,9 +51,11 @@ min Salesforce, per history object: ceil(rows / 2,000) REST pages, or for more r
   no API call (the daily limit counts REST and Bulk requests).
 min Data Manager: ceil(events / 2,000) IngestEvents requests (conversion actions share them).
 min GA4: the sum over client ids of ceil(that client's events / 25).
-ideal wall: latency x (Salesforce min + Data Manager min + ceil(GA4 min / GA4 concurrency)):
-  Salesforce pages and Data Manager requests one after another, GA4 requests
-  `max_concurrency` (8) at a time; the connector's CPU is not in it.
+ideal wall: latency x (Salesforce min + ceil(Data Manager min / its concurrency)
+  + ceil(GA4 min / GA4 concurrency)): Salesforce pages one after another, Data Manager
+  requests `google_ads.max_concurrency` (4) and GA4 requests `ga4.max_concurrency` (8) at a
+  time (Data Manager's 240 a minute never binds at these sizes); the connector's CPU is not
+  in it.
 CPU: user + system time of the sync process; per change: CPU / changes recorded.
 peak RSS: the sync process's ru_maxrss."""
 
@@ -283,7 +286,8 @@ def report(
     sf_min = salesforce_minimum(source, first)
     dm_min = math.ceil(calls.datamanager_events / DM_EVENTS)
     sf_calls = sum(calls.salesforce.values())
-    ideal = latency_ms / 1000 * (sf_min + dm_min + math.ceil(calls.ga4_minimum / concurrency))
+    dm_rounds = math.ceil(dm_min / DM_CONCURRENCY)
+    ideal = latency_ms / 1000 * (sf_min + dm_rounds + math.ceil(calls.ga4_minimum / concurrency))
     print(
         f"-- {label}: {run.summary.get('pulled', 0):,} pulled, {new:,} new, "
         f"status {run.summary.get('status')}"

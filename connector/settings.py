@@ -133,6 +133,10 @@ class GoogleAdsSettings(BaseModel):
     default_phone_region: str = "US"
     batch_size: int = Field(default=2000, ge=1, le=2000)
     timeout_seconds: float = Field(default=60.0, gt=0)
+    # Data Manager requests in the air at once, and started per minute at most: its quota
+    # is 300 requests a minute per project (API-NOTES), so the default stays well under.
+    max_concurrency: int = Field(default=4, ge=1, le=16)
+    requests_per_minute: int = Field(default=240, ge=1, le=300)
 
     @field_validator("operating_account_id", "login_account_id")
     @classmethod

@@ -6,7 +6,9 @@ which destination a request names. This module is everything else, shared:
 
 - one client per destination (REST transport, the CA bundle pinned on it,
   no GAPIC retry: ours, `call_with_retries`, is the only one);
-- batches of at most `batch_size` events (2,000 is Google's limit);
+- batches of at most `batch_size` events (2,000 is Google's limit), up to
+  `concurrency` requests in the air at once, started no faster than
+  `requests_per_minute` (the project's quota is 300), each settled as it returns;
 - a request is accepted or rejected as a whole, so a rejected one is split in
   halves until only the bad events are set aside, each with Google's reason;
   ALREADY_EXISTS for one event means it is there already: delivered;
@@ -22,8 +24,11 @@ which destination a request names. This module is everything else, shared:
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,6 +69,8 @@ class DataManager:
         credentials: Credentials,
         timeout: float,
         batch_size: int = MAX_EVENTS,
+        concurrency: int = 1,
+        requests_per_minute: int | None = None,
         sleep: Callable[[float], None] | None = None,
         credentials_setting: str = "the credentials setting",
         account: str = "the account",
@@ -75,6 +82,8 @@ class DataManager:
         self._timeout = timeout
         self._sleep = sleep  # tests skip the backoff waits
         self._ledger: Ledger | None = None
+        self._pool = ThreadPoolExecutor(max_workers=concurrency) if concurrency > 1 else None
+        self._pace = Pace(requests_per_minute)
         self._client = dm.IngestionServiceClient(
             credentials=credentials,
             transport="rest",
@@ -89,6 +98,8 @@ class DataManager:
             self._ledger = ledger
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
         self._client.transport.close()  # type: ignore[no-untyped-call]
 
     def deliver(
@@ -100,14 +111,36 @@ class DataManager:
     ) -> list[Outcome]:
         """Send `batch` (already checked locally) in requests of at most `batch_size` events;
         each request's outcomes go to `settle` as soon as it returns."""
+        size = self.batch_size
+        chunks = [list(batch[i : i + size]) for i in range(0, len(batch), size)]
         outcomes: list[Outcome] = []
-        for start in range(0, len(batch), self.batch_size):
-            chunk = list(batch[start : start + self.batch_size])
-            sent = self._send(chunk, build, validate_only)
+        for sent in self._sent(chunks, build, validate_only):
             if settle:
                 settle(sent)
             outcomes.extend(sent)
         return outcomes
+
+    def _sent(
+        self, chunks: list[list[Delivery]], build: Build, validate_only: bool
+    ) -> Iterator[list[Outcome]]:
+        """Each request's outcomes, in this thread, as the requests return."""
+        if self._pool is None or len(chunks) < 2:
+            for chunk in chunks:
+                yield self._send(chunk, build, validate_only)
+            return
+        sending = {self._pool.submit(self._send, c, build, validate_only) for c in chunks}
+        refused: DestinationError | None = None
+        while sending:
+            done, sending = wait(sending, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    yield future.result()
+                except DestinationError as exc:
+                    # The requests already in the air are settled first: what they carried
+                    # may have been ingested, and must not go back as untried.
+                    refused = refused or exc
+        if refused is not None:
+            raise refused
 
     def deliver_checked(
         self,
@@ -206,6 +239,7 @@ class DataManager:
 
     def _call(self, method: Callable[..., T], request: Any) -> T:
         """One call without the GAPIC default retry: ours (call_with_retries) is the only one."""
+        self._pace.wait()
         try:
             return method(request=request, retry=None, timeout=self._timeout)
         except GOOGLE_REST_TRANSIENT as exc:
@@ -234,6 +268,34 @@ def field_warnings(
         index = index if index < events else 0
         per_event[index] = (*per_event.get(index, ()), f"{reason} {field}".strip())
     return per_event, per_request
+
+
+class Pace:
+    """At most `per_minute` calls started in any 60 seconds, across threads (None: no limit).
+
+    A quota counts requests per minute, so a burst under it never waits: only the call
+    that would be one too many in the last minute waits for the oldest to age out.
+    """
+
+    def __init__(self, per_minute: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = per_minute
+        self._clock = clock
+        self._started: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        if not self._limit:
+            return
+        with self._lock:  # slots are taken in turn; a full window waits for its oldest call
+            now = self._clock()
+            while self._started and self._started[0] <= now - 60:
+                self._started.popleft()
+            start = now if len(self._started) < self._limit else self._started[0] + 60
+            self._started.append(start)
+            if len(self._started) > self._limit:
+                self._started.popleft()
+        if start > now:
+            sleep(start - now)
 
 
 def _already_exists(exc: gexc.GoogleAPICallError) -> bool:

@@ -66,6 +66,8 @@ class DataManagerDestination:
             credentials=credentials(settings, SCOPE),
             timeout=settings.timeout_seconds,
             batch_size=settings.batch_size,
+            concurrency=settings.max_concurrency,
+            requests_per_minute=settings.requests_per_minute,
             sleep=sleep,
             credentials_setting="CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE",
             account=f"Google Ads account {settings.operating_account_id}",
@@ -74,8 +76,11 @@ class DataManagerDestination:
         self._action_ids = ActionIds(
             settings, lambda: ads_client(settings).get_service("GoogleAdsService"), sleep=sleep
         )
+        # A call takes as many requests as may be in the air at once.
         self.capabilities = Capabilities(
-            batch_size=settings.batch_size, request_status=True, deduplicates=True
+            batch_size=settings.batch_size * settings.max_concurrency,
+            request_status=True,
+            deduplicates=True,
         )
 
     def close(self) -> None:

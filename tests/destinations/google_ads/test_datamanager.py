@@ -7,17 +7,25 @@ from typing import Any
 
 import pytest
 
-from connector.core import Delivery, Status
+from connector.core import Delivery, Outcome, Status
+from connector.destinations.datamanager import Pace
 from connector.destinations.google_ads.datamanager import DataManagerDestination
+from connector.errors import DestinationError
 from connector.retry import RetryableError
+from connector.settings import GoogleAdsSettings
 from connector_sandbox.datamanager import (
+    INGEST_PATH,
     STATUS_PATH,
     DataManagerEmulator,
     already_exists_fault,
     resource_exhausted_fault,
+    status_body,
     unavailable_fault,
 )
+from connector_sandbox.faults import Fault
+from connector_sandbox.tls import sandbox_ca
 from tests.destinations import deliveries
+from tests.destinations.conftest import ACCOUNT
 from tests.destinations.deliveries import NOW
 
 WON = "700000004"
@@ -147,3 +155,68 @@ def test_request_status_through_the_client(
     emulator.faults.push(unavailable_fault(path=STATUS_PATH))
     with pytest.raises(RetryableError):
         destination.request_status(outcome.request_id)
+
+
+def concurrent_destination(emulator: DataManagerEmulator) -> DataManagerDestination:
+    settings = GoogleAdsSettings(
+        operating_account_id=ACCOUNT,
+        datamanager_endpoint=emulator.url,
+        datamanager_ca_bundle=sandbox_ca().bundle_path,
+        anonymous_credentials=True,
+        batch_size=2,
+        max_concurrency=3,
+    )
+    return DataManagerDestination(settings, sleep=lambda _: None)
+
+
+def test_requests_go_side_by_side_each_settled_as_it_returns(
+    emulator: DataManagerEmulator,
+) -> None:
+    destination = concurrent_destination(emulator)
+    assert destination.capabilities.batch_size == 6  # a call holds the requests in the air
+    settled: list[list[Outcome]] = []
+    try:
+        outcomes = destination.deliver([won(n) for n in range(1, 7)], settle=settled.append)
+    finally:
+        destination.close()
+    assert emulator.requests == 3 and len(emulator.conversions) == 6
+    assert {o.status for o in outcomes} == {Status.DELIVERED}
+    requests = [s for s in settled if s]  # the local checks' (empty) outcomes come first
+    assert sorted(len(s) for s in requests) == [2, 2, 2]
+    assert all(len({o.request_id for o in s}) == 1 for s in requests)
+
+
+def test_a_refusal_settles_the_requests_in_the_air_before_it_stops_the_destination(
+    emulator: DataManagerEmulator,
+) -> None:
+    denied = status_body(403, "PERMISSION_DENIED", "The caller does not have permission.")
+    emulator.faults.push(Fault(status=403, body=denied, path_contains=INGEST_PATH))
+    destination = concurrent_destination(emulator)
+    settled: list[Outcome] = []
+    try:
+        with pytest.raises(DestinationError, match="refused the request \\(403"):
+            destination.deliver([won(n) for n in range(1, 7)], settle=settled.extend)
+    finally:
+        destination.close()
+    # The two requests Google took are settled delivered: never sent again as untried.
+    assert len(emulator.conversions) == 4
+    ingested = sorted(int(transaction.split(":")[0][3:]) for _, transaction in emulator.conversions)
+    assert sorted(o.delivery_id for o in settled) == ingested
+    assert {o.status for o in settled} == {Status.DELIVERED}
+
+
+def test_pace_lets_a_burst_under_the_quota_go_and_holds_the_one_too_many() -> None:
+    now = [100.0]
+    waits: list[float] = []
+    pace = Pace(3, clock=lambda: now[0])
+    for _ in range(3):
+        pace.wait(sleep=waits.append)
+    assert waits == []  # three in a minute: under the quota, no wait
+    now[0] += 10
+    pace.wait(sleep=waits.append)
+    pace.wait(sleep=waits.append)
+    assert waits == [50.0, 50.0]  # the oldest calls leave the window at 160
+    now[0] = 200.0
+    pace.wait(sleep=waits.append)  # the window holds 160, 160: room for one
+    pace.wait(sleep=waits.append)  # 160, 160, 200: the next slot is at 220
+    assert waits == [50.0, 50.0, 20.0]
