@@ -1,5 +1,9 @@
 """`connector demo`: the whole job against local emulators, with a generated dataset.
 
+After its two syncs it reads Google Ads cost as `connector costs` does (the
+Google Ads API emulator knows the dataset's campaigns and the click behind each
+gclid), so the report shows cost per SQL, return on ad spend and CAC.
+
 Every demo (and `connector sandbox`) keeps its state in a directory of its own
 under one parent, `<temp dir>/connector-demo/`; only the newest few are kept.
 """
@@ -16,12 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from connector.analytics.google_ads_costs import fetch_costs
 from connector.ledger import Ledger
 from connector.mapping.rules import load_mapping
 from connector.pipeline import Progress, SyncOptions, sync
-from connector.report import Period, build_report, load, to_html
+from connector.report import Period, Report, build_report, load, to_html
 from connector.summary import RunSummary
-from connector_sandbox.dataset import generate
+from connector_sandbox.dataset import AdAccount, generate, google_ads_account
+from connector_sandbox.google_ads_reporting import AdsReporting, EmulatedCampaign
 from connector_sandbox.stack import Sandbox
 
 # The repo's mapping when run from a checkout; the working directory's in a container.
@@ -41,6 +47,7 @@ class DemoResult:
     emulators: dict[str, Any]
     report_file: Path
     mapping_path: Path
+    costs: dict[str, Any]  # what `connector costs` stored, and paid search's ROAS and CAC
 
     def commands(self) -> dict[str, str]:
         """What to type next: open the report, and run commands on the demo's state."""
@@ -62,6 +69,7 @@ class DemoResult:
             "state_url": self.state_url,
             "emulators": self.emulators,
             "report_file": str(self.report_file),
+            "google_ads_costs": self.costs,
             "commands": self.commands(),
         }
 
@@ -106,7 +114,9 @@ def run_demo(
     directory = directory.resolve()  # the printed commands work from any directory
     state_url = f"sqlite:///{directory / 'connector.db'}"
     data = generate(n_leads=leads, seed=seed)
+    period = Period.parse(None, None)
     with Sandbox(data.tables()) as sandbox:
+        _add_account(sandbox.google_ads_api.reporting, google_ads_account(data, seed))
         mapping_path = demo_mapping()
         settings = sandbox.settings(state_url, mapping_path, upload_api=upload_api)
         mapping = load_mapping(settings.mapping_path)
@@ -114,14 +124,39 @@ def run_demo(
         # Shows exactly-once: the same window again finds everything already recorded.
         second = sync(settings, mapping, SyncOptions(progress=progress))
         emulators = _emulator_counts(sandbox, upload_api)
+        stored = fetch_costs(
+            settings.google_ads, Ledger.open(state_url), period.since, period.until
+        )
     report_file = directory / "report.html"
     report = build_report(
-        load(Ledger.open(state_url, readonly=True), Period.parse(None, None)),
+        load(Ledger.open(state_url, readonly=True), period),
         currency=mapping.default_currency,
         precedence=mapping.attribution_precedence,
     )
     report_file.write_text(to_html(report), encoding="utf-8")
-    return DemoResult(first, second, state_url, emulators, report_file, mapping_path)
+    costs = stored | _paid_search(report)
+    return DemoResult(first, second, state_url, emulators, report_file, mapping_path, costs)
+
+
+def _add_account(reporting: AdsReporting, account: AdAccount) -> None:
+    for c in account.campaigns:
+        reporting.add_campaign(EmulatedCampaign(c.id, c.name, days=c.days))
+    for click in account.clicks:
+        reporting.add_click(click.gclid, click.day, click.campaign_id)
+
+
+def _paid_search(report: Report) -> dict[str, Any]:
+    """The paid search channel's cost row: what the report's cost section says of it."""
+    if not report.costs.channels:
+        return {}
+    row = report.costs.channels[0]
+    return {
+        "report_currency": report.currency,
+        "paid_search_won_revenue": round(row.won_revenue, 2),
+        "paid_search_roas": round(row.roas, 2) if row.roas is not None else None,
+        "paid_search_cac": round(row.cac, 2) if row.cac is not None else None,
+        "paid_search_cost_per_sql": round(row.cost_per_sql, 2) if row.cost_per_sql else None,
+    }
 
 
 def _emulator_counts(sandbox: Sandbox, upload_api: str) -> dict[str, Any]:

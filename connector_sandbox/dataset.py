@@ -5,13 +5,16 @@ disqualified, a few land in a status no mapping knows ("Nurture"); converted
 leads get an Opportunity that may be won or lost. The data is deliberately
 messy the way CRM data is: national phone formats, gmail dots and +tags,
 invalid emails, malformed click ids, unknown currencies, won deals without an
-amount. Records are plain dicts in Salesforce REST shape.
+amount. Records are plain dicts in Salesforce REST shape. `google_ads_account`
+gives the Google Ads side: a campaign per paid search `utm_campaign`, its cost
+per day, and the click behind each lead's gclid.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 import string
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -58,6 +61,16 @@ _CHANNELS = (
     ("Web", None, None, 0.18),
 )
 _CAMPAIGNS = ("brand_de", "nonbrand_crm_emea", "nonbrand_sales_us", "retargeting_q4", "pmax_uk")
+# Per campaign: cost per click in EUR micros and clicks per lead (brand converts best).
+_CAMPAIGN_ECONOMICS = {
+    "brand_de": (1_200_000, 12),
+    "nonbrand_crm_emea": (5_800_000, 30),
+    "nonbrand_sales_us": (7_400_000, 34),
+    "retargeting_q4": (2_100_000, 18),
+    "pmax_uk": (3_300_000, 26),
+}
+CAMPAIGN_IDS = {name: 21_000_000_001 + i for i, name in enumerate(_CAMPAIGNS)}
+_VALID_CLICK_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -494,3 +507,65 @@ def _consent(rng: random.Random) -> dict[str, str | None]:
     else:
         user_data, personalization = None, None
     return {"Consent_Ad_User_Data__c": user_data, "Consent_Ad_Personalization__c": personalization}
+
+
+@dataclass(frozen=True)
+class AdCampaign:
+    id: int
+    name: str
+    days: dict[date, tuple[int, int]]  # day -> (cost_micros, clicks)
+
+
+@dataclass(frozen=True)
+class AdClick:
+    gclid: str
+    day: date
+    campaign_id: int
+
+
+@dataclass(frozen=True)
+class AdAccount:
+    """Plain data, so generating a dataset needs no Google Ads library."""
+
+    campaigns: list[AdCampaign]
+    clicks: list[AdClick]
+
+
+def google_ads_account(data: SalesforceData, seed: int = 7) -> AdAccount:
+    """The Google Ads campaigns behind the leads' gclids: each click on the lead's CreatedDate
+    in the campaign of its `utm_campaign`, and each campaign's daily cost from its clicks
+    (the leads' and those that brought none). A damaged gclid has no click at Google."""
+    clicks = [
+        AdClick(gclid, _created_day(lead), CAMPAIGN_IDS[lead["UTM_Campaign__c"]])
+        for lead in data.leads
+        # Padded with spaces in the CRM is still Google's click; other damage is not one.
+        if (gclid := (lead["GCLID__c"] or "").strip())
+        and _VALID_CLICK_ID.fullmatch(gclid)
+        and lead["UTM_Campaign__c"] in CAMPAIGN_IDS
+    ]
+    leads_per_day: dict[tuple[int, date], int] = {}
+    for click in clicks:
+        key = (click.campaign_id, click.day)
+        leads_per_day[key] = leads_per_day.get(key, 0) + 1
+    days = sorted({day for _, day in leads_per_day})
+    campaigns = [
+        _campaign(name, days, leads_per_day, random.Random(f"{seed}:{name}")) for name in _CAMPAIGNS
+    ]
+    return AdAccount(campaigns, clicks)
+
+
+def _campaign(
+    name: str, days: list[date], leads: dict[tuple[int, date], int], rng: random.Random
+) -> AdCampaign:
+    """A campaign spending every day of the dataset, more on days it brought leads."""
+    cpc, per_lead = _CAMPAIGN_ECONOMICS[name]
+    campaign_id = CAMPAIGN_IDS[name]
+    spend: dict[date, tuple[int, int]] = {}
+    for day in days:
+        n = leads.get((campaign_id, day), 0) * per_lead + rng.randint(2, per_lead)
+        spend[day] = (int(n * cpc * rng.uniform(0.8, 1.2)), n)
+    return AdCampaign(campaign_id, name, spend)
+
+
+def _created_day(lead: dict[str, Any]) -> date:
+    return datetime.strptime(lead["CreatedDate"], "%Y-%m-%dT%H:%M:%S.000%z").astimezone(UTC).date()

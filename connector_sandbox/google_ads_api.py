@@ -698,13 +698,16 @@ class GoogleAdsApiEmulator:
             self._queries.append(text)
         try:
             query = gaql.parse(text)
-            rows = gaql.run(query, self._resources(customer, query.resource))
+            rows = gaql.run(query, self._resources(customer, query.resource, query))
         except gaql.GaqlError as exc:
             _fail(grpc.StatusCode.INVALID_ARGUMENT, f"query_error.{exc.code}", str(exc), "query")
         return [GoogleAdsRow.wrap(r) for r in rows], field_mask_pb2.FieldMask(paths=query.fields)
 
-    def _resources(self, customer: EmulatedCustomer, resource: str) -> list[Any]:
-        """Full GoogleAdsRow protobufs of the FROM resource."""
+    def _resources(
+        self, customer: EmulatedCustomer, resource: str, query: gaql.Query | None = None
+    ) -> list[Any]:
+        """Full GoogleAdsRow protobufs of the FROM resource (`query` may narrow them: `gaql`
+        still filters them all)."""
         if resource == "customer":
             return [GoogleAdsRow.pb(GoogleAdsRow(customer=_customer_resource(customer)))]
         if resource == "conversion_action":
@@ -713,11 +716,20 @@ class GoogleAdsApiEmulator:
                 for a in self.actions.values()
             ]
         if resource in REPORTING_RESOURCES:
-            return self.reporting.rows(customer.id, resource, self._clock().date())
+            day = _single_day(query) if query else None
+            return self.reporting.rows(customer.id, resource, self._clock().date(), day)
         if resource in GoogleAdsRow.pb().DESCRIPTOR.fields_by_name:
             message = f"the emulator serves customer and conversion_action, not {resource}"
             raise _Abort(grpc.StatusCode.UNIMPLEMENTED, [], message)
         raise gaql.GaqlError("BAD_RESOURCE_TYPE_IN_FROM_CLAUSE", f"unknown resource {resource}")
+
+
+def _single_day(query: gaql.Query) -> str | None:
+    """The day of `segments.date = '...'`: a click_view query reads one day of clicks."""
+    for c in query.conditions:
+        if c.field == "segments.date" and c.operator == "=" and len(c.values) == 1:
+            return str(c.values[0])
+    return None
 
 
 def _abort(context: grpc.ServicerContext, abort: _Abort, request_id: str) -> NoReturn:

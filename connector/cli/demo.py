@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -64,10 +64,30 @@ def demo_command(
         out = console()
         print_summary(result.first, out, title="First sync")
         print_summary(result.second, out, title="Second sync, right after")
+        _print_costs(result.costs, out)
         out.print(f"State store: {result.state_url}")
         out.print(f"Attribution report: {result.report_file}")
         _print_next_steps(result.commands(), out)
     raise typer.Exit(EXIT_PENDING if result.first.status == "partial" else 0)
+
+
+def _print_costs(costs: dict[str, Any], out: Console) -> None:
+    """What `connector costs` read, and what paid search returned for it."""
+    out.print(
+        f"Google Ads cost {costs['since']} to {costs['until']}: {costs['cost']:,.2f} "
+        f"{costs['currency']} over {costs['campaign_days']} campaign days; "
+        f"{costs['clicks_found']} of {costs['clicks_looked_up']} lead clicks placed in a campaign",
+        highlight=False,
+    )
+    if "paid_search_roas" not in costs:
+        return
+    roas, cac = costs["paid_search_roas"], costs["paid_search_cac"]
+    out.print(
+        f"  paid search: won revenue {costs['paid_search_won_revenue']:,.2f} "
+        f"{costs['report_currency']}, return on ad spend "
+        f"{'-' if roas is None else f'{roas:.2f}x'}, CAC {'-' if cac is None else f'{cac:,.2f}'}",
+        highlight=False,
+    )
 
 
 def _print_next_steps(commands: dict[str, str], out: Console) -> None:

@@ -45,7 +45,19 @@ from connector.report.html_charts import (
     revenue_chart,
     trend_chart,
 )
+from connector.report.html_phone import (
+    funnel_phone,
+    measurability_phone,
+    mix_phone,
+    responsive,
+    revenue_phone,
+    trend_phone,
+)
 from connector.report.metrics import DeliveryHealth, Funnel, Report
+
+# Below this page width the wide charts (about 1,100 units) would draw their text under
+# 9 px: the phone layouts (`html_phone`) replace them.
+PHONE_BREAKPOINT = 1100
 
 _CSS = """
 *{box-sizing:border-box}
@@ -70,12 +82,14 @@ ul.reasons{list-style:none;padding:0;margin:0}ul.reasons li{display:flex;
  justify-content:space-between;border-bottom:1px solid #eef2f7;padding:4px 0}
 .warn{background:#fef3c7;border:1px solid #fcd34d;padding:10px 14px;border-radius:8px}
 svg{display:block;max-width:100%;height:auto}svg text{font-family:inherit}
+.phone{display:none}
 footer{color:#64748b;font-size:13px}
 small.why{color:#64748b;white-space:normal}h3{font-size:15px;margin:6px 0}
 .names td:first-child{white-space:normal;min-width:9em}
-@media (max-width:760px){main{padding:16px 10px 32px}.cols{grid-template-columns:minmax(0,1fr)}
- section{padding:14px 12px}h1{font-size:21px}.kpi b{font-size:20px}}
-"""
+@media (max-width:760px){main{padding:16px 8px 32px}.cols{grid-template-columns:minmax(0,1fr)}
+ section{padding:14px 10px}h1{font-size:21px}.kpi b{font-size:20px}}
+@media (max-width:PHONE_BREAKPOINTpx){.wide{display:none}.phone{display:block}}
+""".replace("PHONE_BREAKPOINT", str(PHONE_BREAKPOINT))
 
 
 def to_html(report: Report) -> str:
@@ -88,33 +102,35 @@ def to_html(report: Report) -> str:
         _section(
             "How measurable is the funnel?",
             "Share of leads a channel can be credited for, at each stage, and of won revenue.",
-            f'<div class="cols"><div>{measurability_chart(report)}</div>'
+            f'<div class="cols"><div>{_measurability_charts(report)}</div>'
             f"<div>{_reasons(report)}</div></div>",
         ),
         _section(
             f"Measurability trend by {report.group_by}",
             "Share of the leads first seen in each period that are attributable.",
-            trend_chart(report) + _scroll(_trend_table(report)),
+            responsive(trend_chart(report), trend_phone(report)) + _scroll(_trend_table(report)),
         ),
         *(
             _section(
                 f"Leads and won revenue by {mix.dimension} and {report.group_by}",
                 f"Each {mix.dimension}'s leads of the period's, with the counts (a small "
                 "sample reads as small), and under them its won revenue and share of it.",
-                mix_chart(mix) + _scroll(_mix_table(mix, report.currency)),
+                responsive(mix_chart(mix), mix_phone(mix))
+                + _scroll(_mix_table(mix, report.currency)),
             )
             for mix in (report.by_channel, report.by_campaign)
         ),
         _section(
             "Funnel by channel",
             "Bars: share of the channel's leads reaching each stage; arrows: step conversion.",
-            _scroll(funnel_chart(report)) + _channel_html_tables(report),
+            responsive(_scroll(funnel_chart(report)), funnel_phone(report))
+            + _channel_html_tables(report),
         ),
         _section(
             "Won revenue by channel",
             f"Won deals valued in {report.currency} (other currencies at the org's rates); "
             "below, which rates valued won and open deals, and the deals without a value.",
-            revenue_chart(report) + _currency_html(report),
+            responsive(revenue_chart(report), revenue_phone(report)) + _currency_html(report),
         ),
         _costs_html(report),
         _section(
@@ -273,6 +289,10 @@ def _costs_html(report: Report) -> str:
         # Campaign names can be long: they wrap, so the figures fit beside them.
         cost_chart(report) + _scroll(_table(("campaign", *COST_COLUMNS), rows), "names"),
     )
+
+
+def _measurability_charts(report: Report) -> str:
+    return responsive(measurability_chart(report), measurability_phone(report))
 
 
 def _table(head: Sequence[str], rows: Sequence[str]) -> str:

@@ -1,6 +1,8 @@
 """The HTML report's charts, as inline SVG: bars, a trend line, a funnel, stacked bars.
 
 Every text is escaped; a chart's size is fixed in its viewBox and scales with the page.
+The wide ones (trend, mix, funnel, revenue, measurability) have a phone layout in
+`html_phone`, shown instead below `html.PHONE_BREAKPOINT`; the others are narrow enough.
 """
 
 from __future__ import annotations
@@ -193,25 +195,26 @@ def cost_chart(report: Report) -> str:
     """Per Google Ads campaign (and for paid search): cost, won revenue and pipeline, as three
     bars on one scale, so what a campaign costs reads beside what it brought and may bring.
 
-    Narrow, with each name above its bars: still legible scaled to a 360 px phone.
+    Narrow (400 units), with each name above its bars: drawn at the 314 px a 360 px phone
+    leaves it, its 12 px legend still reads at 9.4 px.
     """
     cur, rows = report.currency, [*report.costs.campaigns, *report.costs.channels]
     top = max((v or 0.0 for r in rows for v in (r.cost, r.won_revenue, r.pipeline)), default=0.0)
-    body, row_h, bar_w = [], 76, 420
+    body, row_h, bar_w = [], 72, 280
     for i, r in enumerate(rows):
         y = 6 + i * row_h
-        label = r.name if len(r.name) <= 60 else r.name[:59] + "…"  # whole in the table
+        label = r.name if len(r.name) <= 44 else r.name[:43] + "…"  # whole in the table
         body.append(f"<g><title>{escape(r.name)}</title>")
-        body.append(_text(0, y + 14, label, size=15, font_weight="600") + "</g>")
+        body.append(_text(0, y + 14, label, size=14, font_weight="600") + "</g>")
         for j, ((_, color), value) in enumerate(
             zip(_COST_BARS, (r.cost, r.won_revenue, r.pipeline), strict=True)
         ):
-            w, top_y = bar_w * (value or 0.0) / (top or 1.0), y + 22 + j * 16
-            body.append(_rect(0, top_y, w, 13, color, rx=2))
-            body.append(_text(w + 6, top_y + 12, money(value, cur), size=14))
+            w, top_y = bar_w * (value or 0.0) / (top or 1.0), y + 22 + j * 15
+            body.append(_rect(0, top_y, w, 12, color, rx=2))
+            body.append(_text(w + 6, top_y + 11, money(value, cur), size=13))
     legend = _legend(6 + len(rows) * row_h, _COST_BARS, x=0)
     height = 6 + len(rows) * row_h + 20
-    return _svg(560, height, "Google Ads cost, won revenue and pipeline", "".join(body) + legend)
+    return _svg(400, height, "Google Ads cost, won revenue and pipeline", "".join(body) + legend)
 
 
 def delivery_bar(name: str, h: DeliveryHealth) -> str:
@@ -227,16 +230,22 @@ def delivery_bar(name: str, h: DeliveryHealth) -> str:
 
 
 def delivery_legend() -> str:
-    return _svg(700, 20, "legend", _legend(4, _DELIVERY_COLORS, x=0))
+    """Two columns, 360 units wide: readable at a phone's width (the wide charts' rule)."""
+    items = [
+        _rect((i % 2) * 210, 4 + (i // 2) * 18, 12, 12, color, rx=2)
+        + _text((i % 2) * 210 + 18, 15 + (i // 2) * 18, label, size=12)
+        for i, (label, color) in enumerate(_DELIVERY_COLORS)
+    ]
+    return _svg(360, 40, "legend", "".join(items))
 
 
-_MIX_COLORS = ("#2563eb", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
+MIX_COLORS = ("#2563eb", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
 
 
 def mix_chart(mix: Mix) -> str:
     """Per period, one bar split by group: its share of the period's leads, count on hover."""
     shown = [row for row in mix.rows if row.name not in (UNATTRIBUTED, NO_CAMPAIGN)][:7]
-    colors = {row.name: _MIX_COLORS[i] for i, row in enumerate(shown)}
+    colors = {row.name: MIX_COLORS[i] for i, row in enumerate(shown)}
     x0, width, row_h = 110, 760, 30
     body = []
     for i, period in enumerate(mix.periods):

@@ -8,14 +8,18 @@ period but won later shows up as won when the report is run again later.
 Deliveries and runs are those of changes and runs inside the period; upload
 requests (Google's processed / matched counts) those sent inside it.
 
-A lead's deals: the won one (its last won change: a restated amount replaces
-the first), and the open ones, the pipeline: each opportunity whose latest
-opportunity, won or lost change up to the period's end is an opportunity stage
-(a stage the mapping does not list neither opens nor closes a deal), at its
-latest recorded amount. A lead converted into an opportunity of which no change
-was recorded yet is one open deal of unknown value. A deal's value is its own
-amount and currency as recorded with the change (`deal_amount`); changes
-recorded before deals were carry only the value sent (`amount`).
+A lead's deals follow the CRM's latest stage of each opportunity: its latest
+opportunity, won or lost change up to the period's end (a stage the mapping
+does not list neither opens nor closes a deal, except that it reopens a won
+one: the sync takes that conversion back, as it does for a won deal reopened
+or lost, `translate._retraction`). A deal won now is won at its latest won
+amount (a restatement replaces the first), and the lead counts as won from
+when it was last won; a deal reopened is open, one lost is neither; a lead
+none of whose deals is won now is not won. The open ones are the pipeline, at
+their latest recorded amount. A lead converted into an opportunity of which no
+change was recorded yet is one open deal of unknown value. A deal's value is
+its own amount and currency as recorded with the change (`deal_amount`);
+changes recorded before deals were carry only the value sent (`amount`).
 """
 
 from __future__ import annotations
@@ -79,10 +83,12 @@ class Lead:
     lead_id: str
     created_at: datetime | None
     first_seen: datetime
-    stages: dict[str, datetime]  # stage -> first time the lead was recorded entering it
+    # stage -> first time the lead was recorded entering it; "won": when it was last won,
+    # absent when no deal of it is won at the period's end
+    stages: dict[str, datetime]
     attributes: dict[str, Any]  # the latest non-empty value of each key over its changes
     problems: dict[str, str]
-    deal: Deal | None = None  # set when the lead was won
+    won_deals: tuple[Deal, ...] = ()  # its deals won at the period's end
     open_deals: tuple[Deal, ...] = ()  # its opportunities still open: the pipeline
 
 
@@ -184,11 +190,48 @@ def _lead(rows: Sequence[Any]) -> Lead:
         )
         problems.update(row["problems"] or {})
     first = min(rows[0]["changed_at"], created) if created else rows[0]["changed_at"]
-    # The last won row: a restated amount (a later "won" change) replaces the first one.
-    won = next((r for r in reversed(rows) if r["stage"] == "won"), None)
-    deal = _deal(won, attributes) if won is not None else None
-    lead = Lead(rows[0]["lead_id"], created, first, stages, attributes, problems, deal)
-    return replace(lead, open_deals=_open_deals(rows, attributes))
+    deals = {key: _DealState.of(group) for key, group in _by_opportunity(rows).items()}
+    won = [state.won for state in deals.values() if state.won]
+    # Won is the CRM's latest word: a lead whose won deals were all reopened or lost is not.
+    stages.pop("won", None)
+    if won:
+        stages["won"] = min(changes[0]["changed_at"] for changes in won)
+    return Lead(
+        rows[0]["lead_id"],
+        *(created, first, stages, attributes, problems),
+        won_deals=tuple(_deal(changes[-1], attributes) for changes in won),
+        open_deals=_open_deals(rows, deals, attributes),
+    )
+
+
+@dataclass(frozen=True)
+class _DealState:
+    """One opportunity (or the lead's own rows, key None) at the period's end."""
+
+    stage: str | None  # its latest deal stage
+    won: tuple[Any, ...]  # when won now: its won changes since it was last won
+    rows: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, group: Sequence[Any]) -> _DealState:
+        stage: str | None = None
+        won: tuple[Any, ...] = ()
+        for row in group:
+            now = row["stage"]
+            if now not in DEAL_STAGES:
+                if stage != "won" or not row.get("opportunity_id"):
+                    continue  # an unlisted stage leaves an open or closed deal as it was
+                now = "opportunity"  # but reopens a won one: the sync takes it back
+            won = (*won, row) if now == "won" else ()
+            stage = now
+        return cls(stage, won, tuple(group))
+
+
+def _by_opportunity(rows: Sequence[Any]) -> dict[str | None, list[Any]]:
+    groups: dict[str | None, list[Any]] = {}
+    for row in rows:
+        groups.setdefault(row.get("opportunity_id"), []).append(row)
+    return groups
 
 
 def _deal(row: Any, lead: dict[str, Any]) -> Deal:
@@ -207,26 +250,21 @@ def _deal(row: Any, lead: dict[str, Any]) -> Deal:
     )
 
 
-def _open_deals(rows: Sequence[Any], lead: dict[str, Any]) -> tuple[Deal, ...]:
+def _open_deals(
+    rows: Sequence[Any], deals: dict[str | None, _DealState], lead: dict[str, Any]
+) -> tuple[Deal, ...]:
     """The lead's opportunities open at the period's end, each at its latest known amount."""
-    by_opportunity: dict[str, list[Any]] = {}
-    for row in rows:
-        if opportunity := row.get("opportunity_id"):
-            by_opportunity.setdefault(opportunity, []).append(row)
-    if not by_opportunity:
+    opportunities = [state for key, state in deals.items() if key is not None]
+    if not opportunities:
         return _converted_only(rows)
-    found = (_still_open(group, lead) for group in by_opportunity.values())
-    return tuple(deal for deal in found if deal is not None)
+    return tuple(_open_deal(s, lead) for s in opportunities if s.stage == "opportunity")
 
 
-def _still_open(group: Sequence[Any], lead: dict[str, Any]) -> Deal | None:
-    stage = next((r["stage"] for r in reversed(group) if r["stage"] in DEAL_STAGES), None)
-    if stage != "opportunity":
-        return None
-    recorded = [r for r in group if "deal_amount" in (r["attributes"] or {})]
+def _open_deal(state: _DealState, lead: dict[str, Any]) -> Deal:
+    recorded = [r for r in state.rows if "deal_amount" in (r["attributes"] or {})]
     priced = [r for r in recorded if r["attributes"]["deal_amount"] is not None]
     # Changes recorded before deals were carry no amount of an open deal at all.
-    return replace(_deal((priced or group)[-1], lead), recorded=bool(recorded))
+    return replace(_deal((priced or state.rows)[-1], lead), recorded=bool(recorded))
 
 
 def _converted_only(rows: Sequence[Any]) -> tuple[Deal, ...]:

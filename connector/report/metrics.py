@@ -181,11 +181,10 @@ def reached(lead: Lead, stage: str) -> bool:
 def valuation(
     leads: Iterable[Lead], currency: str, rates: Sequence[CurrencyRate] = ()
 ) -> Valuation:
-    """The won leads' deals in `currency`; a deal without a currency is in the report's."""
+    """The deals won at the period's end in `currency` (a deal reopened or lost since is not:
+    `load`); a deal without a currency is in the report's."""
     deals = (
-        _amount(lead, lead.deal, lead.stages.get("won"))
-        for lead in leads
-        if lead.deal is not None and reached(lead, "won")
+        _amount(lead, deal, lead.stages.get("won")) for lead in leads for deal in lead.won_deals
     )
     return value_deals(deals, currency, rates)
 

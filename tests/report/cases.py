@@ -44,8 +44,8 @@ def lead(
         reached["won"] = created + timedelta(days=days_to_won)
     if then:
         reached[then] = max(reached.values()) + timedelta(days=1)
-    deal = Deal(amount, currency) if furthest == "won" else None
-    return Lead(lead_id, created, created, reached, attrs or {}, {}, deal, open_deals)
+    won = (Deal(amount, currency),) if furthest == "won" else ()
+    return Lead(lead_id, created, created, reached, attrs or {}, {}, won, open_deals)
 
 
 def worked_funnel(attrs: dict[str, Any] | None = None, prefix: str = "L") -> list[Lead]:

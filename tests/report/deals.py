@@ -16,10 +16,14 @@ euro: USD 1.25 from Mar 1, 1.50 from Mar 15, else 1.10; GBP 0.80).
     H     email        OH opportunity 5: 4,000 EUR; a stage the mapping does
                        not list on 9: 4,500 EUR (still open, latest amount)     4,500
     I     (none)       OI won 16: 3,000 USD, no CloseDate: the day (1.50)               2,000
+    K     Brand        OK opportunity 4: 8,000 EUR; won 9: 8,000 EUR; reopened
+                       (opportunity) 13: 9,000 EUR, Apr 30                      9,000      -
+    L     Brand        OL opportunity 4: 3,000 EUR; won 7: 3,000 EUR; lost 11     -        -
 
-Pipeline 23,000 in 7 open deals, 3 without a value; won 7,000 in 3 deals. Paid search
-(A, B, C, G, J): 18,500 pipeline, 1 open deal without a value. Cost: Brand 1,000 EUR
-(100 clicks), Generic 2,000 EUR (50 clicks).
+Pipeline 32,000 in 8 open deals, 3 without a value; won 7,000 in 3 deals (C, G, I: K and
+L were won once, but the CRM's latest word is reopened and lost). Paid search (A, B, C, G,
+J, K, L): 27,500 pipeline, 1 open deal without a value, won 5,000 in 2 deals. Cost: Brand
+1,000 EUR (100 clicks), Generic 2,000 EUR (50 clicks).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from tests.report.cases import MARCH, change
 from tests.report.test_currency import RATES
 
 Deal = tuple[float | None, str, str | None]  # amount, currency, CloseDate
-CAMPAIGN = {"A": 111, "B": 111, "J": 111, "C": 222, "G": 222}
+CAMPAIGN = {"A": 111, "B": 111, "J": 111, "K": 111, "L": 111, "C": 222, "G": 222}
 EMAIL = {"utm_source": "newsletter", "utm_medium": "email"}
 CHANGES: list[tuple[str, str, int, str | None, Deal | None]] = [
     ("A", "opportunity", 4, "OA", (10_000, "EUR", "2026-04-30")),
@@ -52,6 +56,12 @@ CHANGES: list[tuple[str, str, int, str | None, Deal | None]] = [
     ("H", "opportunity", 5, "OH", (4_000, "EUR", "2026-04-01")),
     ("H", "unmapped", 9, "OH", (4_500, "EUR", "2026-04-01")),
     ("I", "won", 16, "OI", (3_000, "USD", None)),
+    ("K", "opportunity", 4, "OK", (8_000, "EUR", "2026-03-09")),
+    ("K", "won", 9, "OK", (8_000, "EUR", "2026-03-09")),
+    ("K", "opportunity", 13, "OK", (9_000, "EUR", "2026-04-30")),  # reopened
+    ("L", "opportunity", 4, "OL", (3_000, "EUR", "2026-03-07")),
+    ("L", "won", 7, "OL", (3_000, "EUR", "2026-03-07")),
+    ("L", "lost", 11, "OL", (3_000, "EUR", "2026-03-07")),
 ]
 
 

@@ -5,10 +5,12 @@ Needs Debian's chromium (`apt-get install chromium`); skipped where it is absent
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
-from html import escape
+from html import escape, unescape
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,53 @@ def test_the_page_never_scrolls_sideways(tmp_path: Path, width: int) -> None:
     scroll, client = dumped.stdout.split("<title>W", 1)[1].split("W</title>", 1)[0].split("x")
     assert width - 20 <= int(client) <= width  # less a vertical scrollbar
     assert int(scroll) <= int(client), f"{scroll} px of content in a {client} px wide page"
+
+
+# Each chart shown (display not none), as drawn: its width in px, its viewBox's width, and
+# its smallest text's font size in viewBox units (SVG text is sized before the viewBox
+# scales it). Sparklines without text (the delivery bars in their table) are left out.
+_MEASURE_CHARTS = """
+const d = f.contentDocument;
+const charts = [...d.querySelectorAll('svg')].filter(s => s.getClientRects().length)
+  .filter(s => s.querySelector('text')).map(s => ({
+    label: s.getAttribute('aria-label'),
+    width: s.getBoundingClientRect().width,
+    view: s.viewBox.baseVal.width,
+    font: Math.min(...[...s.querySelectorAll('text, tspan')]
+      .map(t => parseFloat(d.defaultView.getComputedStyle(t).fontSize))),
+  }));
+document.title = 'J' + JSON.stringify(charts) + 'J';
+"""
+
+
+def shown_charts(tmp_path: Path, width: int) -> list[dict[str, Any]]:
+    report = to_html(build_report(sample_data(), currency="EUR"))
+    host = (
+        f'<!doctype html><body style="margin:0"><iframe id="f" style="width:{width}px;'
+        f'height:900px;border:0" srcdoc="{escape(report, quote=True)}"></iframe><script>'
+        f"f.onload = () => {{ {_MEASURE_CHARTS} }};</script></body>"
+    )
+    page = tmp_path / "host.html"
+    page.write_text(host, encoding="utf-8")
+    dumped = chromium(tmp_path, "--window-size=1600,1000", "--dump-dom", page.as_uri())
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    found = dumped.stdout.split("<title>J", 1)[1].split("J</title>", 1)[0]
+    charts: list[dict[str, Any]] = json.loads(unescape(found))
+    return charts
+
+
+@pytest.mark.parametrize("width", [360, 800, 1400])
+def test_every_chart_is_wide_enough_and_its_text_readable(tmp_path: Path, width: int) -> None:
+    charts = shown_charts(tmp_path, width)
+    labels = [c["label"] for c in charts]
+    # One layout of each chart is shown, wide or phone, never both.
+    for wanted in ("Measurability per stage", "Measurability trend", "Leads by channel",
+                   "Leads by campaign", "Funnel per channel", "Won revenue per channel",
+                   "Google Ads cost, won revenue and pipeline"):  # fmt: skip
+        assert labels.count(wanted) == 1, (wanted, labels)
+    for chart in charts:
+        scale = chart["width"] / chart["view"]
+        # 300 px: nearly all of what a 360 px phone leaves a chart (314 px); wider pages
+        # may draw a narrow chart at its own size, still at least 300 px.
+        assert chart["width"] >= 300, chart
+        assert chart["font"] * scale >= 9, f"{chart['label']}: text {chart['font'] * scale:.1f} px"
