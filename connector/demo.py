@@ -3,6 +3,7 @@
 After its two syncs it reads Google Ads cost as `connector costs` does (the
 Google Ads API emulator knows the dataset's campaigns and the click behind each
 gclid), so the report shows cost per SQL, return on ad spend and CAC.
+`connector sandbox` serves the same emulators, loaded the same way (`demo_sandbox`).
 
 Every demo (and `connector sandbox`) keeps its state in a directory of its own
 under one parent, `<temp dir>/connector-demo/`; only the newest few are kept.
@@ -113,10 +114,8 @@ def run_demo(
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()  # the printed commands work from any directory
     state_url = f"sqlite:///{directory / 'connector.db'}"
-    data = generate(n_leads=leads, seed=seed)
     period = Period.parse(None, None)
-    with Sandbox(data.tables()) as sandbox:
-        _add_account(sandbox.google_ads_api.reporting, google_ads_account(data, seed))
+    with demo_sandbox(leads, seed) as sandbox:
         mapping_path = demo_mapping()
         settings = sandbox.settings(state_url, mapping_path, upload_api=upload_api)
         mapping = load_mapping(settings.mapping_path)
@@ -136,6 +135,15 @@ def run_demo(
     report_file.write_text(to_html(report), encoding="utf-8")
     costs = stored | _paid_search(report)
     return DemoResult(first, second, state_url, emulators, report_file, mapping_path, costs)
+
+
+def demo_sandbox(leads: int, seed: int) -> Sandbox:
+    """The emulators (not started: enter it) serving a generated dataset of `leads` leads, the
+    Google Ads API emulator knowing its campaigns' daily cost and the click behind each gclid."""
+    data = generate(n_leads=leads, seed=seed)
+    sandbox = Sandbox(data.tables())
+    _add_account(sandbox.google_ads_api.reporting, google_ads_account(data, seed))
+    return sandbox
 
 
 def _add_account(reporting: AdsReporting, account: AdAccount) -> None:

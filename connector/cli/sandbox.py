@@ -1,5 +1,8 @@
 """`connector sandbox`: the demo's emulators in the foreground, to try every command by hand.
 
+The emulators are loaded as the demo's (`demo_sandbox`): the Google Ads API
+emulator knows the dataset's campaigns, their daily cost and the click behind
+each gclid, so `connector costs` reads cost and `connector report` shows it.
 It writes an env file pointing every setting at the emulators (sandbox-only
 credentials: they unlock nothing else), then waits for Ctrl-C or SIGTERM.
 """
@@ -41,13 +44,11 @@ def sandbox_command(
 ) -> None:
     """Run the emulators with the demo dataset until Ctrl-C, and write an env file for them."""
     # Imported here: the emulators are needed by this command only.
-    from connector.demo import demo_mapping, new_state_dir
-    from connector_sandbox.dataset import generate
-    from connector_sandbox.stack import Sandbox
+    from connector.demo import demo_mapping, demo_sandbox, new_state_dir
 
     state_dir = new_state_dir("sandbox")
     path = (env_file or state_dir / "sandbox.env").resolve()
-    with Sandbox(generate(n_leads=leads, seed=seed).tables()) as box:
+    with demo_sandbox(leads, seed) as box:
         settings = box.settings(
             f"sqlite:///{state_dir / 'connector.db'}", demo_mapping(), upload_api=upload_api
         )
@@ -111,6 +112,7 @@ def _commands(env_file: Path) -> list[str]:
         f"{program} sync --dry-run",
         f"{program} sync",
         f"{program} runs",
+        f"{program} costs",
         f"{program} report",
     ]
 
