@@ -150,7 +150,8 @@ class Delivery:
     # The worker that had it in flight when it stopped (crashed, killed), if one did: what
     # arrived is unknown, so a resend may duplicate it where the API has no dedup (GA4).
     in_flight_of: str | None = None
-    group: str = ""  # Target.group: the queue hands a group's rows out together
+    # Its place in the queue: Target.group, then the change time (`ledger.changes.claim_key`).
+    claim_key: str = ""
 
 
 @dataclass

@@ -91,7 +91,7 @@ class DeliveryLoop:
         after = None
         try:
             while not stopping.requested() and (page := self._claim(after)):
-                after = (page[-1].group, page[-1].change.changed_at, page[-1].id)
+                after = (page[-1].claim_key, page[-1].id)
                 for wave in waves(self._after_stop(page)):
                     self._wave(wave)
         except DestinationError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 from connector.core import Delivery, Mapped, Outcome, StageChange, Status
 from connector.destinations.base import Destination, Plan, Settle
 from connector.ledger import Ledger, SentBefore
-from connector.ledger.changes import Changes, Reached
+from connector.ledger.changes import Changes, Reached, claim_key
 from connector.ledger.database import Database
 from connector.ledger.queue import DeliveryQueue, Keyset
 from connector.ledger.requests import UploadRequests
@@ -48,7 +48,7 @@ class _Memory:
                 currency=target.currency,
                 attempts=0,
                 change=mapped.change,
-                group=target.group,
+                claim_key=claim_key(target.group, mapped.change.changed_at),
             )
             self.rows.append(delivery)
             self.status[delivery.id] = Status.SKIPPED if target.skip_reason else Status.PENDING
@@ -102,13 +102,13 @@ class _Queue(DeliveryQueue):
         ones of the same group and time, as their ids would be higher)."""
         stored = super().pending(destination) if self._db.exists() else []
         status = self._memory.status
-        due = [(d.group, d.change.changed_at, 0, d.id, d) for d in stored if d.id not in status]
+        due = [(d.claim_key, 0, d.id, d) for d in stored if d.id not in status]
         due += [
-            (d.group, d.change.changed_at, 1, -d.id, d)
+            (d.claim_key, 1, -d.id, d)
             for d in self._memory.rows
             if d.destination == destination and status[d.id] == Status.PENDING
         ]
-        return [d for *_, d in sorted(due, key=lambda row: row[:4])]
+        return [d for *_, d in sorted(due, key=lambda row: row[:3])]
 
     def claim(
         self,

@@ -167,7 +167,8 @@ def test_a_second_run_exits_6_naming_the_run_that_holds_the_store(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     env = env_for(sandbox, tmp_path, CONNECTOR_LOG_LEVEL="INFO")
-    sandbox.ga4.faults.randomly(1.0, [Fault(delay_seconds=0.05, then_serve=True)])
+    # Every GA4 request slowed: the holder is still sending when the second run starts.
+    sandbox.ga4.faults.randomly(1.0, [Fault(delay_seconds=0.5, then_serve=True)])
     holder = start(env, tmp_path)
     time.sleep(1.5)  # the holder is past its start: it holds the lock
     code, out, err = run(env, tmp_path)

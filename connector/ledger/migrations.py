@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, func, insert, inspect, select, tex
 
 from connector.core import GA4, Status
 from connector.errors import ConfigError
+from connector.ledger.changes import claim_key
 from connector.ledger.database import Database
 from connector.ledger.locks import MIGRATION_LOCK
 from connector.ledger.schema import (
@@ -56,8 +57,8 @@ def _upgrade(conn: Connection, version: int) -> None:
         _add_column(conn, "deliveries", "claimed_by", "VARCHAR(100)")
         _add_column(conn, "deliveries", "lease_until", "TIMESTAMP")
     if version < 5:
-        _add_column(conn, "deliveries", "claim_group", "VARCHAR(100) NOT NULL DEFAULT ''")
-        _group_ga4_rows(conn)
+        _add_column(conn, "deliveries", "claim_key", "VARCHAR(200) NOT NULL DEFAULT ''")
+        _key_waiting_rows(conn)
     for table in (deliveries, stage_changes):
         for index in table.indexes:  # create_all leaves an existing table's indexes alone
             index.create(conn, checkfirst=True)
@@ -69,22 +70,29 @@ def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> Non
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
 
-def _group_ga4_rows(conn: Connection) -> None:
-    """GA4 rows still to send get their client id as claim group (schema 5)."""
+def _key_waiting_rows(conn: Connection) -> None:
+    """Rows still to send get their place in the queue (schema 5): GA4's by client id."""
     d, sc = deliveries.c, stage_changes.c
     waiting = [str(Status.PENDING), str(Status.IN_FLIGHT)]
     query = (
-        select(d.id, sc.attributes)
+        select(d.id, d.destination, sc.changed_at, sc.attributes)
         .join_from(deliveries, stage_changes, d.change_id == sc.id)
-        .where(d.destination == GA4, d.status.in_(waiting))
+        .where(d.status.in_(waiting))
     )
     rows = [
-        {"row_id": row.id, "group": (row.attributes or {}).get("ga_client_id") or ""}
+        {
+            "row_id": row.id,
+            "key": claim_key(_group(row.destination, row.attributes), row.changed_at),
+        }
         for row in conn.execute(query)
     ]
     if rows:
         stmt = update(deliveries).where(d.id == bindparam("row_id"))
-        conn.execute(stmt.values(claim_group=bindparam("group")), rows)
+        conn.execute(stmt.values(claim_key=bindparam("key")), rows)
+
+
+def _group(destination: str, attributes: dict[str, Any] | None) -> str:
+    return str((attributes or {}).get("ga_client_id") or "") if destination == GA4 else ""
 
 
 def _move_flags(conn: Connection) -> None:

@@ -20,7 +20,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Select,
+    and_,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from connector.core import Delivery, Outcome, Status, conversion_id, utcnow
 from connector.ledger.changes import stage_change
@@ -28,7 +39,7 @@ from connector.ledger.database import Database, chunked
 from connector.ledger.schema import deliveries, stage_changes
 
 FAILED = (Status.REJECTED, Status.DEAD, Status.UNKNOWN)  # what `connector failures` lists
-Keyset = tuple[str, datetime, int]  # a claim page's last row: (claim group, change time, id)
+Keyset = tuple[str, int]  # a claim page's last row: (claim key, id)
 
 
 class _Fate(NamedTuple):
@@ -77,7 +88,7 @@ class DeliveryQueue:
         self._db = db
 
     def pending(self, destination: str) -> list[Delivery]:
-        """Deliveries due now, in claim order (claim group, change time, id)."""
+        """Deliveries due now, in claim order (claim key, id)."""
         d, sc = deliveries.c, stage_changes.c
         query = (
             select(deliveries, stage_changes)
@@ -87,7 +98,7 @@ class DeliveryQueue:
                 d.status == str(Status.PENDING),
                 or_(d.not_before.is_(None), d.not_before <= utcnow()),
             )
-            .order_by(d.claim_group, sc.changed_at, d.id)
+            .order_by(d.claim_key, d.id)
         )
         with self._db.engine.connect() as conn:
             return [_delivery(row._mapping) for row in conn.execute(query)]
@@ -102,33 +113,30 @@ class DeliveryQueue:
         after: Keyset | None = None,
         any_in_flight: bool = False,
     ) -> list[Delivery]:
-        """Claim up to `limit` due rows after the keyset `after` (claim group, change time,
-        id), in that order, and commit the claim before returning them.
+        """Claim up to `limit` due rows after the keyset `after` (claim key, id), in that
+        order, and commit the claim before returning them.
 
         Due: pending and not waiting (not_before), or in flight with a lapsed lease; with
         `any_in_flight` (the caller holds the store alone: SQLite's run lock) every row left
-        in flight is due, since the worker that claimed it is gone.
+        in flight is due, since the worker that claimed it is gone. Each status is its own
+        range of ix_deliveries_claim, read in order; the two are merged here.
         """
-        d, sc = deliveries.c, stage_changes.c
+        d = deliveries.c
         now = utcnow()
         lapsed = d.status == str(Status.IN_FLIGHT)
         if not any_in_flight:
             lapsed = and_(lapsed, d.lease_until < now)
-        waiting = or_(d.not_before.is_(None), d.not_before <= now)
-        due = or_(and_(d.status == str(Status.PENDING), waiting), lapsed)
-        query = (
-            select(deliveries, stage_changes)
-            .join(stage_changes, d.change_id == sc.id)
-            .where(d.destination == destination, due)
-            .order_by(d.claim_group, sc.changed_at, d.id)
-            .limit(limit)
+        waiting = and_(
+            d.status == str(Status.PENDING), or_(d.not_before.is_(None), d.not_before <= now)
         )
-        if after is not None:
-            query = query.where(tuple_(d.claim_group, sc.changed_at, d.id) > tuple_(*after))
         with self._db.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(of=deliveries, skip_locked=True)
-            rows = [_claimed(row._mapping, worker) for row in conn.execute(query)]
+            found = [
+                row
+                for due in (waiting, lapsed)
+                for row in conn.execute(_due(conn, destination, due, after, limit))
+            ]
+            found.sort(key=lambda row: (row.claim_key, row.id))
+            rows = [_claimed(row._mapping, worker) for row in found[:limit]]
             ids = [r.id for r in rows]
             for chunk in chunked(ids):
                 conn.execute(
@@ -303,6 +311,29 @@ class DeliveryQueue:
             return [(name, changed, sent) for name, changed, sent in conn.execute(query)]
 
 
+def _due(
+    conn: Connection,
+    destination: str,
+    due: ColumnElement[bool],
+    after: Keyset | None,
+    limit: int,
+) -> Select[Any]:
+    """One status's due rows, from the keyset on, in claim order (an index range)."""
+    d, sc = deliveries.c, stage_changes.c
+    query = (
+        select(deliveries, stage_changes)
+        .join(stage_changes, d.change_id == sc.id)
+        .where(d.destination == destination, due)
+        .order_by(d.claim_key, d.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(tuple_(d.claim_key, d.id) > tuple_(*after))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=deliveries, skip_locked=True)
+    return query
+
+
 def _sent_before(row: Any) -> SentBefore:
     return SentBefore(
         id=int(row.id),
@@ -332,5 +363,5 @@ def _delivery(row: RowMapping) -> Delivery:
         currency=row["currency"],
         attempts=row["attempts"],
         change=stage_change(row),
-        group=row["claim_group"],
+        claim_key=row["claim_key"],
     )

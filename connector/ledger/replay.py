@@ -78,37 +78,39 @@ def queue(db: Database, items: Sequence[Queue]) -> set[tuple[int, str]]:
     added: set[tuple[int, str]] = set()
     with db.engine.begin() as conn:
         for item in items:
-            if not _take_stage(conn, item):
+            changed_at = _take_stage(conn, item)
+            if changed_at is None:
                 continue
             for target in item.targets:  # RETURNING says what went in (rowcount varies)
-                row = delivery_row(item.change_id, target, now)
+                row = delivery_row(item.change_id, target, now, changed_at)
                 if conn.execute(_insert_delivery(conn), row).all():
                     added.add((item.change_id, target.destination))
     return added
 
 
-def _take_stage(conn: Connection, item: Queue) -> bool:
-    """An `unknown_stage` change takes its new stage; False if another change of the lead
-    holds that stage at that time (it stays as recorded)."""
+def _take_stage(conn: Connection, item: Queue) -> datetime | None:
+    """An `unknown_stage` change takes its new stage: its change time, or None if another
+    change of the lead holds that stage at that time (it stays as recorded)."""
     sc = stage_changes.c
     row = conn.execute(select(stage_changes).where(sc.id == item.change_id)).mappings().one()
+    changed_at: datetime = row["changed_at"]
     if row["stage"] == item.stage:
-        return True
+        return changed_at
     if row["stage"] != UNMAPPED:
-        return False  # a mapped change keeps its stage: its rows were decided by it
+        return None  # a mapped change keeps its stage: its rows were decided by it
     clash = select(sc.id).where(
         and_(sc.lead_id == row["lead_id"], sc.stage == item.stage),
         sc.changed_at == row["changed_at"],
     )
     if conn.execute(clash).first() is not None:
-        return False
+        return None
     problems = {k: v for k, v in row["problems"].items() if k != "stage"}
     conn.execute(
         update(stage_changes)
         .where(sc.id == item.change_id, sc.stage == UNMAPPED)
         .values(stage=item.stage, problems=problems)
     )
-    return True
+    return changed_at
 
 
 def _insert_delivery(conn: Connection) -> Any:

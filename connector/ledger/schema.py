@@ -29,7 +29,7 @@ from sqlalchemy.types import TypeDecorator
 # 2: deliveries.not_before, upload_requests, record_states
 # 3: stage_changes.opportunity_id / restatement / retracts (were keys of attributes)
 # 4: deliveries.claimed_by / lease_until (claims), statuses in_flight, dead, unknown
-# 5: deliveries.claim_group (claims hand a GA4 client's events out together)
+# 5: deliveries.claim_key (claims walk the queue in index order, a GA4 client's events together)
 SCHEMA_VERSION = 5
 
 
@@ -119,12 +119,14 @@ deliveries = Table(
     # In flight: which worker claimed it, and until when its claim holds (then it may go again).
     Column("claimed_by", String(100)),
     Column("lease_until", UTCDateTime),
-    # Claimed in (group, change time) order: one request's rows (GA4: a client's events)
-    # come in one page, so they are not split over requests.
-    Column("claim_group", String(100), nullable=False, default="", server_default=""),
+    # Claimed in this order (`changes.claim_key`: group, then change time): one request's
+    # rows (GA4: a client's events) come in one page, not split over requests.
+    Column("claim_key", String(200), nullable=False, default="", server_default=""),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("change_id", "destination", name="uq_delivery"),
     Index("ix_deliveries_status", "destination", "status"),
+    # A claim page is an index range: what it costs does not grow with the queue.
+    Index("ix_deliveries_claim", "destination", "status", "claim_key", "id"),
     # A finished upload request settles its deliveries by request id.
     Index("ix_deliveries_request", "external_request_id"),
 )

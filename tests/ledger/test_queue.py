@@ -35,7 +35,7 @@ def test_the_keyset_never_hands_a_row_back_in_the_same_run(state_url: str) -> No
     ledger = filled(state_url)
     (a,) = ledger.queue.claim("google_ads", "w", lease=LEASE, limit=1)
     ledger.queue.release([a.id], "w")  # held back: due again, but not in this pass
-    after = (a.group, a.change.changed_at, a.id)
+    after = (a.claim_key, a.id)
     rest = ledger.queue.claim("google_ads", "w", lease=LEASE, limit=10, after=after)
     assert [d.change.lead_id for d in rest] == ["L1", "L2", "L3", "L4"]
     assert ledger.queue.pending("google_ads")[0].id == a.id  # released: untried, pending
@@ -50,11 +50,11 @@ def test_a_ga4_clients_events_are_claimed_together_in_time_order(state_url: str)
         batch.append(replace(m, targets=[replace(m.targets[1], group="abc"[i % 3])]))
     ledger.changes.record(ledger.runs.start(), batch, "s", T0)
     first = ledger.queue.claim(GA4, "w", lease=LEASE, limit=4)
-    assert [(d.group, d.change.lead_id) for d in first] == [
+    assert [(d.claim_key[0], d.change.lead_id) for d in first] == [
         ("a", "L0"), ("a", "L3"), ("b", "L1"), ("b", "L4")
     ]  # fmt: skip
     last = first[-1]
-    after = (last.group, last.change.changed_at, last.id)
+    after = (last.claim_key, last.id)
     rest = ledger.queue.claim(GA4, "w", lease=LEASE, limit=4, after=after)
     assert [d.change.lead_id for d in rest] == ["L2", "L5"]
 

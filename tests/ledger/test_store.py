@@ -128,7 +128,7 @@ def test_a_version_1_store_is_upgraded_in_place(state_url: str) -> None:
     assert pending.change.attributes == {"gclid": "Cj0KCQiA-abc"}
 
 
-def test_a_version_4_store_gives_its_waiting_ga4_rows_their_client_as_claim_group(
+def test_a_version_4_store_gives_its_waiting_rows_their_place_in_the_queue(
     state_url: str,
 ) -> None:
     from sqlalchemy import text, update
@@ -138,13 +138,19 @@ def test_a_version_4_store_gives_its_waiting_ga4_rows_their_client_as_claim_grou
     ledger = Ledger.open(state_url)
     ledger.changes.record(ledger.runs.start(), [mapped("00Q1")], "s", T0)
     with ledger.db.engine.begin() as conn:  # back to what a version-4 connector wrote
-        conn.execute(text("ALTER TABLE deliveries DROP COLUMN claim_group"))
+        conn.execute(text("DROP INDEX ix_deliveries_claim"))
+        conn.execute(text("ALTER TABLE deliveries DROP COLUMN claim_key"))
         conn.execute(update(stage_changes).values(attributes={"ga_client_id": "123.456"}))
         conn.execute(text("UPDATE schema_version SET version = 4"))
     ledger.db.engine.dispose()
     upgraded = Ledger.open(state_url)
-    assert [d.group for d in upgraded.queue.pending("ga4")] == ["123.456"]
-    assert [d.group for d in upgraded.queue.pending("google_ads")] == [""]
+    # GA4's by client id, then change time; the others' by change time.
+    assert [d.claim_key for d in upgraded.queue.pending("ga4")] == [
+        f"123.456|{T0:%Y-%m-%dT%H:%M:%S}.000000"
+    ]
+    assert [d.claim_key for d in upgraded.queue.pending("google_ads")] == [
+        f"|{T0:%Y-%m-%dT%H:%M:%S}.000000"
+    ]
 
 
 def test_reached_answers_which_conversions_a_lead_reached_and_took_back(
