@@ -124,13 +124,12 @@ class DeliveryLoop:
         name = self.destination.name
         if self.destination.capabilities.deduplicates:
             self.summary.resent_after_stop[name] += len(orphans)
-            log.warning(
-                "%d %s deliveries were in flight when %s stopped: sent again "
+            _say(
+                "deliveries were in flight when %s stopped: sent again "
                 "(Google deduplicates them by transaction id)",
-                len(orphans),
                 name,
-                ", ".join(workers),
-                extra={"destination": name},
+                orphans,
+                workers,
             )
             return page
         if not self.claims.resend_in_flight:
@@ -139,12 +138,8 @@ class DeliveryLoop:
             return [d for d in page if not d.in_flight_of]
         self.summary.may_be_duplicated[name] += len(orphans)
         self._resent.update(d.id for d in orphans)
-        log.warning(
-            "%d %s events may be duplicated: they were in flight when %s stopped",
-            len(orphans),
-            name,
-            ", ".join(workers),
-            extra={"destination": name},
+        _say(
+            "events may be duplicated: they were in flight when %s stopped", name, orphans, workers
         )
         return page
 
@@ -217,3 +212,14 @@ class DeliveryLoop:
             self.summary.may_be_duplicated[self.destination.name] += 1
             return outcome  # pending: the next run sends it again
         return replace(outcome, status=Status.UNKNOWN, reason=UNKNOWN_AFTER_TIMEOUT)
+
+
+def _say(what: str, destination: str, orphans: list[Delivery], workers: list[str]) -> None:
+    """A resend after a stop, said out loud: how many, where, whose they were."""
+    log.warning(
+        "%d %s " + what,
+        len(orphans),
+        destination,
+        ", ".join(workers),
+        extra={"destination": destination},
+    )

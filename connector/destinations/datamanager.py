@@ -38,6 +38,7 @@ from google.auth.credentials import Credentials
 from google.protobuf import json_format
 
 from connector.core import Delivery, Outcome, Status
+from connector.destinations import request_status
 from connector.destinations.base import Settle
 from connector.errors import DestinationError
 from connector.google_api import GOOGLE_REST_TRANSIENT
@@ -268,6 +269,42 @@ def field_warnings(
         index = index if index < events else 0
         per_event[index] = (*per_event.get(index, ()), f"{reason} {field}".strip())
     return per_event, per_request
+
+
+class ViaDataManager:
+    """What a destination uploading through Data Manager shares with the others: it says
+    only which deliveries are ready (`_ready`: its own checks' outcomes, and the rest) and
+    how a batch of them becomes a request (`_request`)."""
+
+    _api: DataManager
+
+    def close(self) -> None:
+        self._api.close()
+
+    def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
+        return request_status.check(ledger, self._api).as_dict()
+
+    def request_status(self, request_id: str) -> dm.RetrieveRequestStatusResponse:
+        return self._api.request_status(request_id)
+
+    def deliver(
+        self,
+        batch: Sequence[Delivery],
+        *,
+        validate_only: bool = False,
+        settle: Settle | None = None,
+    ) -> list[Outcome]:
+        refused, ready = self._ready(batch)
+        return self._api.deliver_checked(refused, ready, self._request, validate_only, settle)
+
+    def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
+        return self._api.payloads(self._ready(batch)[1], self._request)
+
+    def _ready(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
+        raise NotImplementedError
+
+    def _request(self, batch: list[Delivery], validate_only: bool) -> dm.IngestEventsRequest:
+        raise NotImplementedError
 
 
 class Pace:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console
 from rich.table import Table
 
@@ -130,21 +132,37 @@ def print_unattributed(report: Report, console: Console) -> None:
 
 def _cost_tables(report: Report) -> list[Table]:
     rows = [*report.costs.campaigns, *report.costs.channels]
-    tables = []
-    for title, columns, cells in (
-        ("Google Ads cost and funnel", COST_COUNT_COLUMNS, cost_count_cells),
-        (f"Google Ads cost per result ({report.currency})", COST_PER_COLUMNS, cost_per_cells),
-        (f"Google Ads return ({report.currency})", COST_RETURN_COLUMNS, cost_return_cells),
-    ):
-        table = Table(title=title, title_justify="left", show_edge=False)
-        table.add_column("campaign", max_width=28)
-        for column in columns:
-            table.add_column(column, justify="right", no_wrap=True)
-        for i, r in enumerate(rows):
-            last_campaign = i == len(report.costs.campaigns) - 1
-            table.add_row(r.name, *cells(r, report.currency), end_section=last_campaign)
-        tables.append(table)
-    return tables
+    last_campaign = len(report.costs.campaigns) - 1
+    return [
+        _split_table(
+            title, "campaign", columns, [(r.name, cells(r, report.currency)) for r in rows],
+            section_after=last_campaign, max_width=28,
+        )
+        for title, columns, cells in (
+            ("Google Ads cost and funnel", COST_COUNT_COLUMNS, cost_count_cells),
+            (f"Google Ads cost per result ({report.currency})", COST_PER_COLUMNS, cost_per_cells),
+            (f"Google Ads return ({report.currency})", COST_RETURN_COLUMNS, cost_return_cells),
+        )
+    ]  # fmt: skip
+
+
+def _split_table(
+    title: str,
+    first: str,
+    columns: Sequence[str],
+    rows: list[tuple[str, list[str]]],
+    *,
+    section_after: int,
+    max_width: int | None = None,
+) -> Table:
+    """One of the tables a wide one is split into (to fit 80 columns): a name, then figures."""
+    table = Table(title=title, title_justify="left", show_edge=False)
+    table.add_column(first, max_width=max_width, no_wrap=max_width is None)
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
+    for i, (name, cells) in enumerate(rows):
+        table.add_row(name, *cells, end_section=i == section_after)
+    return table
 
 
 def _mix_table(report: Report, mix: Mix, *, revenue: bool = False) -> Table:
@@ -197,20 +215,17 @@ def _trend_table(report: Report) -> Table:
 
 def _channel_tables(report: Report) -> list[Table]:
     rows = [*report.channels.items(), ("all channels", report.funnel)]
-    tables = []
-    for title, columns, cells in (
-        ("Funnel by channel", FUNNEL_COLUMNS, funnel_cells),
-        (f"Revenue by channel ({report.currency})", VALUE_COLUMNS, value_cells),
-        (f"Open pipeline by channel ({report.currency})", PIPELINE_COLUMNS, pipeline_cells),
-    ):
-        table = Table(title=title, title_justify="left", show_edge=False)
-        table.add_column("channel", no_wrap=True)
-        for column in columns:
-            table.add_column(column, justify="right", no_wrap=True)
-        for i, (name, f) in enumerate(rows):
-            table.add_row(name, *cells(f, report.currency), end_section=i == len(rows) - 2)
-        tables.append(table)
-    return tables
+    return [
+        _split_table(
+            title, "channel", columns, [(name, cells(f, report.currency)) for name, f in rows],
+            section_after=len(rows) - 2,
+        )
+        for title, columns, cells in (
+            ("Funnel by channel", FUNNEL_COLUMNS, funnel_cells),
+            (f"Revenue by channel ({report.currency})", VALUE_COLUMNS, value_cells),
+            (f"Open pipeline by channel ({report.currency})", PIPELINE_COLUMNS, pipeline_cells),
+        )
+    ]  # fmt: skip
 
 
 def _delivery_table(report: Report) -> Table:

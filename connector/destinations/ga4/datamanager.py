@@ -18,19 +18,18 @@ id: multi-source events with one are allowlisted, and GA4 does not dedup by it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from google.ads import datamanager_v1 as dm
 
 from connector.core import GA4, Delivery, Outcome, utcnow
-from connector.destinations import request_status
-from connector.destinations.base import Capabilities, Plan, Settle
+from connector.destinations.base import Capabilities, Plan
 from connector.destinations.datamanager import (
     CONSENT,
     IDENTIFIER_FIELD,
     MAX_EVENTS,
     SCOPE,
     DataManager,
+    ViaDataManager,
 )
 from connector.destinations.ga4.events import GA4Event, GA4Extras, prepare
 from connector.google_api import google_credentials
@@ -41,7 +40,7 @@ _PROPERTY = dm.ProductAccount.AccountType.GOOGLE_ANALYTICS_PROPERTY
 _OWN_FIELDS = ("value", "currency")  # Event fields of their own, not additional parameters
 
 
-class GA4DataManagerDestination:
+class GA4DataManagerDestination(ViaDataManager):
     """GA4 lead events through the Data Manager API."""
 
     name = GA4
@@ -75,30 +74,11 @@ class GA4DataManagerDestination:
             account=f"GA4 property {settings.property_id}",
         )
 
-    def close(self) -> None:
-        self._api.close()
-
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
         self._api.bind(ledger)
         return Plan(list(wave), [])  # GA4 has no adjustments: every event stands alone
 
-    def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
-        return request_status.check(ledger, self._api).as_dict()
-
-    def deliver(
-        self,
-        batch: Sequence[Delivery],
-        *,
-        validate_only: bool = False,
-        settle: Settle | None = None,
-    ) -> list[Outcome]:
-        outcomes, ready = self._prepare(batch)
-        return self._api.deliver_checked(outcomes, ready, self._request, validate_only, settle)
-
-    def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
-        return self._api.payloads(self._prepare(batch)[1], self._request)
-
-    def _prepare(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
+    def _ready(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
         outcomes, events = prepare(batch, utcnow(), too_old=self._too_old, extras=self._extras)
         self._events = {e.delivery.id: e for e in events}
         return outcomes, [e.delivery for e in events]

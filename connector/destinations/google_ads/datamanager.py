@@ -34,9 +34,14 @@ from typing import Any
 from google.ads import datamanager_v1 as dm
 
 from connector.core import GOOGLE_ADS, Delivery, Outcome, utcnow
-from connector.destinations import request_status
-from connector.destinations.base import Capabilities, Plan, Settle
-from connector.destinations.datamanager import CONSENT, IDENTIFIER_FIELD, SCOPE, DataManager
+from connector.destinations.base import Capabilities, Plan
+from connector.destinations.datamanager import (
+    CONSENT,
+    IDENTIFIER_FIELD,
+    SCOPE,
+    DataManager,
+    ViaDataManager,
+)
 from connector.destinations.google_ads import adjustments
 from connector.destinations.google_ads.actions import ActionIds, sendable
 from connector.destinations.google_ads.ads_api import ads_client
@@ -50,7 +55,7 @@ from connector.ledger import Ledger
 from connector.settings import GoogleAdsSettings
 
 
-class DataManagerDestination:
+class DataManagerDestination(ViaDataManager):
     """Google Ads offline conversions through the Data Manager API."""
 
     name = GOOGLE_ADS
@@ -83,33 +88,11 @@ class DataManagerDestination:
             deduplicates=True,
         )
 
-    def close(self) -> None:
-        self._api.close()
-
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
         self._api.bind(ledger)
         return adjustments.plan(ledger, wave)
 
-    def check_requests(self, ledger: Ledger) -> dict[str, Any] | None:
-        return request_status.check(ledger, self._api).as_dict()
-
-    def deliver(
-        self,
-        batch: Sequence[Delivery],
-        *,
-        validate_only: bool = False,
-        settle: Settle | None = None,
-    ) -> list[Outcome]:
-        outcomes, valid = self._check(batch)
-        return self._api.deliver_checked(outcomes, valid, self._request, validate_only, settle)
-
-    def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
-        return self._api.payloads(self._check(batch)[1], self._request)
-
-    def request_status(self, request_id: str) -> dm.RetrieveRequestStatusResponse:
-        return self._api.request_status(request_id)
-
-    def _check(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
+    def _ready(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[Delivery]]:
         """Outcomes for what cannot go, and the rest with their conversion action ids."""
         outcomes, valid = sendable(batch, self._action_ids, utcnow())
         return outcomes, [replace(d, target=action_id) for d, action_id in valid]

@@ -217,8 +217,9 @@ def test_a_sync_to_ga4_through_data_manager_needs_no_api_secret_and_shows_warnin
     console = Console(record=True, width=200)
     print_summary(summary, console)
     assert "ga4 field warnings" in console.export_text()
-    today = now.date()
-    report = build_report(load(Ledger.open(url), Period(today, today)), currency="EUR")
+    # The changes are an hour old: yesterday's, just after midnight UTC.
+    period = Period((now - timedelta(days=1)).date(), now.date())
+    report = build_report(load(Ledger.open(url), period), currency="EUR")
     assert report.delivery["ga4"].field_warnings == {"INVALID_CLIENT_ID client_id": 1}
 
 

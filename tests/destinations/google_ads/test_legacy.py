@@ -60,11 +60,6 @@ def emulator(_shared: GoogleAdsApiEmulator) -> GoogleAdsApiEmulator:
     return _shared
 
 
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
 def make_destination(
     emulator: GoogleAdsApiEmulator, sleeps: list[float], customer: str = CUSTOMER
 ) -> GoogleAdsApiDestination:
