@@ -46,6 +46,8 @@ from connector_sandbox.soql import (
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 OLDEST_VERSION, NEWEST_VERSION = 31, 68  # v68.0 is Winter '27, current in late 2026
+# A REST call's URI and headers together may not pass this (help article 000386264).
+MAX_URI_AND_HEADERS = 16_384
 _CURSOR_CACHE = 256  # open query locators kept; the oldest is dropped beyond this
 # Fields with field history tracking on, per history object (what describe reports).
 TRACKED_FIELDS = {"LeadHistory": ("Status",), "OpportunityFieldHistory": ("StageName", "Amount")}
@@ -56,6 +58,15 @@ TRACKED_FIELDS = {"LeadHistory": ("Status",), "OpportunityFieldHistory": ("Stage
 
 def _sf_error(status: int, code: str, message: str) -> Response:
     return Response(status, [{"message": message, "errorCode": code}])
+
+
+def _too_long(request: Request) -> Response | None:
+    """Salesforce's answer to a call over its URI and header limit, before anything else."""
+    if len(request.target) > MAX_URI_AND_HEADERS:
+        return Response(414, raw=b"URI Too Long", content_type="text/plain")
+    if request.header_bytes > MAX_URI_AND_HEADERS:
+        return Response(431, raw=b"Request Header Fields Too Large", content_type="text/plain")
+    return None
 
 
 def _not_found() -> Response:
@@ -268,6 +279,8 @@ class SalesforceEmulator(ServedEmulator):
         injected = self.faults.take(request.path)
         if injected is not None:
             return injected
+        if (refused := _too_long(request)) is not None:
+            return refused
         if request.path == "/services/oauth2/token":
             return self._token(request) if request.method == "POST" else _not_found()
         if request.path.rstrip("/") == "/services/data":

@@ -21,6 +21,7 @@ class Request:
     def __init__(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> None:
         parts = urlsplit(raw_path)
         self.method = method
+        self.target = raw_path  # as sent on the request line: path and query, encoded
         self.path = parts.path
         self.query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         self.headers = {k.lower(): v for k, v in headers.items()}
@@ -28,6 +29,11 @@ class Request:
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
+
+    @property
+    def header_bytes(self) -> int:
+        """The size of the request line's target and the header lines, as sent."""
+        return len(self.target) + sum(len(k) + len(v) + 4 for k, v in self.headers.items())
 
 
 RESET = 0  # the status of a Response that is no answer: the connection is reset

@@ -38,9 +38,6 @@ from connector.source.bulk import bulk_pages
 from connector.source.cursor import Cursor
 from connector.source.errors import TransientSalesforceError, source_error
 
-LOOKUP_CHUNK = 2000  # ids per IN (...) list: about 42k characters, under SOQL's 100k
-
-
 # (object, record ids) -> their last seen states: how snapshot mode finds changes.
 StateLookup = Callable[[str, list[str]], dict[str, RecordState]]
 Pages = Iterator[list[dict[str, Any]]]  # REST pages
@@ -150,8 +147,9 @@ class SalesforceSource:
     def _opportunity_history(self, pull: Pull) -> Iterator[CrmChange]:
         """Opportunity stage (and won-amount) changes, under the lead they came from.
 
-        Rows are taken in groups of up to LOOKUP_CHUNK distinct opportunities, across
-        pages, so the leads behind them cost one lookup per group, not one per page.
+        Rows are taken in groups of as many distinct opportunities as one lookup's id list
+        holds (`soql.id_chunks`), across pages, so the leads behind them cost one lookup
+        per group, not one per page.
         """
         spec = self._opportunity()
         stages = _Stages(spec)
@@ -161,7 +159,8 @@ class SalesforceSource:
         # time, so one read again in the next group needs no second lookup.
         looked_up: set[str] = set()
         last: dict[str, dict[str, Any]] = {}
-        for group in _by_opportunities(pages, looked_up):
+        size = q.ids_per_query(partial(q.converted_leads_soql, self._mapping))
+        for group in _by_opportunities(pages, looked_up, size):
             ids = {str(r["OpportunityId"]) for r in group}
             leads = self._leads_for(pull, ids - looked_up)
             leads |= {o: last[o] for o in ids & looked_up if o in last}
@@ -326,29 +325,34 @@ class SalesforceSource:
         """Lead records by opportunity: the lead converted into it, or into its primary contact."""
         found = {
             str(r["ConvertedOpportunityId"]): r
-            for chunk in _chunked(sorted(opportunity_ids))
-            for r in self._records(pull, q.converted_leads_soql(self._mapping, chunk))
+            for r in self._lookup(
+                pull, partial(q.converted_leads_soql, self._mapping), opportunity_ids
+            )
         }
-        orphans = sorted(opportunity_ids - found.keys())
+        orphans = opportunity_ids - found.keys()
         if not orphans:
             return found
         contacts = {
             str(r["OpportunityId"]): str(r["ContactId"])
-            for chunk in _chunked(orphans)
-            for r in self._records(pull, q.primary_contacts_soql(chunk))
+            for r in self._lookup(pull, q.primary_contacts_soql, orphans)
             if r.get("ContactId")
         }
         by_contact = {
             str(r["ConvertedContactId"]): r
-            for chunk in _chunked(sorted(set(contacts.values())))
-            for r in self._records(pull, q.leads_by_contact_soql(self._mapping, chunk))
+            for r in self._lookup(
+                pull, partial(q.leads_by_contact_soql, self._mapping), set(contacts.values())
+            )
         }
         found.update({o: by_contact[c] for o, c in contacts.items() if c in by_contact})
         return found
 
-    def _records(self, pull: Pull, soql: str) -> Iterator[dict[str, Any]]:
-        for page in self._pages(pull, soql, include_deleted=False, budgeted=False):
-            yield from page
+    def _lookup(
+        self, pull: Pull, soql: Callable[[list[str]], str], ids: set[str]
+    ) -> Iterator[dict[str, Any]]:
+        """The records `soql(id list)` finds for `ids`, in as few queries as fit a URL."""
+        for chunk in q.id_chunks(sorted(ids), soql):
+            for page in self._pages(pull, soql(chunk), include_deleted=False, budgeted=False):
+                yield from page
 
     # reading pages --------------------------------------------------------------
 
@@ -489,9 +493,9 @@ def _number(value: object) -> float | None:
         return None
 
 
-def _by_opportunities(pages: Rows, known: Container[str]) -> Pages:
-    """The rows of `pages`, in order, in groups naming at most LOOKUP_CHUNK opportunities
-    that are not `known` (whose leads the caller still holds: read as each group starts)."""
+def _by_opportunities(pages: Rows, known: Container[str], size: int) -> Pages:
+    """The rows of `pages`, in order, in groups naming at most `size` opportunities that
+    are not `known` (whose leads the caller still holds: read as each group starts)."""
     group: list[dict[str, Any]] = []
     ids: set[str] = set()
     fresh = 0
@@ -499,7 +503,7 @@ def _by_opportunities(pages: Rows, known: Container[str]) -> Pages:
         for record in page:
             opportunity = str(record["OpportunityId"])
             new = opportunity not in ids and opportunity not in known
-            if new and fresh == LOOKUP_CHUNK:
+            if new and fresh == size:
                 yield group
                 group, ids, fresh = [], set(), 0
                 new = opportunity not in known  # `known` is now the group just yielded
@@ -508,8 +512,3 @@ def _by_opportunities(pages: Rows, known: Container[str]) -> Pages:
             fresh += new
     if group:
         yield group
-
-
-def _chunked(ids: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(ids), LOOKUP_CHUNK):
-        yield ids[start : start + LOOKUP_CHUNK]

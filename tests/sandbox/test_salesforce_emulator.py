@@ -18,6 +18,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import (
+    SalesforceError,
     SalesforceExpiredSession,
     SalesforceGeneralError,
     SalesforceMalformedRequest,
@@ -26,7 +27,7 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.format import format_soql
 
 from connector_sandbox import tls
-from connector_sandbox.dataset import SalesforceData, generate
+from connector_sandbox.dataset import SalesforceData, generate, sf_id
 from connector_sandbox.faults import Fault
 from connector_sandbox.salesforce import SalesforceEmulator, certificate_pem
 
@@ -413,6 +414,21 @@ def test_injected_faults_surface_as_simple_salesforce_errors(
     with pytest.raises(raised):
         sf.query("SELECT Id FROM Lead LIMIT 1")
     assert sf.query("SELECT Id FROM Lead LIMIT 1")["totalSize"] == 1  # one fault, one failure
+
+
+def test_a_call_over_16384_bytes_of_uri_and_headers_is_refused(sf: Salesforce) -> None:
+    ids = ", ".join(f"'{sf_id('006', n)}'" for n in range(600))  # ~16.8 kB once encoded
+    with pytest.raises(SalesforceError) as refused:
+        sf.query(f"SELECT Id FROM Lead WHERE ConvertedOpportunityId IN ({ids})")
+    assert refused.value.status == 414
+    fits = ", ".join(f"'{sf_id('006', n)}'" for n in range(500))  # ~14 kB: the URI fits
+    with pytest.raises(SalesforceError) as too_big:  # ... but not with 3 kB of headers
+        sf.query(
+            f"SELECT Id FROM Lead WHERE ConvertedOpportunityId IN ({fits})",
+            headers={"X-Padding": "p" * 3000},
+        )
+    assert too_big.value.status == 431
+    assert sf.query(f"SELECT Id FROM Lead WHERE ConvertedOpportunityId IN ({fits})")
 
 
 def test_slow_response_times_out_on_the_client(

@@ -1,9 +1,12 @@
-"""The leads behind opportunities are looked up once per 2,000 distinct opportunities,
-not once per OpportunityFieldHistory page (real simple-salesforce, emulated org)."""
+"""The leads behind opportunities are looked up once per id list that fits a URL (a few
+hundred distinct opportunities), not once per OpportunityFieldHistory page (real
+simple-salesforce, emulated org: it refuses a call over Salesforce's URI limit)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from connector.mapping.rules import load_mapping
@@ -11,6 +14,7 @@ from connector.settings import SalesforceSettings
 from connector.source.auth import connect
 from connector.source.cursor import Cursor
 from connector.source.salesforce import SalesforceSource
+from connector.source.soql import converted_leads_soql, ids_per_query
 from connector.source.streams import OPPORTUNITY_HISTORY
 from connector_sandbox.dataset import sf_datetime, sf_id
 from connector_sandbox.stack import Sandbox
@@ -19,6 +23,7 @@ from tests.conftest import MAPPING
 NOW = datetime.now(UTC).replace(microsecond=0)
 START = NOW - timedelta(days=5)
 STAGES = ("Prospecting", "Proposal", "Closed Won")
+PER_LOOKUP = ids_per_query(partial(converted_leads_soql, load_mapping(MAPPING)))
 
 
 def org(deals: int) -> dict[str, list[dict[str, Any]]]:
@@ -59,7 +64,7 @@ def pull_all(box: Sandbox) -> tuple[list[datetime], Cursor, int]:
     return [c.changed_at for c in changes], cursor, pull.stats.calls
 
 
-def test_opportunity_pages_share_one_lead_lookup_per_2000_opportunities() -> None:
+def test_opportunity_pages_share_one_lead_lookup_per_id_list() -> None:
     with Sandbox(org(190)) as box:
         box.salesforce.page_size = 200  # 380 history rows: two pages; 190 leads: one
         times, cursor, calls = pull_all(box)
@@ -70,10 +75,11 @@ def test_opportunity_pages_share_one_lead_lookup_per_2000_opportunities() -> Non
     assert cursor.bookmark == max(times)
 
 
-def test_more_than_2000_opportunities_take_one_lookup_per_2000() -> None:
-    with Sandbox(org(2500)) as box:
+def test_more_opportunities_than_one_list_holds_take_one_lookup_per_list() -> None:
+    deals = PER_LOOKUP + 100
+    with Sandbox(org(deals)) as box:
         times, _, _ = pull_all(box)
         lookups = box.salesforce.query_calls["Lead"]
-    # 5,000 rows: deals 0-1,999, then 2,000-2,499 with the second changes of 0-2,499, whose
-    # leads the first group already brought: 2,000 + 500 leads looked up, ceil(2,500 / 2,000).
-    assert len(times) == 5000 and lookups == 2
+    # The first PER_LOOKUP deals, then the other 100 with the second changes of all: the
+    # leads of the first group are still held, so each lead is looked up once.
+    assert len(times) == 2 * deals and lookups == math.ceil(deals / PER_LOOKUP) == 2
