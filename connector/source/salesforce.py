@@ -37,6 +37,7 @@ from connector.source import soql as q
 from connector.source.bulk import bulk_pages
 from connector.source.cursor import Cursor
 from connector.source.errors import TransientSalesforceError, source_error
+from connector.source.leads import LeadsByOpportunity
 
 # (object, record ids) -> their last seen states: how snapshot mode finds changes.
 StateLookup = Callable[[str, list[str]], dict[str, RecordState]]
@@ -155,18 +156,16 @@ class SalesforceSource:
         stages = _Stages(spec)
         query = q.opportunity_history_query(self._mapping, pull.cursor.since)
         pages = self._stream(pull, query, bulk=pull.cursor.backfill)
-        # The last group's opportunities and leads: a deal's rows come close together in
-        # time, so one read again in the next group needs no second lookup.
-        looked_up: set[str] = set()
-        last: dict[str, dict[str, Any]] = {}
+        # A deal's rows are days apart: one met again later needs no second lookup.
+        held = LeadsByOpportunity(["Id", *q.lead_select(self._mapping)])
         size = q.ids_per_query(partial(q.converted_leads_soql, self._mapping))
-        for group in _by_opportunities(pages, looked_up, size):
+        for group in _by_opportunities(pages, held, size):
             ids = {str(r["OpportunityId"]) for r in group}
-            leads = self._leads_for(pull, ids - looked_up)
-            leads |= {o: last[o] for o in ids & looked_up if o in last}
-            looked_up.clear()  # in place: the grouping reads it for the next group
-            looked_up.update(ids)
-            last = leads
+            new = {o for o in ids if o not in held}
+            leads = held.take(ids - new)  # before `hold` can let any of them go
+            found = self._leads_for(pull, new)
+            held.hold(new, found)
+            leads |= found
             # A deal won and given its amount in one save has two rows of the same time: the
             # stage row carries the amount already, the amount row is no restatement.
             staged = {

@@ -83,3 +83,13 @@ def test_more_opportunities_than_one_list_holds_take_one_lookup_per_list() -> No
     # The first PER_LOOKUP deals, then the other 100 with the second changes of all: the
     # leads of the first group are still held, so each lead is looked up once.
     assert len(times) == 2 * deals and lookups == math.ceil(deals / PER_LOOKUP) == 2
+
+
+def test_a_deal_met_again_far_down_the_stream_is_not_looked_up_again() -> None:
+    deals = PER_LOOKUP * 2 + 100
+    with Sandbox(org(deals)) as box:
+        times, _, _ = pull_all(box)
+        lookups = box.salesforce.query_calls["Lead"]
+    # Each deal's second change comes `deals` rows after its first, three groups later:
+    # its lead is still held, so the lookups are those of the first changes alone.
+    assert len(times) == 2 * deals and lookups == math.ceil(deals / PER_LOOKUP) == 3
