@@ -2,11 +2,11 @@
 was done, and what the mapping now sends but never was queued for the next sync.
 
 A recorded change keeps what a mapping needs: the CRM status, and the normalised
-attributes (hashed ids, click ids, GA client id, consent, UTM). A value read from a CRM
-field is recorded only as the amount that was sent; where a rule needs a field that was
-not recorded, the row says so and keeps the value that was decided. Deal adjustments
-(restatements, retractions) depend on the status before, which is not recorded: they
-are shown as they were, never re-decided.
+attributes (hashed ids, click ids, GA client id, consent, UTM). Of the CRM fields a value
+rule can read, only the deal's amount is recorded (with every opportunity change); where
+a rule needs a field that was not, the row says so and keeps the value that was decided.
+Deal adjustments (restatements, retractions) depend on the status before, which is not
+recorded: they are shown as they were, never re-decided.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from connector.core import DESTINATIONS, GA4, GOOGLE_ADS, UNMAPPED, Mapped, Status, Target
 from connector.destinations.google_ads.eligibility import blocked
@@ -128,8 +128,10 @@ def _value(
     change = recorded.change
     if spec.field is None:
         amount = spec.fixed
-    elif (deal := _deal_amount(spec.field, recorded, mapping)) is not None:
-        amount = deal
+    elif (deal := _deal_amount(spec.field, recorded, mapping)).recorded:
+        if deal.amount is None:
+            return None, None, "missing_amount", None  # as a sync would skip it
+        amount = deal.amount
     elif (done := recorded.done.get(destination)) is not None:
         note = f"{FIELD_NOT_RECORDED}: {spec.field} (the value decided before is kept)"
         return done.value, done.currency, None, note
@@ -142,13 +144,23 @@ def _value(
     return amount, currency, None, None
 
 
-def _deal_amount(name: str, recorded: Recorded, mapping: Mapping) -> float | None:
-    """A deal's amount is recorded with its change (`amount`): the one CRM field we know."""
+class _DealAmount(NamedTuple):
+    recorded: bool  # False: the ledger does not know it
+    amount: float | None  # None, when recorded: the deal had no valid amount
+
+
+def _deal_amount(name: str, recorded: Recorded, mapping: Mapping) -> _DealAmount:
+    """The deal's amount field, the one CRM field the ledger keeps: as read with every
+    opportunity change (`deal_amount`), or in an older ledger as it was sent (`amount`)."""
     change, deal = recorded.change, mapping.opportunity
     if change.opportunity_id is None or deal is None or name != deal.amount_field:
-        return None
-    amount = change.attributes.get("amount")
-    return None if amount is None else float(amount)
+        return _DealAmount(False, None)
+    attributes = change.attributes
+    if "deal_amount" in attributes:
+        amount = attributes["deal_amount"]
+        return _DealAmount(True, None if amount is None else float(amount))
+    sent = attributes.get("amount")
+    return _DealAmount(sent is not None, None if sent is None else float(sent))
 
 
 def _once(ledger: Ledger, decided: list[_Now]) -> list[_Now]:

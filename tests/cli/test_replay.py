@@ -105,3 +105,33 @@ def test_replay_help_documents_its_options_and_exit_codes() -> None:
     assert result.exit_code == 0
     for word in ("--since", "--mapping", "--dry-run", "--json", "Exit codes"):
         assert word in result.stdout
+
+
+def test_a_rule_valued_by_the_deal_amount_reads_the_amount_recorded_with_the_change(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = env_for(sandbox, tmp_path)
+    assert invoke("sync", "--json", env=env).exit_code == 0
+    text = MAPPING.read_text(encoding="utf-8").replace(
+        "ga4: {event: close_unconvert_lead}",
+        "ga4: {event: close_unconvert_lead}\n"
+        '      google_ads: {conversion_action: "700000004", value: {field: Amount}}',
+    )
+    mapping = tmp_path / "lost-valued.yaml"
+    mapping.write_text(text, encoding="utf-8")
+    preview = invoke(
+        "replay", "--since", SINCE, "--mapping", str(mapping), "--dry-run", "--json", env=env
+    )
+    assert preview.exit_code == 0, preview.stderr
+    rows, _ = lines(preview.stdout)
+    lost = [r for r in rows if r["crm_status"] == "Closed Lost"]
+    # A lost deal's amount was recorded when it was lost: its value is known, or the deal
+    # had none (skipped as a sync would skip it), never "value unknown".
+    assert lost and not [r for r in lost if r["change"] == "value_unknown"]
+    amounts = {
+        o["Id"]: float(o["Amount"])
+        for o in sandbox.salesforce.records("Opportunity")
+        if o.get("Amount") is not None
+    }
+    sent = [r for r in lost if r["change"] == "newly_sent"]
+    assert sent and all(r["value_now"] in amounts.values() for r in sent)
