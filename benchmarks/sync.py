@@ -31,12 +31,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from connector.mapping.rules import load_mapping
-from connector.source.soql import converted_leads_soql, ids_per_query
+from connector.source.soql import LOOKUP_IDS
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPING = ROOT / "mappings" / "salesforce.yaml"
@@ -49,8 +47,8 @@ BACKFILL_DAYS = 90
 LEGEND = """\
 min Salesforce, per history object: ceil(rows / 2,000) REST pages, or for more rows than
   BULK_THRESHOLD (20,000) a Bulk API 2.0 job: create + one status poll + ceil(rows / 50,000)
-  result pages; plus Lead lookups: ceil(distinct opportunities / the ids an IN list holds
-  within Salesforce's 16,384-byte URI limit, `soql.ids_per_query`: 416 for the demo mapping). A first run's
+  result pages; plus Lead lookups: ceil(distinct opportunities / 2,000), each one Composite
+  call (its 2,000-id SOQL is too long for a URL). A first run's
   COUNT() per object (REST or bulk?) is the one call over the minimum the target allows.
   A run with nothing new: one query per object (2). The OAuth login is not counted: it is
   no API call (the daily limit counts REST and Bulk requests).
@@ -275,11 +273,7 @@ def salesforce_minimum(source: dict[str, int], first: bool, threshold: int = 20_
         rows = source[name]
         bulk = rows > threshold
         pages += 2 + math.ceil(rows / BULK_PAGE) if bulk else max(1, math.ceil(rows / SOQL_PAGE))
-    return pages + math.ceil(source["opportunities"] / _ids_per_lookup())
-
-
-def _ids_per_lookup() -> int:
-    return ids_per_query(partial(converted_leads_soql, load_mapping(MAPPING)))
+    return pages + math.ceil(source["opportunities"] / LOOKUP_IDS)
 
 
 def report(

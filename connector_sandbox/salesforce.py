@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import threading
@@ -48,6 +49,8 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 OLDEST_VERSION, NEWEST_VERSION = 31, 68  # v68.0 is Winter '27, current in late 2026
 # A REST call's URI and headers together may not pass this (help article 000386264).
 MAX_URI_AND_HEADERS = 16_384
+MAX_SOQL = 100_000  # characters in one SOQL statement
+COMPOSITE_OPERATIONS, COMPOSITE_QUERIES = 25, 5  # subrequests per Composite call
 _CURSOR_CACHE = 256  # open query locators kept; the oldest is dropped beyond this
 # Fields with field history tracking on, per history object (what describe reports).
 TRACKED_FIELDS = {"LeadHistory": ("Status",), "OpportunityFieldHistory": ("StageName", "Amount")}
@@ -67,6 +70,14 @@ def _too_long(request: Request) -> Response | None:
     if request.header_bytes > MAX_URI_AND_HEADERS:
         return Response(431, raw=b"Request Header Fields Too Large", content_type="text/plain")
     return None
+
+
+def _composite_refusal(message: str) -> Response:
+    """How Salesforce refuses a Composite call over its limits: one entry, no referenceId."""
+    entry = {"body": [{"errorCode": "LIMIT_EXCEEDED", "message": message}], "httpHeaders": {}}
+    return Response(
+        200, {"compositeResponse": [entry | {"httpStatusCode": 400, "referenceId": None}]}
+    )
 
 
 def _not_found() -> Response:
@@ -304,6 +315,8 @@ class SalesforceEmulator(ServedEmulator):
         self._api_usage += 1
         if rest.startswith("/jobs/query"):  # Bulk API 2.0: POST, PATCH, DELETE too
             return self.bulk_jobs.serve(self._store, request, major, rest)
+        if re.fullmatch(r"/composite/?", rest) and request.method == "POST":
+            return self._composite(request)
         if not OLDEST_VERSION <= major <= NEWEST_VERSION or request.method != "GET":
             return _not_found()
         version = f"{major}.0"
@@ -323,6 +336,45 @@ class SalesforceEmulator(ServedEmulator):
             (r"/sobjects/(\w+)/(\w{15}|\w{18})/?", self._record),
             (r"/limits/?", self._limits),
         ]
+
+    def _composite(self, request: Request) -> Response:
+        """POST /composite: up to 25 subrequests, at most 5 of them queries, all for one API
+        call. Only query subrequests are served (the connector's lookups); each is answered
+        as the same GET would be, except that no URL limit applies to it."""
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        subrequests = body.get("compositeRequest") if isinstance(body, dict) else None
+        if not isinstance(subrequests, list) or not subrequests:
+            return _sf_error(400, "JSON_PARSER_ERROR", "compositeRequest: a list is required")
+        if len(subrequests) > COMPOSITE_OPERATIONS:
+            return _composite_refusal("The request can’t contain more than 25 operations.")
+        if len(subrequests) > COMPOSITE_QUERIES:  # every subrequest served here is a query
+            return _composite_refusal("The request can’t contain more than 5 query operations.")
+        return Response(200, {"compositeResponse": [self._subrequest(s) for s in subrequests]})
+
+    def _subrequest(self, subrequest: Any) -> dict[str, Any]:
+        ref = subrequest.get("referenceId") if isinstance(subrequest, dict) else None
+        url = subrequest.get("url") if isinstance(subrequest, dict) else None
+        found = re.fullmatch(r"/services/data/v(\d+)\.0(/[^?]*)(\?.*)?", str(url or ""))
+        answer = _sf_error(400, "INVALID_INPUT", "a subrequest needs a method, url and referenceId")
+        if ref and found and subrequest.get("method") == "GET":
+            version, rest = f"{int(found[1])}.0", found[2]
+            inner = Request("GET", f"{found[2]}{found[3] or ''}", {}, b"")
+            answer = _not_found()
+            for pattern, route in self._routes():
+                if (matched := re.fullmatch(pattern, rest)) is not None and route in (
+                    self._query,
+                    self._query_more,
+                ):
+                    answer = route(inner, matched, version)
+        return {
+            "body": json.loads(answer.payload or b"null"),
+            "httpHeaders": {},
+            "httpStatusCode": answer.status,
+            "referenceId": ref,
+        }
 
     def _authorized(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -423,6 +475,9 @@ class SalesforceEmulator(ServedEmulator):
 
     def _query(self, request: Request, match: re.Match[str], version: str) -> Response:
         soql = request.query.get("q", "")
+        if len(soql) > MAX_SOQL:
+            message = f"SOQL statements cannot be longer than {MAX_SOQL} characters"
+            return _sf_error(400, "MALFORMED_QUERY", message)
         try:
             query = parse_soql(soql)
             counted = self._store.object_name(query.sobject) or query.sobject

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar, cast
+from urllib.parse import urlencode
 
 import requests
 from simple_salesforce.api import Salesforce
@@ -27,6 +28,9 @@ from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
     SalesforceGeneralError,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
 )
 
 from connector.core import CrmChange, RecordState
@@ -151,9 +155,8 @@ class SalesforceSource:
     def _opportunity_history(self, pull: Pull) -> Iterator[CrmChange]:
         """Opportunity stage (and won-amount) changes, under the lead they came from.
 
-        Rows are taken in groups of as many distinct opportunities as one lookup's id list
-        holds (`soql.id_chunks`), across pages, so the leads behind them cost one lookup
-        per group, not one per page.
+        Rows are taken in groups of up to LOOKUP_IDS distinct opportunities not held yet,
+        across pages, so the leads behind them cost one lookup per group, not one per page.
         """
         spec = self._opportunity()
         stages = _Stages(spec)
@@ -161,8 +164,7 @@ class SalesforceSource:
         pages = self._stream(pull, query, bulk=pull.cursor.backfill)
         # A deal's rows are days apart: one met again later needs no second lookup.
         held = LeadsByOpportunity(["Id", *q.lead_select(self._mapping)])
-        size = q.ids_per_query(partial(q.converted_leads_soql, self._mapping))
-        for group in _by_opportunities(pages, held, size):
+        for group in _by_opportunities(pages, held):
             ids = {str(r["OpportunityId"]) for r in group}
             new = {o for o in ids if o not in held}
             leads = held.take(ids - new)  # before `hold` can let any of them go
@@ -351,10 +353,22 @@ class SalesforceSource:
     def _lookup(
         self, pull: Pull, soql: Callable[[list[str]], str], ids: set[str]
     ) -> Iterator[dict[str, Any]]:
-        """The records `soql(id list)` finds for `ids`, in as few queries as fit a URL."""
-        for chunk in q.id_chunks(sorted(ids), soql):
-            for page in self._pages(pull, soql(chunk), include_deleted=False, budgeted=False):
-                yield from page
+        """The records `soql(id list)` finds for `ids`: a Composite call per LOOKUP_IDS."""
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), q.LOOKUP_IDS):
+            query = soql(ordered[start : start + q.LOOKUP_IDS])
+            page = self._fetch(pull, partial(self._composite_query, query))
+            yield from page["records"]
+            for more in self._more(pull, page, include_deleted=False, budgeted=False):
+                yield from more
+
+    def _composite_query(self, soql: str) -> dict[str, Any]:
+        """One query sent as the one subrequest of a Composite call: its body carries the
+        SOQL, so no URL limit applies (the client as it is at each try)."""
+        client = self._client
+        url = f"/services/data/v{client.sf_version}/query/?{urlencode({'q': soql})}"
+        body = {"compositeRequest": [{"method": "GET", "url": url, "referenceId": "lookup"}]}
+        return _subresponse(client.restful("composite", method="POST", json=body))
 
     # reading pages --------------------------------------------------------------
 
@@ -375,24 +389,31 @@ class SalesforceSource:
             yield page
 
     def _pages(self, pull: Pull, soql: str, *, include_deleted: bool, budgeted: bool) -> Pages:
-        def request(url: str | None) -> dict[str, Any]:  # the client as it is at each try
-            if url is None:
-                page = self._client.query(soql, include_deleted=include_deleted)
-            else:
-                page = self._client.query_more(
-                    url, identifier_is_url=True, include_deleted=include_deleted
-                )
-            return cast(dict[str, Any], page)
+        if budgeted and self._over_budget(pull):
+            return
+        page = self._fetch(
+            pull,
+            lambda: cast(dict[str, Any], self._client.query(soql, include_deleted=include_deleted)),
+        )
+        yield page["records"]
+        yield from self._more(pull, page, include_deleted=include_deleted, budgeted=budgeted)
 
-        next_url: str | None = None
-        while True:
+    def _more(
+        self, pull: Pull, page: dict[str, Any], *, include_deleted: bool, budgeted: bool
+    ) -> Pages:
+        """The pages after `page`, through each one's nextRecordsUrl."""
+        while not page.get("done", True) and (url := page.get("nextRecordsUrl")):
             if budgeted and self._over_budget(pull):
                 return
-            page = self._fetch(pull, partial(request, next_url))
+            page = self._fetch(pull, partial(self._query_more, url, include_deleted))
             yield page["records"]
-            next_url = page.get("nextRecordsUrl")
-            if page.get("done", True) or not next_url:
-                return
+
+    def _query(self, soql: str, include_deleted: bool) -> dict[str, Any]:
+        return cast(dict[str, Any], self._client.query(soql, include_deleted=include_deleted))
+
+    def _query_more(self, url: str, include_deleted: bool) -> dict[str, Any]:
+        page = self._client.query_more(url, identifier_is_url=True, include_deleted=include_deleted)
+        return cast(dict[str, Any], page)
 
     def _over_budget(self, pull: Pull) -> bool:
         usage = pull.stats.api_usage = self.api_usage
@@ -495,8 +516,8 @@ def _number(value: object) -> float | None:
         return None
 
 
-def _by_opportunities(pages: Rows, known: Container[str], size: int) -> Pages:
-    """The rows of `pages`, in order, in groups naming at most `size` opportunities that
+def _by_opportunities(pages: Rows, known: Container[str]) -> Pages:
+    """The rows of `pages`, in order, in groups naming at most LOOKUP_IDS opportunities that
     are not `known` (whose leads the caller still holds: read as each group starts)."""
     group: list[dict[str, Any]] = []
     ids: set[str] = set()
@@ -505,7 +526,7 @@ def _by_opportunities(pages: Rows, known: Container[str], size: int) -> Pages:
         for record in page:
             opportunity = str(record["OpportunityId"])
             new = opportunity not in ids and opportunity not in known
-            if new and fresh == size:
+            if new and fresh == q.LOOKUP_IDS:
                 yield group
                 group, ids, fresh = [], set(), 0
                 new = opportunity not in known  # `known` is now the group just yielded
@@ -514,3 +535,24 @@ def _by_opportunities(pages: Rows, known: Container[str], size: int) -> Pages:
             fresh += new
     if group:
         yield group
+
+
+# A subrequest's failure, raised as simple-salesforce raises the same status on its own.
+_SUBREQUEST_ERRORS: dict[int, type[SalesforceError]] = {
+    400: SalesforceMalformedRequest,
+    401: SalesforceExpiredSession,
+    403: SalesforceRefusedRequest,
+    404: SalesforceResourceNotFound,
+}
+
+
+def _subresponse(answer: Any) -> dict[str, Any]:
+    """The result of a Composite call's one subrequest, or the error it would have raised."""
+    results = answer.get("compositeResponse") if isinstance(answer, dict) else None
+    first = results[0] if results else {}
+    status = int(first.get("httpStatusCode") or 500)
+    if status < 300 and isinstance(first.get("body"), dict):
+        return cast(dict[str, Any], first["body"])
+    error = _SUBREQUEST_ERRORS.get(status, SalesforceGeneralError)
+    # simple-salesforce's errors carry the parsed body as `content`, whatever its annotation.
+    raise error("composite", status, "composite", cast(bytes, first.get("body")))

@@ -9,10 +9,9 @@ formatted here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote_plus
 
 from connector.mapping.rules import Mapping
 
@@ -25,11 +24,11 @@ LEAD_SYSTEM_FIELDS = ("CreatedDate", "IsDeleted", "MasterRecordId")
 OPPORTUNITY_SYSTEM_FIELDS = ("IsWon", "IsDeleted", "CloseDate")
 
 
-# A REST query travels in the URL, and Salesforce refuses a call whose URI and headers
-# pass 16,384 bytes (414 URI Too Long, 431 Request Header Fields Too Large: API-NOTES §5).
-# An id list is cut so the encoded query stays under this, which leaves room for the
-# host, the path and the headers (a bearer token is about 120 bytes).
-MAX_ENCODED_QUERY = 12_000
+# Ids per lookup: the leads they find fit one result page (2,000 records), and the SOQL
+# (about 44,000 characters) fits SOQL's 100,000. Far too long for a URL (Salesforce refuses
+# a call whose URI and headers pass 16,384 bytes), so a lookup rides in a Composite call's
+# body (`connector.source.salesforce`), which counts as one API call.
+LOOKUP_IDS = 2000
 
 
 def soql_datetime(value: datetime) -> str:
@@ -40,34 +39,6 @@ def soql_datetime(value: datetime) -> str:
 def id_list(ids: Iterable[str]) -> str:
     """A quoted SOQL id list; anything that is not a Salesforce id is dropped."""
     return ", ".join(f"'{i}'" for i in ids if _SF_ID.match(i))
-
-
-def id_chunks(
-    ids: Sequence[str], soql: Callable[[list[str]], str], budget: int = MAX_ENCODED_QUERY
-) -> Iterator[list[str]]:
-    """`ids` in lists that keep `soql(list)`, URL-encoded as the client sends it, within
-    `budget` bytes; in order, each id once."""
-    fixed = _encoded(soql([]))
-    chunk: list[str] = []
-    size = fixed
-    for i in ids:
-        cost = _encoded(f"'{i}', ")
-        if chunk and size + cost > budget:
-            yield chunk
-            chunk, size = [], fixed
-        chunk.append(i)
-        size += cost
-    if chunk:
-        yield chunk
-
-
-def ids_per_query(soql: Callable[[list[str]], str], budget: int = MAX_ENCODED_QUERY) -> int:
-    """How many 18-character ids one `soql(list)` holds within `budget`."""
-    return max(1, (budget - _encoded(soql([]))) // _encoded(f"'{'0' * 18}', "))
-
-
-def _encoded(text: str) -> int:
-    return len(quote_plus(text))  # how requests encodes the `q` parameter
 
 
 def lead_select(mapping: Mapping) -> list[str]:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from urllib.parse import urlencode
 
 import jwt
 import pytest
@@ -429,6 +430,44 @@ def test_a_call_over_16384_bytes_of_uri_and_headers_is_refused(sf: Salesforce) -
         )
     assert too_big.value.status == 431
     assert sf.query(f"SELECT Id FROM Lead WHERE ConvertedOpportunityId IN ({fits})")
+
+
+def composite(sf: Salesforce, *soql: str) -> list[dict[str, Any]]:
+    requests_ = [
+        {"method": "GET", "url": f"/services/data/v{sf.sf_version}/query/?{urlencode({'q': q})}",
+         "referenceId": f"q{n}"}
+        for n, q in enumerate(soql)
+    ]  # fmt: skip
+    answer = sf.restful("composite", method="POST", json={"compositeRequest": requests_})
+    return list(answer["compositeResponse"])
+
+
+def test_a_composite_call_carries_queries_no_url_could_for_one_api_call(
+    emulator: SalesforceEmulator, sf: Salesforce, data: SalesforceData
+) -> None:
+    wanted = [str(x["ConvertedOpportunityId"]) for x in data.leads if x.get("IsConverted")]
+    ids = ", ".join(f"'{i}'" for i in [*wanted, *(sf_id("006", n) for n in range(2000))])
+    long = f"SELECT Id FROM Lead WHERE ConvertedOpportunityId IN ({ids})"  # ~ 60 kB
+    before = emulator.api_usage
+    [lead, bad] = composite(sf, long, "SELECT Nope FROM Lead")
+    assert emulator.api_usage == before + 1
+    assert lead["httpStatusCode"] == 200 and lead["referenceId"] == "q0"
+    assert len(lead["body"]["records"]) == len(wanted) and lead["body"]["done"]
+    assert bad["httpStatusCode"] == 400 and bad["body"][0]["errorCode"] == "INVALID_FIELD"
+
+
+def test_a_composite_call_holds_at_most_five_queries(sf: Salesforce) -> None:
+    [refused] = composite(sf, *["SELECT Id FROM Lead LIMIT 1"] * 6)
+    assert refused["httpStatusCode"] == 400 and refused["referenceId"] is None
+    assert refused["body"][0]["errorCode"] == "LIMIT_EXCEEDED"
+    assert len(composite(sf, *["SELECT Id FROM Lead LIMIT 1"] * 5)) == 5
+
+
+def test_soql_over_100000_characters_is_malformed(sf: Salesforce) -> None:
+    ids = ", ".join(f"'{sf_id('006', n)}'" for n in range(5000))
+    [answer] = composite(sf, f"SELECT Id FROM Lead WHERE ConvertedOpportunityId IN ({ids})")
+    assert answer["httpStatusCode"] == 400
+    assert answer["body"][0]["errorCode"] == "MALFORMED_QUERY"
 
 
 def test_slow_response_times_out_on_the_client(

@@ -1,29 +1,32 @@
-"""The leads behind opportunities are looked up once per id list that fits a URL (a few
-hundred distinct opportunities), not once per OpportunityFieldHistory page (real
-simple-salesforce, emulated org: it refuses a call over Salesforce's URI limit)."""
+"""The leads behind opportunities are looked up once per 2,000 distinct opportunities, not
+once per OpportunityFieldHistory page, each lookup one Composite call (real
+simple-salesforce, emulated org: it refuses a GET over Salesforce's URI limit)."""
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
+import pytest
+
+from connector.errors import SourceError
 from connector.mapping.rules import load_mapping
 from connector.settings import SalesforceSettings
 from connector.source.auth import connect
 from connector.source.cursor import Cursor
 from connector.source.salesforce import SalesforceSource
-from connector.source.soql import converted_leads_soql, ids_per_query
+from connector.source.soql import LOOKUP_IDS
 from connector.source.streams import OPPORTUNITY_HISTORY
 from connector_sandbox.dataset import sf_datetime, sf_id
+from connector_sandbox.faults import Fault
 from connector_sandbox.stack import Sandbox
 from tests.conftest import MAPPING
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 START = NOW - timedelta(days=5)
 STAGES = ("Prospecting", "Proposal", "Closed Won")
-PER_LOOKUP = ids_per_query(partial(converted_leads_soql, load_mapping(MAPPING)))
+PER_LOOKUP = LOOKUP_IDS
 
 
 def org(deals: int) -> dict[str, list[dict[str, Any]]]:
@@ -93,3 +96,15 @@ def test_a_deal_met_again_far_down_the_stream_is_not_looked_up_again() -> None:
     # Each deal's second change comes `deals` rows after its first, three groups later:
     # its lead is still held, so the lookups are those of the first changes alone.
     assert len(times) == 2 * deals and lookups == math.ceil(deals / PER_LOOKUP) == 3
+
+
+def test_a_failed_lookup_is_retried_and_a_refused_one_names_the_error() -> None:
+    with Sandbox(org(10)) as box:
+        box.salesforce.faults.push(Fault(503, path_contains="/composite"))
+        times, _, _ = pull_all(box)  # retried: every change still under its lead
+        assert len(times) == 20
+        assert box.salesforce.query_calls["Lead"] == 1  # the 503 reached no query
+    with Sandbox(org(10)) as box:
+        box.salesforce.set_api_usage(box.salesforce.api_limit - 1)  # the history page only
+        with pytest.raises(SourceError, match="REQUEST_LIMIT_EXCEEDED"):
+            pull_all(box)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import partial
-from urllib.parse import quote_plus
 
 from connector.mapping.rules import load_mapping
 from connector.source.soql import (
-    MAX_ENCODED_QUERY,
+    LOOKUP_IDS,
     converted_leads_soql,
-    id_chunks,
-    ids_per_query,
     lead_history_query,
     lead_snapshot_query,
     opportunity_history_query,
@@ -42,16 +38,9 @@ def test_only_validated_ids_reach_an_in_list() -> None:
     assert primary_contacts_soql(["'; DELETE", OPP]).endswith(f"IN ('{OPP}')")
 
 
-def test_id_lists_are_cut_to_keep_the_encoded_query_in_a_url() -> None:
-    soql = partial(converted_leads_soql, load_mapping(MAPPING))
-    ids = [f"006{n:015d}" for n in range(2000)]
-    chunks = list(id_chunks(ids, soql))
-    assert [i for chunk in chunks for i in chunk] == ids  # each id once, in order
-    sizes = [len(quote_plus(soql(chunk))) for chunk in chunks]
-    assert max(sizes) <= MAX_ENCODED_QUERY < 16_384  # Salesforce's URI + headers limit
-    per_query = ids_per_query(soql)
-    assert [len(c) for c in chunks[:-1]] == [per_query] * (len(chunks) - 1)
-    assert 300 < per_query < 500  # 28 encoded bytes an id: `%27` id `%27%2C+`
+def test_a_lookup_of_2000_ids_fits_soqls_limit_but_no_url() -> None:
+    soql = converted_leads_soql(load_mapping(MAPPING), [f"006{n:015d}" for n in range(LOOKUP_IDS)])
+    assert 16_384 < len(soql) < 100_000  # hence a Composite call's body, not a GET
 
 
 def test_count_keeps_the_filter_and_drops_the_order() -> None:
