@@ -2,10 +2,11 @@
 
 Exactly once rests on the claim: a worker moves a page of due rows to in_flight
 (its id, a lease) and commits that before anything is sent; each request's
-outcomes are committed as soon as it returns. A row whose lease ran out (its
-worker died) is due again, marked with the worker that had it, so the resend can
-be said out loud. On PostgreSQL the claim skips rows another worker has locked
-(FOR UPDATE SKIP LOCKED), so several workers share one queue.
+outcomes are committed as soon as it returns (GA4: several requests' in one window).
+A row whose lease ran out (its worker died) is due again, marked with the worker
+that had it, so the resend can be said out loud. On PostgreSQL the claim skips rows
+another worker has locked (FOR UPDATE SKIP LOCKED), so several workers share one
+queue.
 
 It answers questions about rows (what is due, what a lead sent before, what a
 request carried); what those answers mean for a destination is that destination's
