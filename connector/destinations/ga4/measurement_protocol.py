@@ -11,11 +11,12 @@ api_secret is only noticed by `connector reconcile`: the Data Manager path
 from __future__ import annotations
 
 import json
+import queue
 import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -94,9 +95,16 @@ class GA4Destination:
         if settle:
             settle(outcomes)
         send = self._validate if validate_only else self._send
-        sending = {self._pool.submit(send, request) for request in _group(events)}
-        while sending:  # settled in this thread: what returned in one window, in one transaction
-            done, sending = _returned(sending)
+        # Each request's future is queued as it finishes: taking one costs the same however
+        # many are in the air (concurrent.futures.wait walks all of them, per call).
+        finished: Finished = queue.SimpleQueue()
+        requests = _group(events)
+        for request in requests:
+            self._pool.submit(send, request).add_done_callback(finished.put)
+        left = len(requests)
+        while left:  # settled in this thread: what returned in one window, in one transaction
+            done = _returned(finished, left)
+            left -= len(done)
             returned: list[Outcome] = []
             failed: BaseException | None = None
             for future in done:
@@ -191,18 +199,20 @@ class GA4Destination:
         return response
 
 
-Sending = set[Future[list[Outcome]]]
+Finished = queue.SimpleQueue[Future[list[Outcome]]]
 
 
-def _returned(sending: Sending) -> tuple[Sending, Sending]:
-    """(returned, still in the air): the first request to return and those that return
-    within SETTLE_WINDOW_SECONDS of it, at most about SETTLE_REQUESTS of them."""
-    done, sending = wait(sending, return_when=FIRST_COMPLETED)
+def _returned(finished: Finished, left: int) -> list[Future[list[Outcome]]]:
+    """The next request to return and those that return within SETTLE_WINDOW_SECONDS of it:
+    at most SETTLE_REQUESTS, and never more than the `left` still to come."""
+    done = [finished.get()]
     deadline = time.monotonic() + SETTLE_WINDOW_SECONDS
-    while sending and len(done) < SETTLE_REQUESTS and (left := deadline - time.monotonic()) > 0:
-        more, sending = wait(sending, timeout=left, return_when=FIRST_COMPLETED)
-        done |= more
-    return done, sending
+    while len(done) < min(left, SETTLE_REQUESTS):
+        try:
+            done.append(finished.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    return done
 
 
 def _group(events: list[GA4Event]) -> list[list[GA4Event]]:
