@@ -193,7 +193,8 @@ def claim_key(group: str, changed_at: datetime) -> str:
     """Where a delivery waits in its queue: its group (GA4: the client id), then its change
     time. Claims walk an index on it in order, so a page costs its own rows only, and a
     GA4 client's events come in one page, in time order, to share requests."""
-    return f"{group}|{changed_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}"
+    # isoformat less its "+00:00", not strftime (half the time): "2026-11-20T14:03:11.000000"
+    return f"{group}|{changed_at.astimezone(UTC).isoformat('T', 'microseconds')[:-6]}"
 
 
 def delivery_row(
