@@ -186,6 +186,9 @@ class DeliveryQueue:
 
     def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> None:
         """Put claimed rows back as pending, untried (held back, or their destination stopped)."""
+        held = sorted(set(ids))
+        if not held:
+            return  # mostly so (asked after every wave and send): no empty transaction
         d = deliveries.c
         values: dict[str, object] = {
             "status": str(Status.PENDING),
@@ -196,7 +199,7 @@ class DeliveryQueue:
         if error is not None:
             values["last_error"] = error
         with self._db.engine.begin() as conn:
-            for chunk in chunked(sorted(set(ids))):
+            for chunk in chunked(held):
                 conn.execute(
                     update(deliveries)
                     .where(d.id.in_(chunk), d.claimed_by == worker)
