@@ -120,6 +120,7 @@ def _formatter() -> Any:
     return Formatter()
 
 
+@cache  # an import statement costs a lookup through the import machinery each time
 def _hex() -> Any:
     from google.ads.datamanager_util.format import Encoding
 
