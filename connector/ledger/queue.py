@@ -361,15 +361,16 @@ def _sent_before(row: Any) -> SentBefore:
 def _delivery(row: Sequence[Any], *, claimed: bool = False) -> Delivery:
     """A delivery from a row of _DELIVERY_COLUMNS and CHANGE_COLUMNS; a claimed one that was
     in flight under another claim says whose it was."""
-    in_flight_of = row[8] if claimed and row[7] == Status.IN_FLIGHT else None
+    own = row[:_CHANGE_AT]  # the delivery's columns; the change's follow
+    delivery_id, destination, target, value, currency, attempts, key, status, holder = own
     return Delivery(
-        id=row[0],
-        destination=row[1],
-        target=row[2],
-        value=row[3],
-        currency=row[4],
-        attempts=row[5],
+        id=delivery_id,
+        destination=destination,
+        target=target,
+        value=value,
+        currency=currency,
+        attempts=attempts,
         change=change_of(row[_CHANGE_AT:]),
-        in_flight_of=in_flight_of,
-        claim_key=row[6],
+        in_flight_of=holder if claimed and status == Status.IN_FLIGHT else None,
+        claim_key=key,
     )
