@@ -1,8 +1,10 @@
 """Delivering one destination's queue: claim, then send, then settle per request.
 
 A page of due rows is claimed (committed as in flight) before anything leaves;
-each request's outcomes are committed as soon as that request returns, so a
-crash loses at most the answer to the requests in the air. What was in flight
+each request's outcomes are committed as soon as that request returns (GA4: with
+those that return within a fifth of a second of it, in one transaction), so a
+crash loses at most the answers to the requests in the air or just returned: their
+rows are still in flight, and the crash policy below covers them. What was in flight
 when a worker stopped goes again: Google Ads deduplicates it by transaction id,
 GA4 cannot, so there the resend is said out loud ("may be duplicated"), or, with
 CONNECTOR_GA4__RESEND_IN_FLIGHT=false, the row is marked `unknown_after_crash`.

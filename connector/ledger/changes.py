@@ -87,6 +87,37 @@ class Changes:
         return found
 
 
+# The stage_changes columns a StageChange is made of, in the order `change_of` reads them.
+CHANGE_COLUMNS = tuple(
+    stage_changes.c[name]
+    for name in (
+        "lead_id", "crm_status", "stage", "changed_at", "source_record_id", "lead_created_at",
+        "attributes", "problems", "opportunity_id", "restatement", "retracts",
+    )
+)  # fmt: skip
+
+
+def change_of(values: Sequence[Any]) -> StageChange:
+    """A stage change from the values of CHANGE_COLUMNS, in order (a claim reads thousands:
+    by position, without a row mapping's lookups by name)."""
+    (lead, crm_status, stage, at, record, created, attributes, problems, deal, restated, back) = (
+        values
+    )
+    return StageChange(
+        lead_id=lead,
+        crm_status=crm_status,
+        stage=stage,
+        changed_at=at,
+        source_record_id=record,
+        lead_created_at=created,
+        attributes=attributes,
+        problems=problems,
+        opportunity_id=deal,
+        restatement=bool(restated),
+        retracts=back,
+    )
+
+
 def stage_change(row: Mapping[str, Any] | RowMapping) -> StageChange:
     """A stage change from a row holding the stage_changes columns."""
     return StageChange(
@@ -162,7 +193,8 @@ def claim_key(group: str, changed_at: datetime) -> str:
     """Where a delivery waits in its queue: its group (GA4: the client id), then its change
     time. Claims walk an index on it in order, so a page costs its own rows only, and a
     GA4 client's events come in one page, in time order, to share requests."""
-    return f"{group}|{changed_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}"
+    # isoformat less its "+00:00", not strftime (half the time): "2026-11-20T14:03:11.000000"
+    return f"{group}|{changed_at.astimezone(UTC).isoformat('T', 'microseconds')[:-6]}"
 
 
 def delivery_row(

@@ -2,10 +2,11 @@
 
 Exactly once rests on the claim: a worker moves a page of due rows to in_flight
 (its id, a lease) and commits that before anything is sent; each request's
-outcomes are committed as soon as it returns. A row whose lease ran out (its
-worker died) is due again, marked with the worker that had it, so the resend can
-be said out loud. On PostgreSQL the claim skips rows another worker has locked
-(FOR UPDATE SKIP LOCKED), so several workers share one queue.
+outcomes are committed as soon as it returns (GA4: several requests' in one window).
+A row whose lease ran out (its worker died) is due again, marked with the worker
+that had it, so the resend can be said out loud. On PostgreSQL the claim skips rows
+another worker has locked (FOR UPDATE SKIP LOCKED), so several workers share one
+queue.
 
 It answers questions about rows (what is due, what a lead sent before, what a
 request carried); what those answers mean for a destination is that destination's
@@ -16,14 +17,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    RowMapping,
     Select,
     and_,
     func,
@@ -34,12 +34,20 @@ from sqlalchemy import (
 )
 
 from connector.core import Delivery, Outcome, Status, conversion_id, utcnow
-from connector.ledger.changes import stage_change
+from connector.ledger.changes import CHANGE_COLUMNS, change_of
 from connector.ledger.database import Database, chunked
 from connector.ledger.schema import deliveries, stage_changes
 
 FAILED = (Status.REJECTED, Status.DEAD, Status.UNKNOWN)  # what `connector failures` lists
 Keyset = tuple[str, int]  # a claim page's last row: (claim key, id)
+# What a Delivery is read from, joined with its change's CHANGE_COLUMNS: only what it holds
+# (a claim decodes thousands of rows; every datetime and JSON column left out is saved).
+_d = deliveries.c
+_DELIVERY_COLUMNS = (
+    _d.id, _d.destination, _d.target, _d.value, _d.currency, _d.attempts, _d.claim_key,
+    _d.status, _d.claimed_by,
+)  # fmt: skip
+_CHANGE_AT = len(_DELIVERY_COLUMNS)  # where a row's change columns begin
 
 
 class _Fate(NamedTuple):
@@ -91,8 +99,8 @@ class DeliveryQueue:
         """Deliveries due now, in claim order (claim key, id)."""
         d, sc = deliveries.c, stage_changes.c
         query = (
-            select(deliveries, stage_changes)
-            .join(stage_changes, d.change_id == sc.id)
+            select(*_DELIVERY_COLUMNS, *CHANGE_COLUMNS)
+            .join_from(deliveries, stage_changes, d.change_id == sc.id)
             .where(
                 d.destination == destination,
                 d.status == str(Status.PENDING),
@@ -101,7 +109,7 @@ class DeliveryQueue:
             .order_by(d.claim_key, d.id)
         )
         with self._db.engine.connect() as conn:
-            return [_delivery(row._mapping) for row in conn.execute(query)]
+            return [_delivery(row) for row in conn.execute(query)]
 
     def claim(
         self,
@@ -136,7 +144,7 @@ class DeliveryQueue:
                 for row in conn.execute(_due(conn, destination, due, after, limit))
             ]
             found.sort(key=lambda row: (row.claim_key, row.id))
-            rows = [_claimed(row._mapping, worker) for row in found[:limit]]
+            rows = [_delivery(row, claimed=True) for row in found[:limit]]
             ids = [r.id for r in rows]
             for chunk in chunked(ids):
                 conn.execute(
@@ -178,6 +186,9 @@ class DeliveryQueue:
 
     def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> None:
         """Put claimed rows back as pending, untried (held back, or their destination stopped)."""
+        held = sorted(set(ids))
+        if not held:
+            return  # mostly so (asked after every wave and send): no empty transaction
         d = deliveries.c
         values: dict[str, object] = {
             "status": str(Status.PENDING),
@@ -188,7 +199,7 @@ class DeliveryQueue:
         if error is not None:
             values["last_error"] = error
         with self._db.engine.begin() as conn:
-            for chunk in chunked(sorted(set(ids))):
+            for chunk in chunked(held):
                 conn.execute(
                     update(deliveries)
                     .where(d.id.in_(chunk), d.claimed_by == worker)
@@ -321,8 +332,8 @@ def _due(
     """One status's due rows, from the keyset on, in claim order (an index range)."""
     d, sc = deliveries.c, stage_changes.c
     query = (
-        select(deliveries, stage_changes)
-        .join(stage_changes, d.change_id == sc.id)
+        select(*_DELIVERY_COLUMNS, *CHANGE_COLUMNS)
+        .join_from(deliveries, stage_changes, d.change_id == sc.id)
         .where(d.destination == destination, due)
         .order_by(d.claim_key, d.id)
         .limit(limit)
@@ -347,21 +358,19 @@ def _sent_before(row: Any) -> SentBefore:
     )
 
 
-def _claimed(row: RowMapping, worker: str) -> Delivery:
-    """A claimed row; one that was in flight under another claim says whose it was."""
-    in_flight_of = row["claimed_by"] if row["status"] == Status.IN_FLIGHT else None
-    return replace(_delivery(row), in_flight_of=in_flight_of)
-
-
-def _delivery(row: RowMapping) -> Delivery:
-    """A delivery from a row of deliveries joined with stage_changes (`id`: the delivery)."""
+def _delivery(row: Sequence[Any], *, claimed: bool = False) -> Delivery:
+    """A delivery from a row of _DELIVERY_COLUMNS and CHANGE_COLUMNS; a claimed one that was
+    in flight under another claim says whose it was."""
+    own = row[:_CHANGE_AT]  # the delivery's columns; the change's follow
+    delivery_id, destination, target, value, currency, attempts, key, status, holder = own
     return Delivery(
-        id=row["id"],
-        destination=row["destination"],
-        target=row["target"],
-        value=row["value"],
-        currency=row["currency"],
-        attempts=row["attempts"],
-        change=stage_change(row),
-        claim_key=row["claim_key"],
+        id=delivery_id,
+        destination=destination,
+        target=target,
+        value=value,
+        currency=currency,
+        attempts=attempts,
+        change=change_of(row[_CHANGE_AT:]),
+        in_flight_of=holder if claimed and status == Status.IN_FLIGHT else None,
+        claim_key=key,
     )

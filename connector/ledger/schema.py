@@ -6,7 +6,9 @@ refuses a store written by a newer connector instead of guessing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -48,6 +50,38 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None else None
+
+    # On SQLite, the two steps (these methods, then DateTime's own text conversion) as one
+    # function each: a first sync binds and reads hundreds of thousands of datetimes. The text
+    # is DateTime's own ("2026-11-20 14:03:11.000000"); a test holds them equal.
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_text
+        return super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_datetime
+        return super().result_processor(dialect, coltype)
+
+
+# datetime.replace(tzinfo=...) costs more than the rest of either step: the UTC offset is
+# cut from the text written, and added to the text read.
+def _sqlite_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger; use UTC-aware datetimes")
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]  # less "+00:00"
+
+
+def _sqlite_datetime(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:  # a text that has an offset already (never written by this type)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 metadata = MetaData()

@@ -63,3 +63,11 @@ def test_a_batch_read_twice_stores_each_change_once_with_its_delivery_rows(
     pending = ledger.queue.pending("google_ads")
     assert sorted(d.change.lead_id for d in pending) == ["A", "B", "C"]
     assert len({d.id for d in pending}) == 3
+
+
+def test_releasing_nothing_costs_no_statement(state_url: str) -> None:
+    """Asked after every wave and every send, where it is mostly empty: no empty transaction."""
+    ledger = Ledger.open(state_url)
+    with counted() as statements:
+        ledger.queue.release([], "w")
+    assert statements == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from connector.core import Mapped, Outcome, StageChange, Status, Target
 from connector.errors import ConfigError
 from connector.ledger import Ledger
+from connector.ledger.changes import claim_key
 
 T0 = datetime(2026, 11, 20, 14, 3, 11, tzinfo=UTC)
 
@@ -151,6 +152,16 @@ def test_a_version_4_store_gives_its_waiting_rows_their_place_in_the_queue(
     assert [d.claim_key for d in upgraded.queue.pending("google_ads")] == [
         f"|{T0:%Y-%m-%dT%H:%M:%S}.000000"
     ]
+
+
+def test_a_claim_key_is_the_group_then_the_utc_change_time_to_the_microsecond() -> None:
+    paris = timezone(timedelta(hours=1))
+    assert claim_key("123.456", T0) == "123.456|2026-11-20T14:03:11.000000"
+    assert claim_key("", T0.astimezone(paris) + timedelta(microseconds=5)) == (
+        "|2026-11-20T14:03:11.000005"
+    )
+    for at in (T0, T0 + timedelta(days=400, microseconds=999_999)):  # as stores hold them
+        assert claim_key("g", at) == f"g|{at:%Y-%m-%dT%H:%M:%S.%f}"
 
 
 def test_reached_answers_which_conversions_a_lead_reached_and_took_back(

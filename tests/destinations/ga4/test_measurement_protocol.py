@@ -160,3 +160,18 @@ def test_a_recorded_cookie_form_client_id_is_sent_in_the_recommended_form(
     assert [(e["client_id"], e.get("warnings")) for e in emulator.accepted] == [
         ("123456789.1700000000", None)
     ]
+
+
+def test_requests_that_return_together_settle_in_one_transaction(
+    destination: GA4Destination, emulator: GA4Emulator
+) -> None:
+    """One commit per request cost more CPU than the request: a window's returns share one."""
+    batch = [delivery(i, ga_client_id=f"{i}.222") for i in range(30)]  # 30 clients: 30 requests
+    settled: list[list[int]] = []
+    outcomes = destination.deliver(
+        batch, settle=lambda o: settled.append([x.delivery_id for x in o])
+    )
+    assert emulator.requests == 30 and {o.status for o in outcomes} == {Status.DELIVERED}
+    calls = [ids for ids in settled if ids]
+    assert sorted(i for ids in calls for i in ids) == list(range(30))  # each settled once
+    assert len(calls) < 30
