@@ -28,8 +28,9 @@ class Capabilities:
     deduplicates: bool = False
 
 
-# Called with the outcomes of each request as soon as it returns: they are committed then,
-# so a crash later in the batch cannot lose them.
+# Called with the outcomes of requests as they return (GA4: those that return within a
+# short window, together): they are committed then, so a crash later in the batch cannot
+# lose them.
 Settle = Callable[[list[Outcome]], None]
 
 

@@ -144,7 +144,7 @@ class DeliveryQueue:
                 for row in conn.execute(_due(conn, destination, due, after, limit))
             ]
             found.sort(key=lambda row: (row.claim_key, row.id))
-            rows = [_delivery(row, claimed=True) for row in found[:limit]]
+            rows = [_delivery(row, claimed=True) for row in _whole_groups(found[:limit], limit)]
             ids = [r.id for r in rows]
             for chunk in chunked(ids):
                 conn.execute(
@@ -343,6 +343,19 @@ def _due(
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=deliveries, skip_locked=True)
     return query
+
+
+def _whole_groups(rows: list[Any], limit: int) -> list[Any]:
+    """A full page without its last group's rows (a GA4 client's, by claim key), unless that
+    group fills the page: the next page starts with them, so a client's events are not cut
+    across two pages and share requests. Rows of one group throughout (Data Manager's) stay."""
+    if len(rows) < limit:
+        return rows
+    last = rows[-1].claim_key.rpartition("|")[0]
+    cut = len(rows)
+    while cut and rows[cut - 1].claim_key.rpartition("|")[0] == last:
+        cut -= 1
+    return rows[:cut] or rows
 
 
 def _sent_before(row: Any) -> SentBefore:

@@ -45,18 +45,32 @@ def test_a_ga4_clients_events_are_claimed_together_in_time_order(state_url: str)
     """One request per client (25 events) needs the client's events in one claim page."""
     ledger = Ledger.open(state_url)
     batch = []
-    for i in range(6):  # clients a, b, c, a, b, c in time: each client's pair is far apart
+    for i in range(7):  # clients a, b, c, a, b, c, c in time: each client's are far apart
         m = mapped(f"L{i}", at=T0 + timedelta(seconds=i))
-        batch.append(replace(m, targets=[replace(m.targets[1], group="abc"[i % 3])]))
+        batch.append(replace(m, targets=[replace(m.targets[1], group="abcabcc"[i])]))
     ledger.changes.record(ledger.runs.start(), batch, "s", T0)
-    first = ledger.queue.claim(GA4, "w", lease=LEASE, limit=4)
-    assert [(d.claim_key[0], d.change.lead_id) for d in first] == [
-        ("a", "L0"), ("a", "L3"), ("b", "L1"), ("b", "L4")
+    pages, after = [], None
+    while page := ledger.queue.claim(GA4, "w", lease=LEASE, limit=4, after=after):
+        pages.append([(d.claim_key[0], d.change.lead_id) for d in page])
+        after = (page[-1].claim_key, page[-1].id)
+    # A full page ends before its last client, whose events may go on in the next page:
+    # a, a, b, b fills the first, so b waits for the second, which c (three) would cut.
+    assert pages == [
+        [("a", "L0"), ("a", "L3")],
+        [("b", "L1"), ("b", "L4")],
+        [("c", "L2"), ("c", "L5"), ("c", "L6")],
     ]  # fmt: skip
-    last = first[-1]
-    after = (last.claim_key, last.id)
-    rest = ledger.queue.claim(GA4, "w", lease=LEASE, limit=4, after=after)
-    assert [d.change.lead_id for d in rest] == ["L2", "L5"]
+
+
+def test_a_client_with_more_events_than_a_page_still_moves_on(state_url: str) -> None:
+    ledger = Ledger.open(state_url)
+    batch = []
+    for i in range(5):
+        m = mapped(f"L{i}", at=T0 + timedelta(seconds=i))
+        batch.append(replace(m, targets=[replace(m.targets[1], group="a")]))
+    ledger.changes.record(ledger.runs.start(), batch, "s", T0)
+    first = ledger.queue.claim(GA4, "w", lease=LEASE, limit=3)
+    assert [d.change.lead_id for d in first] == ["L0", "L1", "L2"]  # the page is one client
 
 
 def test_a_lapsed_lease_is_due_again_and_says_whose_it_was(state_url: str) -> None:
