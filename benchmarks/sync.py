@@ -48,8 +48,8 @@ LEGEND = """\
 min Salesforce, per history object: ceil(rows / 2,000) REST pages, or for more rows than
   BULK_THRESHOLD (20,000) a Bulk API 2.0 job: create + one status poll + ceil(rows / 50,000)
   result pages; plus Lead lookups: ceil(distinct opportunities / 2,000), each one Composite
-  call (its 2,000-id SOQL is too long for a URL). A first run's
-  COUNT() per object (REST or bulk?) is the one call over the minimum the target allows.
+  call (its 2,000-id SOQL is too long for a URL). A Bulk read also costs the first REST
+  page, whose totalSize chose Bulk: the one call over the minimum the target allows.
   A run with nothing new: one query per object (2). The OAuth login is not counted: it is
   no API call (the daily limit counts REST and Bulk requests).
 min Data Manager: ceil(events / 2,000) IngestEvents requests (conversion actions share them).

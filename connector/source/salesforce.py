@@ -63,7 +63,7 @@ def parse_sf_datetime(value: str) -> datetime:
 class PullStats:
     """What one stream's pull cost and why it ended, filled in as its pages are read."""
 
-    calls: int = 0  # Salesforce API calls: query pages, lookups, COUNT()s, bulk pages
+    calls: int = 0  # Salesforce API calls: query pages, lookups, bulk job calls
     stopped: str | None = None  # why pulling stopped early, if it did
     api_usage: tuple[int, int] | None = None  # the org's daily API calls (used, total)
 
@@ -373,13 +373,18 @@ class SalesforceSource:
     # reading pages --------------------------------------------------------------
 
     def _stream(self, pull: Pull, query: q.Query, *, bulk: bool) -> Rows:
-        """The pages of one stream: REST pages, or a Bulk API 2.0 job for a large backfill."""
-        if bulk and self._bulk_threshold is not None:
-            total = self._fetch(pull, lambda: self._client.query(query.count, include_deleted=True))
-            if int(total.get("totalSize", 0)) > self._bulk_threshold:
-                yield from self._bulk(pull, query)
-                return
-        yield from self._pages(pull, query.soql, include_deleted=True, budgeted=True)
+        """The pages of one stream: REST pages, or a Bulk API 2.0 job for a backfill larger
+        than `bulk_threshold`. The first REST page's totalSize tells which, so a REST read
+        costs its pages alone; a Bulk one costs that page more (it is read again in the job)."""
+        if self._over_budget(pull):
+            return
+        page = self._fetch(pull, partial(self._query, query.soql, True))
+        threshold = self._bulk_threshold
+        if bulk and threshold is not None and int(page.get("totalSize", 0)) > threshold:
+            yield from self._bulk(pull, query)
+            return
+        yield page["records"]
+        yield from self._more(pull, page, include_deleted=True, budgeted=True)
 
     def _bulk(self, pull: Pull, query: q.Query) -> Rows:
         pull.cursor.unordered()  # bulk results come in no promised order

@@ -63,11 +63,6 @@ class Query:
         """Without ORDER BY: for a Bulk API 2.0 job, whose results come in no promised order."""
         return f"SELECT {self.fields} FROM {self.sobject} WHERE {self.where}"
 
-    @property
-    def count(self) -> str:
-        """The same rows as a COUNT(): how big a backfill is, before choosing how to read it."""
-        return f"SELECT COUNT() FROM {self.sobject} WHERE {self.where}"
-
 
 def lead_history_query(mapping: Mapping, since: datetime) -> Query:
     spec = mapping.source

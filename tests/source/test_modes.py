@@ -235,7 +235,7 @@ def test_the_api_budget_stops_pulling_and_the_next_run_goes_on(
     for row in history:
         sandbox.salesforce.insert("LeadHistory", row)
     sandbox.salesforce.page_size = 1
-    sandbox.salesforce.set_api_usage(89_997)  # of 100,000: the budget (0.9) is nearly spent
+    sandbox.salesforce.set_api_usage(89_998)  # of 100,000: the budget (0.9) is nearly spent
     url = f"sqlite:///{tmp_path / 'state.db'}"
     first = run(sandbox, url, MAPPING, salesforce={"max_api_share": 0.9})
     assert first.stopped and "cursor was kept" in first.stopped and first.status == "partial"

@@ -167,18 +167,16 @@ def test_every_opportunity_change_records_the_deal_as_read(
     ]
 
 
-def test_a_sync_costs_at_most_pages_plus_one_calls_per_object(
-    sandbox: Sandbox, sqlite_url: str
-) -> None:
+def test_a_sync_costs_its_pages_per_object(sandbox: Sandbox, sqlite_url: str) -> None:
     settings = sandbox.settings(sqlite_url, MAPPING)
     sync(settings, load_mapping(MAPPING), SyncOptions())
     first = sandbox.salesforce.query_calls
-    # A backfill: one COUNT() (to choose REST or Bulk API 2.0), then ceil(N / 2000) pages.
-    assert first["LeadHistory"] == 2 and first["OpportunityFieldHistory"] == 2
+    # A backfill: ceil(N / 2000) pages, the first one's totalSize choosing REST over Bulk.
+    assert first["LeadHistory"] == 1 and first["OpportunityFieldHistory"] == 1
     sync(settings, load_mapping(MAPPING), SyncOptions())
     second = sandbox.salesforce.query_calls
     # An incremental sync with nothing new: one query per object.
-    assert second["LeadHistory"] == 3 and second["OpportunityFieldHistory"] == 3
+    assert second["LeadHistory"] == 2 and second["OpportunityFieldHistory"] == 2
 
 
 def test_a_large_first_run_streams_through_bulk_api_with_the_same_result(
@@ -194,7 +192,7 @@ def test_a_large_first_run_streams_through_bulk_api_with_the_same_result(
         [(LEAD, s) for s in ("mql", "sql", "opportunity", "opportunity", "won", "won")]
         + [(ORPHAN, "won")]
     )
-    # One COUNT() per object chose Bulk API 2.0; the rows came as bulk query jobs.
+    # The first REST page's totalSize chose Bulk API 2.0; the rows came as bulk query jobs.
     assert sandbox.salesforce.query_calls["LeadHistory"] == 1
     assert sandbox.salesforce.bulk_calls["LeadHistory"] >= 3  # create, poll, results
     assert sandbox.salesforce.bulk_calls["OpportunityFieldHistory"] >= 3
@@ -254,14 +252,14 @@ def test_a_pull_reports_its_calls_and_api_usage_and_moves_only_its_cursor(
     pull = reader.pull(leads)
     assert pull.stats.calls == 0 and leads.position is None  # nothing read before iteration
     assert [c.new_status for c in pull] == ["MQL", "SQL", "Closed - Converted"]
-    # A backfill's COUNT() chose REST, then one page: what the emulator counted too.
-    assert pull.stats.calls == 2 == sandbox.salesforce.query_calls["LeadHistory"]
+    # A backfill's first page said REST, and was the only one: what the emulator counted too.
+    assert pull.stats.calls == 1 == sandbox.salesforce.query_calls["LeadHistory"]
     assert pull.stats.api_usage == (sandbox.salesforce.api_usage, sandbox.salesforce.api_limit)
     assert pull.stats.stopped is None
     assert leads.bookmark == NOW - timedelta(hours=60) and opportunities.position is None
     second = reader.pull(opportunities)
-    assert len(list(second)) == 4 and second.stats.calls > 2  # its page, COUNT(), lookups
-    assert pull.stats.calls == 2  # each pull keeps its own counts
+    assert len(list(second)) == 4 and second.stats.calls > 1  # its page, lookups
+    assert pull.stats.calls == 1  # each pull keeps its own counts
     assert opportunities.bookmark == NOW - timedelta(hours=10)
 
 

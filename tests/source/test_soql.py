@@ -43,11 +43,8 @@ def test_a_lookup_of_2000_ids_fits_soqls_limit_but_no_url() -> None:
     assert 16_384 < len(soql) < 100_000  # hence a Composite call's body, not a GET
 
 
-def test_count_keeps_the_filter_and_drops_the_order() -> None:
+def test_a_query_is_ordered_for_rest_pages() -> None:
     query = lead_history_query(load_mapping(MAPPING), NOW)
-    count = query.count
-    assert count.startswith("SELECT COUNT() FROM LeadHistory WHERE Field = 'Status'")
-    assert "ORDER BY" not in count
     assert query.soql.endswith(" ORDER BY CreatedDate ASC, Id ASC")
 
 
