@@ -310,6 +310,10 @@ def report(
     if ideal > 0:
         print(f"   latency-bound ideal {ideal:.1f} s: wall / ideal {run.wall / ideal:.2f}x")
     print(f"   peak RSS {run.peak_rss_mib:,.0f} MiB")
+    phases = ", ".join(
+        f"{name} {took:.1f} s" for name, took in run.summary.get("seconds", {}).items()
+    )
+    print(f"   phases (wall): {phases}")
 
 
 def _load() -> str:

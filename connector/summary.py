@@ -76,6 +76,8 @@ class RunSummary:
     resent_after_stop: Counter[str] = field(default_factory=Counter)
     may_be_duplicated: Counter[str] = field(default_factory=Counter)
     retries: int = 0  # transient failures retried this run, on every API
+    # Wall seconds per phase ("pull LeadHistory", "deliver ga4"): where a slow run spent it.
+    seconds: dict[str, float] = field(default_factory=dict)
     rows: list[dict[str, Any]] | None = None  # a dry run's per-row outcomes (`dry_run.outcomes`)
 
     def tally(self, destination: str) -> DestinationTally:
@@ -127,6 +129,7 @@ class RunSummary:
             "resent_after_stop": dict(self.resent_after_stop),
             "may_be_duplicated": dict(self.may_be_duplicated),
             "retries": self.retries,
+            "seconds": {phase: round(took, 3) for phase, took in self.seconds.items()},
             "error": self.error,
             **({"rows": self.rows} if self.rows is not None else {}),
         }
