@@ -16,9 +16,11 @@ go back to pending, untried, and the error names the destination and the fix.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -90,12 +92,18 @@ class DeliveryLoop:
         self._resent: set[int] = set()  # sent again after a stop, where there is no dedup
 
     def run(self) -> None:
-        after = None
+        # The next page is claimed in a thread of its own while this one is sent: the claim's
+        # reads overlap the requests' round trips. A dry run's in-memory ledger is one
+        # thread's, so there each page is claimed in turn.
+        ahead = _Ahead(self._claim, inline=self.ledger.readonly)
         try:
-            while not stopping.requested() and (page := self._claim(after)):
-                after = (page[-1].claim_key, page[-1].id)
+            page = ahead.first()
+            while page and not stopping.requested():
+                ahead.next_after((page[-1].claim_key, page[-1].id))
+                self._attempts = {d.id: d.attempts for d in page}
                 for wave in waves(self._after_stop(page)):
                     self._wave(wave)
+                page = ahead.take()
         except DestinationError as exc:
             self.summary.destination_errors[self.destination.name] = str(exc)
             log.error(
@@ -103,10 +111,13 @@ class DeliveryLoop:
                 exc,
                 extra={"destination": self.destination.name},
             )
+        finally:
+            # A page claimed ahead and never sent goes back, untried.
+            self.ledger.queue.release((d.id for d in ahead.close()), self.claims.worker)
 
     def _claim(self, after: Keyset | None) -> list[Delivery]:
         c = self.claims
-        page = self.ledger.queue.claim(
+        return self.ledger.queue.claim(
             self.destination.name,
             c.worker,
             lease=c.lease,
@@ -114,8 +125,6 @@ class DeliveryLoop:
             after=after,
             any_in_flight=c.exclusive,
         )
-        self._attempts = {d.id: d.attempts for d in page}
-        return page
 
     def _after_stop(self, page: list[Delivery]) -> list[Delivery]:
         """Rows a stopped worker had in flight: resent, and said; or set aside as unknown."""
@@ -214,6 +223,43 @@ class DeliveryLoop:
             self.summary.may_be_duplicated[self.destination.name] += 1
             return outcome  # pending: the next run sends it again
         return replace(outcome, status=Status.UNKNOWN, reason=UNKNOWN_AFTER_TIMEOUT)
+
+
+class _Ahead:
+    """Claim pages one ahead of the sending, in a worker thread (or in turn, `inline`)."""
+
+    def __init__(self, claim: Callable[[Keyset | None], list[Delivery]], *, inline: bool) -> None:
+        self._claim = claim
+        self._pool = None if inline else ThreadPoolExecutor(1, thread_name_prefix="claim")
+        self._next: Future[list[Delivery]] | None = None
+        self._after: Keyset | None = None
+
+    def first(self) -> list[Delivery]:
+        return self._claim(None)
+
+    def next_after(self, after: Keyset) -> None:
+        """Start claiming the page after `after` (in the worker; inline: when it is taken)."""
+        self._after = after
+        if self._pool is not None:
+            # The worker starts with an empty context: it runs in a copy of this one.
+            self._next = self._pool.submit(contextvars.copy_context().run, self._claim, after)
+
+    def take(self) -> list[Delivery]:
+        if self._next is None:
+            return self._claim(self._after)
+        page, self._next = self._next.result(), None
+        return page
+
+    def close(self) -> list[Delivery]:
+        """The page claimed ahead and not taken (empty if none), once its claim is done."""
+        try:
+            return self._next.result() if self._next is not None else []
+        except Exception:  # the run already fails over what failed first
+            return []
+        finally:
+            self._next = None
+            if self._pool is not None:
+                self._pool.shutdown()
 
 
 def _say(what: str, destination: str, orphans: list[Delivery], workers: list[str]) -> None:
