@@ -10,7 +10,6 @@ api_secret is only noticed by `connector reconcile`: the Data Manager path
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import time
@@ -20,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import orjson
 
 from connector import stopping
 from connector.core import GA4, Delivery, Outcome, Status, utcnow
@@ -132,7 +132,7 @@ class GA4Destination:
     def _send(self, request: list[GA4Event]) -> list[Outcome]:
         if stopping.requested():
             return []  # told to stop: not sent, no outcome; the caller puts these back
-        body = json.dumps(_body(request)).encode()
+        body = orjson.dumps(_body(request))
         if len(body) >= MAX_BODY_BYTES:
             return [
                 Outcome(e.delivery.id, Status.REJECTED, reason="body_too_large") for e in request
@@ -154,7 +154,7 @@ class GA4Destination:
         return [Outcome(e.delivery.id, Status.REJECTED, reason=reason) for e in request]
 
     def _validate(self, request: list[GA4Event]) -> list[Outcome]:
-        body = json.dumps(_body(request)).encode()
+        body = orjson.dumps(_body(request))
         try:
             response = call_with_retries(lambda: self._post("/debug/mp/collect", body))
         except RetryableError as exc:
@@ -218,9 +218,13 @@ def _returned(finished: Finished, left: int) -> list[Future[list[Outcome]]]:
 def _group(events: list[GA4Event]) -> list[list[GA4Event]]:
     """Requests: a client's events together, in time order, at most 25 per request."""
     # A request is one user: client id, and user id / user data when they are sent.
-    by_client: dict[tuple[str, str | None, str], list[GA4Event]] = defaultdict(list)
+    by_client: dict[tuple[str, str | None, bytes], list[GA4Event]] = defaultdict(list)
     for event in events:
-        key = (event.client_id, event.user_id, json.dumps(event.user_data, sort_keys=True))
+        key = (
+            event.client_id,
+            event.user_id,
+            orjson.dumps(event.user_data, option=orjson.OPT_SORT_KEYS),
+        )
         by_client[key].append(event)
     requests = []
     for client_events in by_client.values():
