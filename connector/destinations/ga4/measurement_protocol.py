@@ -73,6 +73,17 @@ class GA4Destination:
         )
         # One pool for the whole queue, as many threads as connections.
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrency)
+        # Each path's URL with its query built once: merging and encoding them on every post
+        # was a fifth of a post's CPU. The api_secret is in it: never logged or raised.
+        secret = settings.api_secret
+        query = {
+            "measurement_id": settings.measurement_id,
+            "api_secret": secret.get_secret_value() if secret else "",
+        }
+        self._urls = {
+            path: httpx.URL(settings.mp_base_url.rstrip("/") + path, params=query)
+            for path in ("/mp/collect", "/debug/mp/collect")
+        }
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -172,15 +183,8 @@ class GA4Destination:
         return outcomes
 
     def _post(self, path: str, body: bytes) -> httpx.Response:
-        secret = self._settings.api_secret
-        query = {
-            "measurement_id": self._settings.measurement_id,
-            "api_secret": secret.get_secret_value() if secret else "",
-        }
         try:
-            response = self._client.post(
-                path, params=query, content=body, headers={"Content-Type": "application/json"}
-            )
+            response = self._client.post(self._urls[path], content=body, headers=_JSON_BODY)
         except _NOT_SENT as exc:
             # The URL holds the api_secret: name the failure, never the request.
             raise RetryableError(f"GA4 transport error: {type(exc).__name__}") from None
@@ -199,6 +203,7 @@ class GA4Destination:
         return response
 
 
+_JSON_BODY = httpx.Headers({"Content-Type": "application/json"})
 Finished = queue.SimpleQueue[Future[list[Outcome]]]
 
 
