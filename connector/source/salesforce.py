@@ -19,6 +19,7 @@ from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
+from itertools import chain
 from typing import Any, TypeVar, cast
 from urllib.parse import urlencode
 
@@ -38,6 +39,7 @@ from connector.errors import SourceError
 from connector.mapping.rules import Mapping, OpportunitySpec
 from connector.retry import RetryableError, call_with_retries
 from connector.source import soql as q
+from connector.source.ahead import read_ahead
 from connector.source.bulk import bulk_pages
 from connector.source.cursor import Cursor
 from connector.source.errors import TransientSalesforceError, source_error
@@ -383,8 +385,9 @@ class SalesforceSource:
         if bulk and threshold is not None and int(page.get("totalSize", 0)) > threshold:
             yield from self._bulk(pull, query)
             return
-        yield page["records"]
-        yield from self._more(pull, page, include_deleted=True, budgeted=True)
+        # The next page is fetched while this one is worked on.
+        more = self._more(pull, page, include_deleted=True, budgeted=True)
+        yield from read_ahead(chain([page["records"]], more))
 
     def _bulk(self, pull: Pull, query: q.Query) -> Rows:
         pull.cursor.unordered()  # bulk results come in no promised order
@@ -400,8 +403,8 @@ class SalesforceSource:
             pull,
             lambda: cast(dict[str, Any], self._client.query(soql, include_deleted=include_deleted)),
         )
-        yield page["records"]
-        yield from self._more(pull, page, include_deleted=include_deleted, budgeted=budgeted)
+        more = self._more(pull, page, include_deleted=include_deleted, budgeted=budgeted)
+        yield from read_ahead(chain([page["records"]], more))
 
     def _more(
         self, pull: Pull, page: dict[str, Any], *, include_deleted: bool, budgeted: bool
