@@ -19,7 +19,7 @@ from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
 from connector.pipeline import STREAM, SyncOptions, sync
 from connector.settings import Settings
-from connector_sandbox.datamanager import unavailable_fault
+from connector_sandbox.datamanager import status_body, unavailable_fault
 from connector_sandbox.dataset import generate, sf_datetime
 from connector_sandbox.faults import Fault
 from connector_sandbox.ga4 import rate_limited_fault
@@ -243,3 +243,34 @@ def _history_row(
         "CreatedDate": sf_datetime(when),
         "IsDeleted": False,
     }
+
+
+def small_pages(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Google Ads claim pages of 5 rows: many pages, each claimed while the one before goes."""
+    monkeypatch.setattr("connector.delivery.CLAIM_PAGE", 5)
+    ads = settings.google_ads.model_copy(update={"batch_size": 5})
+    return settings.model_copy(update={"google_ads": ads})
+
+
+def test_pages_claimed_ahead_are_each_delivered_once(
+    sandbox: Sandbox, state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(small_pages(settings_for(sandbox, state_url), monkeypatch)).status == "ok"  # type: ignore[attr-defined]
+    _, rows = ledger_rows(state_url)
+    delivered = [r for r in rows if r["destination"] == "google_ads" and r["status"] == "delivered"]
+    assert len(delivered) == len(sandbox.datamanager.conversions) > 40  # many pages
+    assert sandbox.datamanager.requests == math.ceil(len(delivered) / 5)
+    assert not [r for r in rows if r["status"] in ("pending", "in_flight")]
+
+
+def test_a_page_claimed_ahead_goes_back_when_its_destination_stops(
+    sandbox: Sandbox, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = status_body(403, "PERMISSION_DENIED", "The caller does not have permission.")
+    sandbox.datamanager.faults.randomly(1.0, [Fault(status=403, body=body)])
+    summary = run(small_pages(settings_for(sandbox, sqlite_url), monkeypatch))
+    assert "google_ads" in summary.destination_errors  # type: ignore[attr-defined]
+    _, rows = ledger_rows(sqlite_url)
+    ads = Counter(r["status"] for r in rows if r["destination"] == "google_ads")
+    assert "in_flight" not in ads and ads["pending"] > 5  # the next page too: released
+    assert not [r for r in rows if r["destination"] == "google_ads" and r["attempts"]]
