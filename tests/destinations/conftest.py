@@ -43,7 +43,7 @@ def destination(
 def make_destination(emulator: DataManagerEmulator, sleeps: list[float]) -> DataManagerDestination:
     settings = GoogleAdsSettings(
         operating_account_id=ACCOUNT,
-        datamanager_endpoint=emulator.url,
+        datamanager_endpoint=emulator.endpoint,
         datamanager_ca_bundle=sandbox_ca().bundle_path,
         anonymous_credentials=True,
     )

@@ -75,6 +75,7 @@ class DataManagerDestination(ViaDataManager):
             requests_per_minute=settings.requests_per_minute,
             sleep=sleep,
             credentials_setting="CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE",
+            ca_setting="CONNECTOR_GOOGLE_ADS__DATAMANAGER_CA_BUNDLE",
             account=f"Google Ads account {settings.operating_account_id}",
         )
         # Actions the mapping names (not ids) are looked up through the Google Ads API.

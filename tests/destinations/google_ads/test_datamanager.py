@@ -1,11 +1,13 @@
-"""The Data Manager path: the real GAPIC REST client over TLS against the emulator."""
+"""The Data Manager path: the real GAPIC gRPC client over TLS against the emulator."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from connector.core import Delivery, Outcome, Status
 from connector.destinations.datamanager import Pace
@@ -103,7 +105,7 @@ def test_already_exists_counts_as_delivered(
     assert (outcome.status, outcome.reason, outcome.request_id) == (Status.DELIVERED, None, None)
 
 
-def test_quota_429_is_retried_after_the_servers_hint(
+def test_resource_exhausted_is_retried_after_the_servers_retry_delay(
     emulator: DataManagerEmulator, destination: DataManagerDestination, sleeps: list[float]
 ) -> None:
     emulator.faults.push(resource_exhausted_fault(retry_after_seconds=7), times=2)
@@ -120,7 +122,7 @@ def test_a_spent_quota_leaves_the_row_pending_after_backoff(
     destination.deliver([won(1)])
     # The emulator's minute does not pass in a test: the retries run out, the row stays pending.
     (outcome,) = destination.deliver([won(2)])
-    assert outcome.status == Status.PENDING and "TooManyRequests" in str(outcome.error)
+    assert outcome.status == Status.PENDING and "ResourceExhausted" in str(outcome.error)
     assert sleeps and all(s >= 1 for s in sleeps)
 
 
@@ -160,7 +162,7 @@ def test_request_status_through_the_client(
 def concurrent_destination(emulator: DataManagerEmulator) -> DataManagerDestination:
     settings = GoogleAdsSettings(
         operating_account_id=ACCOUNT,
-        datamanager_endpoint=emulator.url,
+        datamanager_endpoint=emulator.endpoint,
         datamanager_ca_bundle=sandbox_ca().bundle_path,
         anonymous_credentials=True,
         batch_size=2,
@@ -203,6 +205,51 @@ def test_a_refusal_settles_the_requests_in_the_air_before_it_stops_the_destinati
     ingested = sorted(int(transaction.split(":")[0][3:]) for _, transaction in emulator.conversions)
     assert sorted(o.delivery_id for o in settled) == ingested
     assert {o.status for o in settled} == {Status.DELIVERED}
+
+
+def test_an_https_url_from_the_rest_days_reaches_the_same_grpc_endpoint(
+    emulator: DataManagerEmulator,
+) -> None:
+    settings = GoogleAdsSettings(
+        operating_account_id=ACCOUNT,
+        datamanager_endpoint=f"https://{emulator.endpoint}/",
+        datamanager_ca_bundle=sandbox_ca().bundle_path,
+        anonymous_credentials=True,
+    )
+    destination = DataManagerDestination(settings)
+    try:
+        (outcome,) = destination.deliver([won(1)])
+    finally:
+        destination.close()
+    assert outcome.status == Status.DELIVERED and len(emulator.conversions) == 1
+
+
+def test_a_ca_bundle_that_does_not_sign_the_certificate_stops_the_destination_naming_it(
+    emulator: DataManagerEmulator, tmp_path: Path
+) -> None:
+    # The process-wide gRPC roots trust the test CA: only the setting pinned on the
+    # channel can make this fail.
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    settings = GoogleAdsSettings(
+        operating_account_id=ACCOUNT,
+        datamanager_endpoint=emulator.endpoint,
+        datamanager_ca_bundle=other,
+        anonymous_credentials=True,
+    )
+    destination = DataManagerDestination(settings, sleep=lambda _: None)
+    try:
+        with pytest.raises(DestinationError) as refused:
+            destination.deliver([won(1)])
+        # The request status check says why it could not ask, and goes on.
+        with pytest.raises(RetryableError, match="DATAMANAGER_CA_BUNDLE"):
+            destination.request_status("any")
+    finally:
+        destination.close()
+    message = str(refused.value)
+    assert "CONNECTOR_GOOGLE_ADS__DATAMANAGER_CA_BUNDLE" in message
+    assert f"TLS handshake with the Data Manager endpoint {emulator.endpoint}" in message
+    assert emulator.requests == 0  # nothing reached the emulator
 
 
 def test_pace_lets_a_burst_under_the_quota_go_and_holds_the_one_too_many() -> None:
