@@ -193,6 +193,14 @@ def resource_exhausted_fault(
     return Fault(status=429, body=_quota_body(), headers=headers, path_contains=path)
 
 
+def refusal_fault(status: int, name: str, message: str, reason: str = "") -> Fault:
+    """A refusal of the request itself (e.g. 403 PERMISSION_DENIED with the ErrorInfo
+    reason CUSTOMER_NOT_ALLOWLISTED), which no event of it can cure."""
+    details = [_error_info(reason)] if reason else []
+    body = status_body(status, name, message, details)
+    return Fault(status=status, body=body, path_contains=INGEST_PATH)
+
+
 def already_exists_fault() -> Fault:
     """ALREADY_EXISTS: what an already-ingested resend would get, were it refused."""
     body = status_body(

@@ -16,12 +16,13 @@ from connector.errors import DestinationError
 from connector.retry import RetryableError
 from connector.settings import GoogleAdsSettings
 from connector_sandbox.datamanager import (
-    INGEST_PATH,
     STATUS_PATH,
     DataManagerEmulator,
     already_exists_fault,
+    internal_fault,
+    refusal_fault,
     resource_exhausted_fault,
-    status_body,
+    slow_fault,
     unavailable_fault,
 )
 from connector_sandbox.faults import Fault
@@ -135,6 +136,67 @@ def test_persistent_outage_leaves_the_batch_pending(
     assert emulator.conversions == {}
 
 
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        (
+            refusal_fault(
+                403,
+                "PERMISSION_DENIED",
+                "The Cloud project is not allowlisted.",
+                "CUSTOMER_NOT_ALLOWLISTED",
+            ),
+            ["403 CUSTOMER_NOT_ALLOWLISTED", "give the credentials access to Google Ads account"],
+        ),
+        (
+            refusal_fault(401, "UNAUTHENTICATED", "Request had invalid authentication."),
+            ["401", "check CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE"],
+        ),
+    ],
+)
+def test_a_refusal_of_the_request_stops_the_destination_with_googles_reason(
+    emulator: DataManagerEmulator,
+    destination: DataManagerDestination,
+    fault: Fault,
+    says: list[str],
+) -> None:
+    emulator.faults.push(fault)
+    with pytest.raises(DestinationError) as refused:
+        destination.deliver([won(1), won(2)])
+    for text in says:
+        assert text in str(refused.value)
+    assert emulator.requests == 1 and emulator.conversions == {}  # not split: no row burnt
+
+
+def test_an_internal_error_is_retried(
+    emulator: DataManagerEmulator, destination: DataManagerDestination, sleeps: list[float]
+) -> None:
+    emulator.faults.push(internal_fault())
+    (outcome,) = destination.deliver([won(1)])
+    assert outcome.status == Status.DELIVERED and len(sleeps) == 1
+    assert emulator.requests == 2
+
+
+def test_a_timeout_is_retried(
+    emulator: DataManagerEmulator,
+) -> None:
+    settings = GoogleAdsSettings(
+        operating_account_id=ACCOUNT,
+        datamanager_endpoint=emulator.endpoint,
+        datamanager_ca_bundle=sandbox_ca().bundle_path,
+        anonymous_credentials=True,
+        timeout_seconds=0.3,
+    )
+    destination = DataManagerDestination(settings, sleep=lambda _: None)
+    emulator.faults.push(slow_fault(1.0))
+    try:
+        (outcome,) = destination.deliver([won(1)])
+    finally:
+        destination.close()
+    assert outcome.status == Status.DELIVERED
+    assert emulator.requests == 2 and len(emulator.conversions) == 1
+
+
 def test_validate_only_sends_nothing_and_gets_no_request_id(
     emulator: DataManagerEmulator, destination: DataManagerDestination
 ) -> None:
@@ -191,8 +253,8 @@ def test_requests_go_side_by_side_each_settled_as_it_returns(
 def test_a_refusal_settles_the_requests_in_the_air_before_it_stops_the_destination(
     emulator: DataManagerEmulator,
 ) -> None:
-    denied = status_body(403, "PERMISSION_DENIED", "The caller does not have permission.")
-    emulator.faults.push(Fault(status=403, body=denied, path_contains=INGEST_PATH))
+    denied = "The caller does not have permission."
+    emulator.faults.push(refusal_fault(403, "PERMISSION_DENIED", denied))
     destination = concurrent_destination(emulator)
     settled: list[Outcome] = []
     try:
