@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 
+from connector_sandbox.server import Served
 from connector_sandbox.tls import sandbox_ca
 
 # Calls served at once: latency sleeps hold a worker, and a sync keeps several in the air.
@@ -48,8 +48,8 @@ class GrpcServer:
         self._server.stop(grace=None)
 
 
-class ServedGrpcEmulator:
-    """Lifecycle shared by the gRPC emulators: `_server` serves, the subclass handles."""
+class ServedGrpcEmulator(Served):
+    """A gRPC emulator on its `GrpcServer`."""
 
     _server: GrpcServer
 
@@ -60,33 +60,6 @@ class ServedGrpcEmulator:
     @property
     def port(self) -> int:
         return self._server.port
-
-    @property
-    def latency(self) -> float:
-        """Seconds each call waits before it is handled (0: none)."""
-        return self._server.latency
-
-    @latency.setter
-    def latency(self, seconds: float) -> None:
-        self._server.latency = seconds
-
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class _Latency(grpc.ServerInterceptor):  # type: ignore[misc]

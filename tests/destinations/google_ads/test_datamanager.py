@@ -14,7 +14,6 @@ from connector.destinations.datamanager import Pace
 from connector.destinations.google_ads.datamanager import DataManagerDestination
 from connector.errors import DestinationError
 from connector.retry import RetryableError
-from connector.settings import GoogleAdsSettings
 from connector_sandbox.datamanager import (
     STATUS_PATH,
     DataManagerEmulator,
@@ -26,9 +25,8 @@ from connector_sandbox.datamanager import (
     unavailable_fault,
 )
 from connector_sandbox.faults import Fault
-from connector_sandbox.tls import sandbox_ca
 from tests.destinations import deliveries
-from tests.destinations.conftest import ACCOUNT
+from tests.destinations.conftest import make_destination
 from tests.destinations.deliveries import NOW
 
 WON = "700000004"
@@ -180,14 +178,7 @@ def test_an_internal_error_is_retried(
 def test_a_timeout_is_retried(
     emulator: DataManagerEmulator,
 ) -> None:
-    settings = GoogleAdsSettings(
-        operating_account_id=ACCOUNT,
-        datamanager_endpoint=emulator.endpoint,
-        datamanager_ca_bundle=sandbox_ca().bundle_path,
-        anonymous_credentials=True,
-        timeout_seconds=0.3,
-    )
-    destination = DataManagerDestination(settings, sleep=lambda _: None)
+    destination = make_destination(emulator, timeout_seconds=0.3)
     emulator.faults.push(slow_fault(1.0))
     try:
         (outcome,) = destination.deliver([won(1)])
@@ -222,15 +213,7 @@ def test_request_status_through_the_client(
 
 
 def concurrent_destination(emulator: DataManagerEmulator) -> DataManagerDestination:
-    settings = GoogleAdsSettings(
-        operating_account_id=ACCOUNT,
-        datamanager_endpoint=emulator.endpoint,
-        datamanager_ca_bundle=sandbox_ca().bundle_path,
-        anonymous_credentials=True,
-        batch_size=2,
-        max_concurrency=3,
-    )
-    return DataManagerDestination(settings, sleep=lambda _: None)
+    return make_destination(emulator, batch_size=2, max_concurrency=3)
 
 
 def test_requests_go_side_by_side_each_settled_as_it_returns(
@@ -272,13 +255,7 @@ def test_a_refusal_settles_the_requests_in_the_air_before_it_stops_the_destinati
 def test_an_https_url_from_the_rest_days_reaches_the_same_grpc_endpoint(
     emulator: DataManagerEmulator,
 ) -> None:
-    settings = GoogleAdsSettings(
-        operating_account_id=ACCOUNT,
-        datamanager_endpoint=f"https://{emulator.endpoint}/",
-        datamanager_ca_bundle=sandbox_ca().bundle_path,
-        anonymous_credentials=True,
-    )
-    destination = DataManagerDestination(settings)
+    destination = make_destination(emulator, datamanager_endpoint=f"https://{emulator.endpoint}/")
     try:
         (outcome,) = destination.deliver([won(1)])
     finally:
@@ -293,13 +270,7 @@ def test_a_ca_bundle_that_does_not_sign_the_certificate_stops_the_destination_na
     # channel can make this fail.
     other = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
-    settings = GoogleAdsSettings(
-        operating_account_id=ACCOUNT,
-        datamanager_endpoint=emulator.endpoint,
-        datamanager_ca_bundle=other,
-        anonymous_credentials=True,
-    )
-    destination = DataManagerDestination(settings, sleep=lambda _: None)
+    destination = make_destination(emulator, datamanager_ca_bundle=other)
     try:
         with pytest.raises(DestinationError) as refused:
             destination.deliver([won(1)])
