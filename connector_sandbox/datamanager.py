@@ -155,7 +155,7 @@ class Violation:
 def status_body(
     code: int, status: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """A `google.rpc.Status` as Google's REST front end renders it."""
+    """A `google.rpc.Status` in the JSON form Google documents; `_rpc_status` sends it over gRPC."""
     return {"error": {"code": code, "message": message, "status": status, "details": details or []}}
 
 
