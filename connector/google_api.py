@@ -12,7 +12,10 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from connector.errors import ConfigError
 from connector.settings import env_name
 
-# Google API errors that mean "try again shortly" (API-NOTES §1), for gRPC clients...
+# Google API errors that mean "try again shortly" (API-NOTES §1), for gRPC clients, to whom
+# the channel's own failures arrive as these too: a refused, reset or lost connection as
+# ServiceUnavailable (UNAVAILABLE), the call's deadline as DeadlineExceeded, a reset stream as
+# InternalServerError (INTERNAL)...
 GOOGLE_TRANSIENT: tuple[type[Exception], ...] = (
     gexc.TooManyRequests,
     gexc.ResourceExhausted,

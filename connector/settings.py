@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,34 @@ def _grpc_target(value: str) -> str:
     if "://" in value or "/" in value or not value.strip():
         raise ValueError("must be host or host:port without a scheme (gRPC always uses TLS)")
     return value
+
+
+def grpc_target(endpoint: str) -> str:
+    """The gRPC target (`host:port`, 443 by default) of an endpoint setting that may be an
+    https:// URL, as .env files written for the REST client have it, or a bare host[:port]."""
+    value = endpoint.strip().rstrip("/")
+    scheme, _, _ = value.rpartition("://")
+    if scheme and scheme.lower() != "https":
+        raise ValueError(
+            "must be https://host[:port] or host[:port] (secrets and tokens never go over "
+            "plain HTTP: the gRPC channel always uses TLS)"
+        )
+    parts = urlsplit(value if scheme else f"https://{value}")
+    try:
+        port = 443 if parts.port is None else parts.port
+    except ValueError:
+        port = 0
+    if not port:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+    if not parts.hostname or parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError("must be https://host[:port] or host[:port], without a path")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+def _grpc_endpoint(value: str) -> str:
+    grpc_target(value)  # only checked here: the client derives its target when it connects
+    return value.strip().rstrip("/")
 
 
 def _rest_host(value: str) -> str:
@@ -149,8 +178,8 @@ class GoogleAdsSettings(BaseModel):
 
     @field_validator("datamanager_endpoint")
     @classmethod
-    def _rest(cls, value: str) -> str:
-        return _https_url(value or "missing")
+    def _datamanager(cls, value: str) -> str:
+        return _grpc_endpoint(value)
 
     @field_validator("api_endpoint")
     @classmethod
@@ -209,6 +238,11 @@ class GA4Settings(BaseModel):
     @classmethod
     def _https(cls, value: str) -> str:
         return _https_url(value or "missing")
+
+    @field_validator("datamanager_endpoint")
+    @classmethod
+    def _datamanager(cls, value: str) -> str:
+        return _grpc_endpoint(value)
 
     @field_validator("data_api_endpoint")
     @classmethod

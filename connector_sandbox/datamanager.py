@@ -1,17 +1,19 @@
-"""A local Data Manager API (IngestionService) speaking the REST wire format.
+"""A local Data Manager API (IngestionService) speaking gRPC over TLS.
 
-The real `google.ads.datamanager_v1.IngestionServiceClient(transport="rest")`
-talks to it unchanged over TLS (API-NOTES §1, §6):
+The real `google.ads.datamanager_v1.IngestionServiceClient` (gRPC transport, its
+default) talks to it unchanged (API-NOTES §1, §6): google-ads-datamanager ships
+no servicer classes, so the service is a generic handler, and requests are parsed
+with the library's own message types, as bytes on the wire would be at Google.
 
-- `POST /v1/events:ingest`: the body is the JSON form of `IngestEventsRequest`
-  (proto3 JSON, integer enums). It is parsed with the library's own message
-  type, so an unknown field or a wrong type fails here as it would at Google.
-- `GET /v1/requestStatus:retrieve?requestId=...`: a `RetrieveRequestStatusResponse`.
+- `IngestEvents`: an `IngestEventsRequest`, answered with an `IngestEventsResponse`;
+- `RetrieveRequestStatus`: a `RetrieveRequestStatusResponse`.
 
-The API fails fast: one invalid event rejects the whole request with HTTP 400,
-a `google.rpc.Status` body whose message names the first offending field
-(`events[3].ad_identifiers.gclid`) and a `google.rpc.BadRequest` detail listing
-every violation. Reasons are `google.ads.datamanager_v1.ErrorReason` names.
+The API fails fast: one invalid event rejects the whole request with
+INVALID_ARGUMENT, a message naming the first offending field
+(`events[3].ad_identifiers.gclid`), and in the `grpc-status-details-bin` trailer a
+`google.rpc.Status` with an ErrorInfo (the reason) and a `google.rpc.BadRequest`
+detail listing every violation, which google-api-core decodes (grpcio-status).
+Reasons are `google.ads.datamanager_v1.ErrorReason` names.
 Clear-text emails and phones, non-hex digests under HEX encoding and unknown
 consent values are such violations.
 
@@ -43,7 +45,14 @@ no transaction id or click id needed. A client id in `_ga` cookie form
 form Google recommends against. Accepted GA4 events are kept in `ga4_events`.
 
 Quota: with `requests_per_minute` set, calls beyond it within a minute get
-HTTP 429 RESOURCE_EXHAUSTED with Retry-After (like `resource_exhausted_fault`).
+RESOURCE_EXHAUSTED with a RetryInfo delay (like `resource_exhausted_fault`).
+
+Errors and injected faults (`faults`, the `Fault`s every emulator takes) are
+described as Google documents its errors: an HTTP status and the JSON form of a
+`google.rpc.Status` (`status_body`). They are sent in their gRPC form (`_rpc_status`):
+the canonical code of the Status's name (else of the HTTP status), its message
+and details, and a Retry-After header as a RetryInfo detail. A connection reset
+fault is answered UNAVAILABLE, what a gRPC client makes of a reset connection.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import math
 import re
 import threading
@@ -59,25 +69,34 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
+import grpc
 from google.ads.datamanager_v1 import (
     ConsentStatus,
     Encoding,
     EventSource,
     IngestEventsRequest,
+    IngestEventsResponse,
     ProcessingErrorReason,
     ProductAccount,
     RequestStatusPerDestination,
+    RetrieveRequestStatusRequest,
     RetrieveRequestStatusResponse,
 )
-from google.protobuf import json_format
+from google.protobuf import any_pb2, duration_pb2, json_format, text_format
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status
 
 from connector_sandbox.faults import Fault, FaultQueue
-from connector_sandbox.server import EmulatorServer, Request, Response, ServedEmulator
+from connector_sandbox.grpc_server import GrpcServer, ServedGrpcEmulator
+from connector_sandbox.server import RESET, Response
 
-INGEST_PATH = "/v1/events:ingest"
-STATUS_PATH = "/v1/requestStatus:retrieve"
+SERVICE = "google.ads.datamanager.v1.IngestionService"
+# The gRPC method paths, which a Fault's `path_contains` matches.
+INGEST_PATH = f"/{SERVICE}/IngestEvents"
+STATUS_PATH = f"/{SERVICE}/RetrieveRequestStatus"
 ERROR_DOMAIN = "datamanager.googleapis.com"
 
 # Documented request limits (developers.google.com/data-manager/api/limits).
@@ -136,7 +155,7 @@ class Violation:
 def status_body(
     code: int, status: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """A `google.rpc.Status` as Google's REST front end renders it."""
+    """A `google.rpc.Status` in the JSON form Google documents; `_rpc_status` sends it over gRPC."""
     return {"error": {"code": code, "message": message, "status": status, "details": details or []}}
 
 
@@ -169,13 +188,21 @@ def invalid_argument_body(violations: list[Violation], request_id: str) -> dict[
 def resource_exhausted_fault(
     retry_after_seconds: int | None = None, path: str = INGEST_PATH
 ) -> Fault:
-    """HTTP 429 as the quota layer sends it (the REST client raises TooManyRequests)."""
+    """RESOURCE_EXHAUSTED as the quota layer sends it, with its delay as RetryInfo."""
     headers = {} if retry_after_seconds is None else {"Retry-After": str(retry_after_seconds)}
     return Fault(status=429, body=_quota_body(), headers=headers, path_contains=path)
 
 
+def refusal_fault(status: int, name: str, message: str, reason: str = "") -> Fault:
+    """A refusal of the request itself (e.g. 403 PERMISSION_DENIED with the ErrorInfo
+    reason CUSTOMER_NOT_ALLOWLISTED), which no event of it can cure."""
+    details = [_error_info(reason)] if reason else []
+    body = status_body(status, name, message, details)
+    return Fault(status=status, body=body, path_contains=INGEST_PATH)
+
+
 def already_exists_fault() -> Fault:
-    """HTTP 409 ALREADY_EXISTS: what an already-ingested resend would get, were it refused."""
+    """ALREADY_EXISTS: what an already-ingested resend would get, were it refused."""
     body = status_body(
         409,
         "ALREADY_EXISTS",
@@ -186,7 +213,7 @@ def already_exists_fault() -> Fault:
 
 
 def unavailable_fault(path: str = INGEST_PATH) -> Fault:
-    """HTTP 503: note the GAPIC default retry retries it (5 s initial backoff)."""
+    """UNAVAILABLE: note the GAPIC default retry retries it (5 s initial backoff)."""
     body = status_body(503, "UNAVAILABLE", "The service is currently unavailable.")
     return Fault(status=503, body=body, path_contains=path)
 
@@ -511,8 +538,8 @@ class _RequestState:
     retrievals: int = 0
 
 
-class DataManagerEmulator(ServedEmulator):
-    """A thread-safe in-memory IngestionService on https://127.0.0.1:<port>."""
+class DataManagerEmulator(ServedGrpcEmulator):
+    """A thread-safe in-memory IngestionService on 127.0.0.1:<port>, gRPC over test-CA TLS."""
 
     def __init__(
         self,
@@ -531,7 +558,7 @@ class DataManagerEmulator(ServedEmulator):
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self._reset_state()
-        self._server = EmulatorServer(self._handle, port=port)
+        self._server = GrpcServer(self._handlers(), port=port)
 
     def _reset_state(self) -> None:
         self._requests = 0
@@ -541,7 +568,7 @@ class DataManagerEmulator(ServedEmulator):
         self._accepted: list[dict[str, Any]] = []
         self._ga4_events: list[dict[str, Any]] = []
         self._conversions: dict[tuple[str, str], dict[str, Any]] = {}
-        self._bodies: list[str] = []
+        self._bodies: list[bytes] = []
         self._statuses: dict[str, _RequestState] = {}
         self._reject_transaction_ids: set[str] = set()
         self._reject_gclids: set[str] = set()
@@ -643,45 +670,63 @@ class DataManagerEmulator(ServedEmulator):
 
     @property
     def received_bodies(self) -> list[str]:
+        """Every IngestEvents request as it arrived, in protobuf text format: each string
+        field (a hash, a click id, a leaked email) shows in it verbatim."""
         with self._lock:
-            return list(self._bodies)
+            bodies = list(self._bodies)
+        return [_as_text(body) for body in bodies]
 
-    # -- HTTP
+    # -- gRPC
 
-    def _handle(self, request: Request) -> Response:
-        if request.method == "POST" and request.path == INGEST_PATH:
-            return self._ingest(request)
-        if request.method == "GET" and request.path == STATUS_PATH:
-            injected = self.faults.take(request.path) or self._over_quota()
-            return injected or self._retrieve_status(request)
-        message = f"No route for {request.method} {request.path}."
-        return Response(404, status_body(404, "NOT_FOUND", message))
+    def _handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
+        methods = {
+            "IngestEvents": self._unary(INGEST_PATH, self._ingest),
+            "RetrieveRequestStatus": self._unary(STATUS_PATH, self._retrieve_status),
+        }
+        return (grpc.method_handlers_generic_handler(SERVICE, methods),)
 
-    def _ingest(self, request: Request) -> Response:
+    def _unary(self, path: str, handle: Callable[[bytes], Any]) -> grpc.RpcMethodHandler:
+        """A method taking the request's bytes (parsed by `handle`, which records them first):
+        faults and the quota come before it, a refusal ends the call with its Status."""
+
+        def behaviour(raw: bytes, context: grpc.ServicerContext) -> Any:
+            try:
+                return handle(raw)
+            except _Refused as refused:
+                context.abort_with_status(rpc_status.to_status(refused.status))
+                raise AssertionError("grpc's abort_with_status always raises") from None
+
+        return grpc.unary_unary_rpc_method_handler(behaviour, response_serializer=_serialize)
+
+    def _admit(self, path: str) -> None:
+        """Raise the injected fault for this call, or the quota's refusal, if any."""
+        injected = self.faults.take(path) or self._over_quota()
+        if injected is not None:
+            raise _Refused(_response_status(injected))
+
+    def _ingest(self, raw: bytes) -> Any:
         with self._lock:
             self._requests += 1
-            self._bodies.append(request.body.decode("utf-8", errors="replace"))
-        injected = self.faults.take(request.path) or self._over_quota()
-        if injected is not None:
-            return injected
+            self._bodies.append(raw)
+        self._admit(INGEST_PATH)
         request_id = uuid.uuid4().hex
-        parsed = _parse_ingest_body(request.body)
+        parsed = _parse_ingest_request(raw)
         if isinstance(parsed, Violation):
-            return self._reject([parsed], request_id)
+            self._reject([parsed], request_id)
         violations = validate_ingest_request(parsed, now=self._clock(), max_events=self.max_events)
         violations += self._switched_off(parsed)
         if violations:
-            return self._reject(violations, request_id)
-        warnings = field_warnings(parsed, self.warn_client_ids)
+            self._reject(violations, request_id)
+        response = IngestEventsResponse.pb()()
+        for warning in field_warnings(parsed, self.warn_client_ids):
+            response.field_warnings.add(**warning)
         if parsed.validate_only:
             with self._lock:
                 self._validated_requests += 1
-            return Response(200, {"fieldWarnings": warnings} if warnings else {})
+            return response  # validated only: no request id, nothing to ask the status of
         self._record(parsed, request_id)
-        body: dict[str, Any] = {"requestId": request_id}
-        if warnings:
-            body["fieldWarnings"] = warnings
-        return Response(200, body)
+        response.request_id = request_id
+        return response
 
     def _over_quota(self) -> Response | None:
         """429 once this minute's calls reached the quota; else count this call."""
@@ -696,10 +741,10 @@ class DataManagerEmulator(ServedEmulator):
         headers = {"Retry-After": str(max(1, math.ceil(wait.total_seconds())))}
         return Response(429, _quota_body(), headers=headers)
 
-    def _reject(self, violations: list[Violation], request_id: str) -> Response:
+    def _reject(self, violations: list[Violation], request_id: str) -> NoReturn:
         with self._lock:
             self._rejected_requests += 1
-        return Response(400, invalid_argument_body(violations, request_id))
+        raise _Refused(_rpc_status(400, invalid_argument_body(violations, request_id)))
 
     def _switched_off(self, request: Any) -> list[Violation]:
         with self._lock:
@@ -777,8 +822,9 @@ class DataManagerEmulator(ServedEmulator):
     def _knows(self, digest: str) -> bool:
         return digest in self._known_users or hashlib.sha256(digest.encode()).digest()[0] < 0x80
 
-    def _retrieve_status(self, request: Request) -> Response:
-        request_id = request.query.get("requestId", "")
+    def _retrieve_status(self, raw: bytes) -> Any:
+        self._admit(STATUS_PATH)
+        request_id = RetrieveRequestStatusRequest.pb().FromString(raw).request_id
         with self._lock:
             state = self._statuses.get(request_id)
             if state is not None:
@@ -786,8 +832,21 @@ class DataManagerEmulator(ServedEmulator):
                 processing = state.retrievals <= self.processing_polls
         if state is None:
             violation = Violation("request_id", "Unknown request id.", "INVALID_REQUEST_ID")
-            return Response(400, invalid_argument_body([violation], uuid.uuid4().hex))
-        return Response(200, _status_response(state.entries, processing=processing))
+            body = invalid_argument_body([violation], uuid.uuid4().hex)
+            raise _Refused(_rpc_status(400, body))
+        return _status_response(state.entries, processing=processing)
+
+
+class _Refused(Exception):
+    """Ends a call with this `google.rpc.Status` (code, message, details)."""
+
+    def __init__(self, status: Any) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+
+def _serialize(message: Any) -> bytes:
+    return bytes(message.SerializeToString())
 
 
 def _quota_body() -> dict[str, Any]:
@@ -795,14 +854,60 @@ def _quota_body() -> dict[str, Any]:
     return status_body(429, "RESOURCE_EXHAUSTED", message, [_error_info("RESOURCE_EXHAUSTED")])
 
 
-def _parse_ingest_body(body: bytes) -> Any:
-    """The request as the library's protobuf type, or a Violation for a malformed body."""
-    message = IngestEventsRequest.pb()()
+# Google's HTTP mapping of the canonical codes (google/rpc/code.proto), for a Fault that
+# names only an HTTP status.
+_HTTP_CODES = {
+    400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    404: code_pb2.NOT_FOUND,
+    409: code_pb2.ALREADY_EXISTS,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    499: code_pb2.CANCELLED,
+    500: code_pb2.INTERNAL,
+    501: code_pb2.UNIMPLEMENTED,
+    503: code_pb2.UNAVAILABLE,
+    504: code_pb2.DEADLINE_EXCEEDED,
+}
+
+
+def _response_status(response: Response) -> Any:
+    """An injected fault's answer (`FaultQueue.take`) as the Status a gRPC call ends with."""
+    if response.status == RESET:
+        # A gRPC client sees a reset connection as UNAVAILABLE: the call was never answered.
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message="Connection reset by peer.")
+    body = json.loads(response.payload or b"{}")
+    return _rpc_status(response.status, body, response.headers.get("Retry-After"))
+
+
+def _rpc_status(http_status: int, body: Any, retry_after: str | None = None) -> Any:
+    """`status_body`'s JSON Status in its gRPC form; a Retry-After becomes a RetryInfo."""
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    name = str(error.get("status", ""))
+    known = code_pb2.Code.DESCRIPTOR.values_by_name.get(name)
+    code = known.number if known is not None else _HTTP_CODES.get(http_status, code_pb2.UNKNOWN)
+    status = status_pb2.Status(code=code, message=str(error.get("message") or name or code))
+    for detail in error.get("details", ()):
+        status.details.append(json_format.ParseDict(detail, any_pb2.Any()))
+    if retry_after is not None:
+        delay = duration_pb2.Duration(seconds=int(retry_after))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return status
+
+
+def _as_text(body: bytes) -> str:
+    parsed = _parse_ingest_request(body)
+    if isinstance(parsed, Violation):
+        return body.decode("utf-8", errors="replace")  # as undecodable as it came
+    return str(text_format.MessageToString(parsed, as_utf8=True))
+
+
+def _parse_ingest_request(body: bytes) -> Any:
+    """The request as the library's protobuf type, or a Violation for undecodable bytes."""
     try:
-        json_format.Parse(body or b"{}", message)
-    except json_format.ParseError as exc:
-        return Violation("", f"Invalid JSON payload received. {exc}", "INVALID_ARGUMENT")
-    return message
+        return IngestEventsRequest.pb().FromString(body)
+    except DecodeError as exc:
+        return Violation("", f"Invalid request payload received. {exc}", "INVALID_ARGUMENT")
 
 
 def _target_indexes(event: Any, destinations: Any) -> list[int]:
@@ -887,7 +992,7 @@ def _adjusted(current: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _status_response(entries: list[_StatusEntry], *, processing: bool) -> dict[str, Any]:
+def _status_response(entries: list[_StatusEntry], *, processing: bool) -> Any:
     response = RetrieveRequestStatusResponse.pb()()
     for entry in entries:
         item = response.request_status_per_destination.add()
@@ -901,5 +1006,4 @@ def _status_response(entries: list[_StatusEntry], *, processing: bool) -> dict[s
             error = item.error_info.error_counts.add()
             error.reason = int(getattr(ProcessingErrorReason, reason))
             error.record_count = count
-    result: dict[str, Any] = json_format.MessageToDict(response)
-    return result
+    return response

@@ -34,10 +34,8 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, NoReturn
 
 import grpc
@@ -73,7 +71,7 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from connector_sandbox import gaql
 from connector_sandbox.google_ads_reporting import REPORTING_RESOURCES, AdsReporting
-from connector_sandbox.tls import sandbox_ca
+from connector_sandbox.grpc_server import GrpcServer, ServedGrpcEmulator
 
 VERSION = "v26"
 SERVICES = f"google.ads.googleads.{VERSION}.services."
@@ -270,7 +268,7 @@ def _parse_date_time(value: str) -> datetime | None:
 # --------------------------------------------------------------------------- emulator
 
 
-class GoogleAdsApiEmulator:
+class GoogleAdsApiEmulator(ServedGrpcEmulator):
     """A thread-safe in-memory Google Ads API on 127.0.0.1:<port>, served over test-CA TLS."""
 
     def __init__(
@@ -296,7 +294,7 @@ class GoogleAdsApiEmulator:
         self._lock = threading.Lock()
         self._faults: deque[GrpcFault] = deque()
         self._reset_state()
-        self._server, self.port = self._build_server()
+        self._server = GrpcServer(self._handlers())
 
     def _reset_state(self) -> None:
         self._raw: list[tuple[str, bytes]] = []
@@ -318,35 +316,10 @@ class GoogleAdsApiEmulator:
 
     # -- lifecycle
 
-    def _build_server(self) -> tuple[grpc.Server, int]:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        server.add_generic_rpc_handlers(self._handlers())
-        ca = sandbox_ca()
-        credentials = grpc.ssl_server_credentials([(ca.private_key_pem(), ca.cert_chain_pem())])
-        return server, int(server.add_secure_port("127.0.0.1:0", credentials))
-
     @property
     def endpoint(self) -> str:
         """What GoogleAdsClient takes as `endpoint` (the test certificate covers 127.0.0.1)."""
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> GoogleAdsApiEmulator:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop(grace=None)
-
-    def __enter__(self) -> GoogleAdsApiEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return self._server.endpoint
 
     # -- switches
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
 
 from connector_sandbox.tls import sandbox_ca
@@ -98,14 +98,19 @@ class EmulatorServer:
             self._thread.join(timeout=5)
 
 
-class ServedEmulator:
-    """Lifecycle shared by the REST emulators: `_server` serves, the subclass handles."""
+class _Serving(Protocol):
+    latency: float
 
-    _server: EmulatorServer
+    def start(self) -> object: ...
 
-    @property
-    def url(self) -> str:
-        return self._server.base_url
+    def stop(self) -> None: ...
+
+
+class Served:
+    """Lifecycle shared by every emulator, REST or gRPC: `_server` serves, the subclass
+    handles."""
+
+    _server: _Serving
 
     @property
     def latency(self) -> float:
@@ -133,6 +138,16 @@ class ServedEmulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ServedEmulator(Served):
+    """A REST emulator on its `EmulatorServer`."""
+
+    _server: EmulatorServer
+
+    @property
+    def url(self) -> str:
+        return self._server.base_url
 
 
 def _make_handler_class(

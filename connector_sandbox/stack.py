@@ -102,7 +102,8 @@ class Sandbox:
             },
             "google_ads": {
                 "operating_account_id": OPERATING_ACCOUNT,
-                "datamanager_endpoint": self.datamanager.url,
+                # gRPC too, with the CA pinned on its channel (not the process-wide roots).
+                "datamanager_endpoint": self.datamanager.endpoint,
                 "datamanager_ca_bundle": ca,
                 "anonymous_credentials": True,
                 "default_phone_region": "DE",

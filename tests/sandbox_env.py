@@ -40,7 +40,8 @@ def sandbox_env(
     if google_ads:
         env |= {
             "CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID": stack.OPERATING_ACCOUNT,
-            "CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT": box.datamanager.url,
+            # An https:// URL, as .env files written for the REST transport have it.
+            "CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT": f"https://{box.datamanager.endpoint}",
             "CONNECTOR_GOOGLE_ADS__DATAMANAGER_CA_BUNDLE": ca,
             "CONNECTOR_GOOGLE_ADS__ANONYMOUS_CREDENTIALS": "true",
             "CONNECTOR_GOOGLE_ADS__API_ENDPOINT": box.google_ads_api.endpoint,
@@ -58,7 +59,7 @@ def generated(n_leads: int, seed: int) -> Iterator[Sandbox]:
 
 
 def fresh(box: Sandbox) -> Sandbox:
-    """`box` with the REST emulators back at their start (cheaper than a new Sandbox)."""
+    """`box` with the upload emulators back at their start (cheaper than a new Sandbox)."""
     for emulator in (box.salesforce, box.datamanager, box.ga4):
         emulator.reset()
     return box

@@ -244,10 +244,22 @@ CONFIG_CASES = [
         ["CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT", "https://"],
     ),
     ConfigCase(
-        "Data Manager without a scheme",
-        {"CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT": "datamanager.googleapis.com"},
+        "Data Manager as a bare gRPC target",
+        {"CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT": "datamanager.googleapis.com:443"},
+        0,
+        ["configuration ok"],
+    ),
+    ConfigCase(
+        "Data Manager with a path",
+        {"CONNECTOR_GA4__DATAMANAGER_ENDPOINT": "https://datamanager.googleapis.com/v1"},
         2,
-        ["CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT", "https://"],
+        ["CONNECTOR_GA4__DATAMANAGER_ENDPOINT", "without a path"],
+    ),
+    ConfigCase(
+        "Data Manager on a port that is none",
+        {"CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT": "localhost:0"},
+        2,
+        ["CONNECTOR_GOOGLE_ADS__DATAMANAGER_ENDPOINT", "port"],
     ),
     ConfigCase(
         "a gRPC target with a scheme",

@@ -29,7 +29,7 @@ def sandbox() -> Iterator[Sandbox]:
 def ga4_on_datamanager(box: Sandbox, **extra: Any) -> dict[str, Any]:
     return {
         "property_id": PROPERTY,
-        "datamanager_endpoint": box.datamanager.url,
+        "datamanager_endpoint": box.datamanager.endpoint,
         "datamanager_ca_bundle": sandbox_ca().bundle_path,
         "anonymous_credentials": True,
         **extra,

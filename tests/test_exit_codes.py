@@ -15,7 +15,7 @@ import pytest
 
 from connector import exit_codes
 from connector.ledger import Ledger
-from connector_sandbox.datamanager import INGEST_PATH, status_body
+from connector_sandbox.datamanager import refusal_fault
 from connector_sandbox.dataset import sf_datetime
 from connector_sandbox.faults import Fault
 from connector_sandbox.stack import Sandbox
@@ -37,8 +37,7 @@ def sandbox(box: Sandbox) -> Sandbox:
 
 
 def permission_denied() -> Fault:
-    body = status_body(403, "PERMISSION_DENIED", "The caller does not have permission.")
-    return Fault(status=403, body=body, path_contains=INGEST_PATH)
+    return refusal_fault(403, "PERMISSION_DENIED", "The caller does not have permission.")
 
 
 def test_a_destination_needing_a_fix_exits_5_says_what_to_fix_and_keeps_its_rows(

@@ -114,7 +114,8 @@ def test_no_clear_text_email_or_phone_leaves_or_is_stored(
             assert value not in sent and value not in stored
     hashed = hashlib.sha256(b"x").hexdigest()
     assert hashed not in sent  # sanity: the test looks at real bodies
-    assert '"emailAddress"' in sent or '"phoneNumber"' in sent
+    # Data Manager's requests in protobuf text format: hashed identifiers did travel.
+    assert "email_address: " in sent or "phone_number: " in sent
 
 
 def test_dry_run_changes_no_state_and_sends_nothing(

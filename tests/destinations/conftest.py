@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -40,11 +41,18 @@ def destination(
     dest.close()
 
 
-def make_destination(emulator: DataManagerEmulator, sleeps: list[float]) -> DataManagerDestination:
-    settings = GoogleAdsSettings(
-        operating_account_id=ACCOUNT,
-        datamanager_endpoint=emulator.url,
-        datamanager_ca_bundle=sandbox_ca().bundle_path,
-        anonymous_credentials=True,
+def make_destination(
+    emulator: DataManagerEmulator, sleeps: list[float] | None = None, **extra: Any
+) -> DataManagerDestination:
+    """Google Ads on `emulator` (its gRPC endpoint, the test CA pinned, no credentials), with
+    `extra` settings; backoff waits go to `sleeps` instead of passing."""
+    settings = GoogleAdsSettings.model_validate(
+        {
+            "operating_account_id": ACCOUNT,
+            "datamanager_endpoint": emulator.endpoint,
+            "datamanager_ca_bundle": sandbox_ca().bundle_path,
+            "anonymous_credentials": True,
+            **extra,
+        }
     )
-    return DataManagerDestination(settings, sleep=sleeps.append)
+    return DataManagerDestination(settings, sleep=(sleeps if sleeps is not None else []).append)

@@ -1,4 +1,4 @@
-"""The Data Manager emulator driven by the real GAPIC REST client over TLS (no mocks)."""
+"""The Data Manager emulator driven by the real GAPIC gRPC client over TLS (no mocks)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,23 @@ import base64
 import hashlib
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import google.auth.credentials
+import grpc
 import pytest
-import requests
 from google.ads import datamanager_v1 as dm
-from google.ads.datamanager_v1.services.ingestion_service.transports.rest import (
-    IngestionServiceRestTransport,
+from google.ads.datamanager_v1.services.ingestion_service.transports.grpc import (
+    IngestionServiceGrpcTransport,
 )
 from google.api_core import exceptions
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
 
 from connector_sandbox.datamanager import (
+    INGEST_PATH,
     STATUS_PATH,
     DataManagerEmulator,
     already_exists_fault,
@@ -27,6 +30,7 @@ from connector_sandbox.datamanager import (
     slow_fault,
     unavailable_fault,
 )
+from connector_sandbox.faults import Fault
 from connector_sandbox.tls import sandbox_ca as _test_ca
 
 EMAIL_HASH = hashlib.sha256(b"jane.doe@example.com").hexdigest()
@@ -38,7 +42,6 @@ SUCCESS, PROCESSING = STATUS.SUCCESS, STATUS.PROCESSING
 
 @pytest.fixture(scope="module")
 def _shared_emulator() -> Iterator[DataManagerEmulator]:
-    # One server per module: stopping one waits out serve_forever's 0.5 s poll.
     with DataManagerEmulator() as emu:
         yield emu
 
@@ -49,22 +52,40 @@ def emulator(_shared_emulator: DataManagerEmulator) -> DataManagerEmulator:
     return _shared_emulator
 
 
+def roots() -> grpc.ChannelCredentials:
+    """The test CA on the channel itself (the process-wide roots are read only once)."""
+    return grpc.ssl_channel_credentials(root_certificates=_test_ca().bundle_path.read_bytes())
+
+
 def make_client(emulator: DataManagerEmulator) -> dm.IngestionServiceClient:
-    client = dm.IngestionServiceClient(
+    transport = IngestionServiceGrpcTransport(
+        host=emulator.endpoint,
         credentials=google.auth.credentials.AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        transport="rest",
-        client_options={"api_endpoint": emulator.url},
+        ssl_channel_credentials=roots(),
     )
-    # The machine presets REQUESTS_CA_BUNDLE, which requests prefers over session.verify.
-    session = cast(IngestionServiceRestTransport, client.transport)._session
-    session.verify = str(_test_ca().bundle_path)
-    session.trust_env = False
-    return client
+    return dm.IngestionServiceClient(transport=transport)
 
 
 @pytest.fixture
-def client(emulator: DataManagerEmulator) -> dm.IngestionServiceClient:
-    return make_client(emulator)
+def client(emulator: DataManagerEmulator) -> Iterator[dm.IngestionServiceClient]:
+    own = make_client(emulator)
+    yield own
+    own.transport.close()
+
+
+def violations(error: exceptions.GoogleAPICallError) -> list[dict[str, str]]:
+    """The BadRequest field violations of `error`, as decoded from grpc-status-details-bin."""
+    return [
+        json_format.MessageToDict(v)
+        for d in error.details
+        if isinstance(d, error_details_pb2.BadRequest)
+        for v in d.field_violations
+    ]
+
+
+def retry_delay(error: exceptions.GoogleAPICallError) -> float:
+    (info,) = [d for d in error.details if isinstance(d, error_details_pb2.RetryInfo)]
+    return float(info.retry_delay.ToTimedelta().total_seconds())
 
 
 def destination(action: str = "555000", reference: str = "") -> dm.Destination:
@@ -149,11 +170,10 @@ def test_one_bad_event_rejects_the_whole_batch(
     error = rejection(client, ingest(events))
 
     assert "events[3].ad_identifiers.gclid" in error.message
-    assert error.code == 400
+    assert (error.code, error.grpc_status_code) == (400, grpc.StatusCode.INVALID_ARGUMENT)
     assert error.reason == "INVALID_FORMAT"
     assert error.domain == "datamanager.googleapis.com"
-    bad_request = next(d for d in error.details if d["@type"].endswith("google.rpc.BadRequest"))
-    assert bad_request["fieldViolations"] == [
+    assert violations(error) == [
         {
             "field": "events[3].ad_identifiers.gclid",
             "description": "Allowed characters are [A-Za-z0-9_-].",
@@ -356,18 +376,16 @@ def test_unknown_request_id_is_rejected(client: dm.IngestionServiceClient) -> No
     assert info.value.reason == "INVALID_REQUEST_ID"
 
 
-def test_429_raises_too_many_requests(
+def test_resource_exhausted_carries_its_retry_delay(
     emulator: DataManagerEmulator, client: dm.IngestionServiceClient
 ) -> None:
     emulator.faults.push(resource_exhausted_fault(retry_after_seconds=7))
 
-    with pytest.raises(exceptions.TooManyRequests) as info:
+    with pytest.raises(exceptions.ResourceExhausted) as info:
         client.ingest_events(request=ingest([event("t1")]))
 
-    # The REST path maps by HTTP status: TooManyRequests, not its gRPC subclass ResourceExhausted.
-    assert type(info.value) is exceptions.TooManyRequests
     assert info.value.reason == "RESOURCE_EXHAUSTED"
-    assert info.value.response.headers["Retry-After"] == "7"
+    assert retry_delay(info.value) == 7
     assert emulator.accepted == []
     client.ingest_events(request=ingest([event("t1")]))
     assert emulator.requests == 2
@@ -387,9 +405,33 @@ def test_slow_answer_times_out(
     emulator: DataManagerEmulator, client: dm.IngestionServiceClient
 ) -> None:
     emulator.faults.push(slow_fault(1.0))
-    with pytest.raises(requests.exceptions.Timeout):
+    with pytest.raises(exceptions.DeadlineExceeded):
         client.ingest_events(request=ingest([event("t1")]), retry=None, timeout=0.2)
     assert emulator.accepted == []
+
+
+def test_a_reset_connection_is_unavailable_and_nothing_is_ingested(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    emulator.faults.push(Fault(reset=True, path_contains=INGEST_PATH))
+    with pytest.raises(exceptions.ServiceUnavailable):
+        client.ingest_events(request=ingest([event("t1")]), retry=None)
+    assert emulator.accepted == [] and emulator.requests == 1
+
+
+def test_latency_delays_every_call_and_each_is_counted(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient
+) -> None:
+    emulator.latency = 0.2
+    try:
+        started = time.monotonic()
+        request_id = client.ingest_events(request=ingest([event("t1")])).request_id
+        status_of(client, request_id)
+        elapsed = time.monotonic() - started
+    finally:
+        emulator.latency = 0.0
+    assert elapsed >= 0.4
+    assert emulator.requests == 1 and len(emulator.accepted) == 1
 
 
 def test_reject_switch_names_the_event_for_bisection(
@@ -400,9 +442,7 @@ def test_reject_switch_names_the_event_for_bisection(
 
     error = rejection(client, ingest(events))
     assert "events[2].transaction_id" in error.message
-    fields = [
-        v["field"] for d in error.details if "fieldViolations" in d for v in d["fieldViolations"]
-    ]
+    fields = [v["field"] for v in violations(error)]
     assert fields == ["events[2].transaction_id", "events[3].ad_identifiers.gclid"]
 
     client.ingest_events(request=ingest(events[:2]))
@@ -412,17 +452,15 @@ def test_reject_switch_names_the_event_for_bisection(
     assert len(emulator.accepted) == 4
 
 
-def test_unknown_json_field_is_rejected(emulator: DataManagerEmulator) -> None:
-    response = requests.post(
-        f"{emulator.url}/v1/events:ingest",
-        json={"events": [], "bogusField": 1},
-        verify=str(_test_ca().bundle_path),
-        timeout=5,
-    )
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["status"] == "INVALID_ARGUMENT"
-    assert "bogusField" in error["message"]
+def test_undecodable_bytes_are_rejected(emulator: DataManagerEmulator) -> None:
+    with grpc.secure_channel(emulator.endpoint, roots()) as channel:
+        ingest_bytes = channel.unary_unary(INGEST_PATH)
+        with pytest.raises(grpc.RpcError) as info:
+            ingest_bytes(b"\xff\xff", timeout=5)
+    call: grpc.Call = info.value  # type: ignore[assignment]
+    assert call.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Invalid request payload" in str(call.details())
+    assert emulator.accepted == [] and emulator.rejected_requests == 1
 
 
 def test_concurrent_ingests_are_all_recorded(emulator: DataManagerEmulator) -> None:
@@ -430,6 +468,7 @@ def test_concurrent_ingests_are_all_recorded(emulator: DataManagerEmulator) -> N
         own_client = make_client(emulator)
         for i in range(5):
             own_client.ingest_events(request=ingest([event(f"w{n}-{i}")]))
+        own_client.transport.close()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
     for thread in threads:
@@ -550,18 +589,18 @@ def test_an_exact_resend_is_a_duplicate_not_an_adjustment(
     assert len(emulator.accepted) == 1
 
 
-def test_quota_answers_429_with_retry_after(
+def test_quota_answers_resource_exhausted_with_a_retry_delay(
     emulator: DataManagerEmulator, client: dm.IngestionServiceClient
 ) -> None:
     emulator.set_quota(2)
     request_id = client.ingest_events(request=ingest([event("t1")])).request_id
     status_of(client, request_id)  # status calls count against the quota too
 
-    with pytest.raises(exceptions.TooManyRequests) as info:
+    with pytest.raises(exceptions.ResourceExhausted) as info:
         client.ingest_events(request=ingest([event("t2")]), retry=None)
 
     assert info.value.reason == "RESOURCE_EXHAUSTED"
-    assert 1 <= int(info.value.response.headers["Retry-After"]) <= 60
+    assert 1 <= retry_delay(info.value) <= 60
     emulator.set_quota(None)
     client.ingest_events(request=ingest([event("t2")]))
     assert len(emulator.accepted) == 2
@@ -579,11 +618,11 @@ def test_status_faults_can_be_injected(
     assert status_of(client, request_id).request_status_per_destination[0].request_status
 
 
-def test_already_exists_fault_raises_conflict(
+def test_already_exists_fault_raises_already_exists(
     emulator: DataManagerEmulator, client: dm.IngestionServiceClient
 ) -> None:
     emulator.faults.push(already_exists_fault())
-    with pytest.raises(exceptions.Conflict) as info:
+    with pytest.raises(exceptions.AlreadyExists) as info:
         client.ingest_events(request=ingest([event("t1")]))
     assert info.value.reason == "ALREADY_EXISTS"
 

@@ -71,6 +71,7 @@ class GA4DataManagerDestination(ViaDataManager):
             timeout=settings.timeout_seconds,
             sleep=sleep,
             credentials_setting="CONNECTOR_GA4__CREDENTIALS_FILE",
+            ca_setting="CONNECTOR_GA4__DATAMANAGER_CA_BUNDLE",
             account=f"GA4 property {settings.property_id}",
         )
 

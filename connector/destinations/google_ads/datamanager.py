@@ -16,10 +16,11 @@ as an adjustment restating `conversion_value` to 0: the conversion stays in
 Google Ads, worth nothing. Only the legacy Google Ads API path truly retracts.
 
 Error classes (API-NOTES §1) as this API reports them:
-- transient (429, 5xx, timeouts): retried here, then left pending;
-- a request refused as invalid (400): split until the event is found, which is
-  rejected with Google's reason code and message;
-- ALREADY_EXISTS (409) for one event: it is there already, so delivered;
+- transient (RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED): retried
+  here, then left pending;
+- a request refused as invalid (INVALID_ARGUMENT): split until the event is found,
+  which is rejected with Google's reason code and message;
+- ALREADY_EXISTS for one event: it is there already, so delivered;
 - CLICK_NOT_FOUND, TOO_RECENT_CLICK, a duplicate transaction id: Data Manager
   has no such synchronous error. They are processing errors that only the
   request status gives, as counts per destination (`request_status`).
@@ -75,6 +76,7 @@ class DataManagerDestination(ViaDataManager):
             requests_per_minute=settings.requests_per_minute,
             sleep=sleep,
             credentials_setting="CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE",
+            ca_setting="CONNECTOR_GOOGLE_ADS__DATAMANAGER_CA_BUNDLE",
             account=f"Google Ads account {settings.operating_account_id}",
         )
         # Actions the mapping names (not ids) are looked up through the Google Ads API.

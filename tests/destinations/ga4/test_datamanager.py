@@ -35,7 +35,7 @@ def make(emulator: DataManagerEmulator, **options: Any) -> GA4DataManagerDestina
         measurement_id=STREAM,
         property_id=PROPERTY,
         upload_api="datamanager",
-        datamanager_endpoint=emulator.url,
+        datamanager_endpoint=emulator.endpoint,
         datamanager_ca_bundle=sandbox_ca().bundle_path,
         anonymous_credentials=True,
     )
@@ -203,7 +203,7 @@ def test_a_sync_to_ga4_through_data_manager_needs_no_api_secret_and_shows_warnin
             "upload_api": "datamanager",
             "api_secret": None,
             "property_id": PROPERTY,
-            "datamanager_endpoint": box.datamanager.url,
+            "datamanager_endpoint": box.datamanager.endpoint,
             "datamanager_ca_bundle": sandbox_ca().bundle_path,
             "anonymous_credentials": True,
         }

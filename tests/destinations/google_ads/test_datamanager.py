@@ -1,31 +1,32 @@
-"""The Data Manager path: the real GAPIC REST client over TLS against the emulator."""
+"""The Data Manager path: the real GAPIC gRPC client over TLS against the emulator."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from connector.core import Delivery, Outcome, Status
 from connector.destinations.datamanager import Pace
 from connector.destinations.google_ads.datamanager import DataManagerDestination
 from connector.errors import DestinationError
 from connector.retry import RetryableError
-from connector.settings import GoogleAdsSettings
 from connector_sandbox.datamanager import (
-    INGEST_PATH,
     STATUS_PATH,
     DataManagerEmulator,
     already_exists_fault,
+    internal_fault,
+    refusal_fault,
     resource_exhausted_fault,
-    status_body,
+    slow_fault,
     unavailable_fault,
 )
 from connector_sandbox.faults import Fault
-from connector_sandbox.tls import sandbox_ca
 from tests.destinations import deliveries
-from tests.destinations.conftest import ACCOUNT
+from tests.destinations.conftest import make_destination
 from tests.destinations.deliveries import NOW
 
 WON = "700000004"
@@ -103,7 +104,7 @@ def test_already_exists_counts_as_delivered(
     assert (outcome.status, outcome.reason, outcome.request_id) == (Status.DELIVERED, None, None)
 
 
-def test_quota_429_is_retried_after_the_servers_hint(
+def test_resource_exhausted_is_retried_after_the_servers_retry_delay(
     emulator: DataManagerEmulator, destination: DataManagerDestination, sleeps: list[float]
 ) -> None:
     emulator.faults.push(resource_exhausted_fault(retry_after_seconds=7), times=2)
@@ -120,7 +121,7 @@ def test_a_spent_quota_leaves_the_row_pending_after_backoff(
     destination.deliver([won(1)])
     # The emulator's minute does not pass in a test: the retries run out, the row stays pending.
     (outcome,) = destination.deliver([won(2)])
-    assert outcome.status == Status.PENDING and "TooManyRequests" in str(outcome.error)
+    assert outcome.status == Status.PENDING and "ResourceExhausted" in str(outcome.error)
     assert sleeps and all(s >= 1 for s in sleeps)
 
 
@@ -131,6 +132,60 @@ def test_persistent_outage_leaves_the_batch_pending(
     outcomes = destination.deliver([won(1), won(2)])
     assert {o.status for o in outcomes} == {Status.PENDING}
     assert emulator.conversions == {}
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        (
+            refusal_fault(
+                403,
+                "PERMISSION_DENIED",
+                "The Cloud project is not allowlisted.",
+                "CUSTOMER_NOT_ALLOWLISTED",
+            ),
+            ["403 CUSTOMER_NOT_ALLOWLISTED", "give the credentials access to Google Ads account"],
+        ),
+        (
+            refusal_fault(401, "UNAUTHENTICATED", "Request had invalid authentication."),
+            ["401", "check CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE"],
+        ),
+    ],
+)
+def test_a_refusal_of_the_request_stops_the_destination_with_googles_reason(
+    emulator: DataManagerEmulator,
+    destination: DataManagerDestination,
+    fault: Fault,
+    says: list[str],
+) -> None:
+    emulator.faults.push(fault)
+    with pytest.raises(DestinationError) as refused:
+        destination.deliver([won(1), won(2)])
+    for text in says:
+        assert text in str(refused.value)
+    assert emulator.requests == 1 and emulator.conversions == {}  # not split: no row burnt
+
+
+def test_an_internal_error_is_retried(
+    emulator: DataManagerEmulator, destination: DataManagerDestination, sleeps: list[float]
+) -> None:
+    emulator.faults.push(internal_fault())
+    (outcome,) = destination.deliver([won(1)])
+    assert outcome.status == Status.DELIVERED and len(sleeps) == 1
+    assert emulator.requests == 2
+
+
+def test_a_timeout_is_retried(
+    emulator: DataManagerEmulator,
+) -> None:
+    destination = make_destination(emulator, timeout_seconds=0.3)
+    emulator.faults.push(slow_fault(1.0))
+    try:
+        (outcome,) = destination.deliver([won(1)])
+    finally:
+        destination.close()
+    assert outcome.status == Status.DELIVERED
+    assert emulator.requests == 2 and len(emulator.conversions) == 1
 
 
 def test_validate_only_sends_nothing_and_gets_no_request_id(
@@ -158,15 +213,7 @@ def test_request_status_through_the_client(
 
 
 def concurrent_destination(emulator: DataManagerEmulator) -> DataManagerDestination:
-    settings = GoogleAdsSettings(
-        operating_account_id=ACCOUNT,
-        datamanager_endpoint=emulator.url,
-        datamanager_ca_bundle=sandbox_ca().bundle_path,
-        anonymous_credentials=True,
-        batch_size=2,
-        max_concurrency=3,
-    )
-    return DataManagerDestination(settings, sleep=lambda _: None)
+    return make_destination(emulator, batch_size=2, max_concurrency=3)
 
 
 def test_requests_go_side_by_side_each_settled_as_it_returns(
@@ -189,8 +236,8 @@ def test_requests_go_side_by_side_each_settled_as_it_returns(
 def test_a_refusal_settles_the_requests_in_the_air_before_it_stops_the_destination(
     emulator: DataManagerEmulator,
 ) -> None:
-    denied = status_body(403, "PERMISSION_DENIED", "The caller does not have permission.")
-    emulator.faults.push(Fault(status=403, body=denied, path_contains=INGEST_PATH))
+    denied = "The caller does not have permission."
+    emulator.faults.push(refusal_fault(403, "PERMISSION_DENIED", denied))
     destination = concurrent_destination(emulator)
     settled: list[Outcome] = []
     try:
@@ -203,6 +250,39 @@ def test_a_refusal_settles_the_requests_in_the_air_before_it_stops_the_destinati
     ingested = sorted(int(transaction.split(":")[0][3:]) for _, transaction in emulator.conversions)
     assert sorted(o.delivery_id for o in settled) == ingested
     assert {o.status for o in settled} == {Status.DELIVERED}
+
+
+def test_an_https_url_from_the_rest_days_reaches_the_same_grpc_endpoint(
+    emulator: DataManagerEmulator,
+) -> None:
+    destination = make_destination(emulator, datamanager_endpoint=f"https://{emulator.endpoint}/")
+    try:
+        (outcome,) = destination.deliver([won(1)])
+    finally:
+        destination.close()
+    assert outcome.status == Status.DELIVERED and len(emulator.conversions) == 1
+
+
+def test_a_ca_bundle_that_does_not_sign_the_certificate_stops_the_destination_naming_it(
+    emulator: DataManagerEmulator, tmp_path: Path
+) -> None:
+    # The process-wide gRPC roots trust the test CA: only the setting pinned on the
+    # channel can make this fail.
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    destination = make_destination(emulator, datamanager_ca_bundle=other)
+    try:
+        with pytest.raises(DestinationError) as refused:
+            destination.deliver([won(1)])
+        # The request status check says why it could not ask, and goes on.
+        with pytest.raises(RetryableError, match="DATAMANAGER_CA_BUNDLE"):
+            destination.request_status("any")
+    finally:
+        destination.close()
+    message = str(refused.value)
+    assert "CONNECTOR_GOOGLE_ADS__DATAMANAGER_CA_BUNDLE" in message
+    assert f"TLS handshake with the Data Manager endpoint {emulator.endpoint}" in message
+    assert emulator.requests == 0  # nothing reached the emulator
 
 
 def test_pace_lets_a_burst_under_the_quota_go_and_holds_the_one_too_many() -> None:
