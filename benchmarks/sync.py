@@ -223,7 +223,8 @@ def run_sync(env: dict[str, str], workdir: Path, profile: Path | None = None) ->
     with out.open("w", encoding="utf-8") as stdout:
         process = subprocess.Popen(
             [*(spy if profile else []), sys.executable, "-m", "connector", "sync", "--json"],
-            env={**os.environ, **env},
+            # The image's and the deploy files' MALLOC_ARENA_MAX: the sync as production runs it.
+            env={**os.environ, "MALLOC_ARENA_MAX": "2", **env},
             cwd=workdir,  # no .env file here: only these settings count
             stdout=stdout,
             stderr=subprocess.DEVNULL,

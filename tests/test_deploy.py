@@ -255,6 +255,7 @@ def test_systemd_service_is_one_sync_run_as_a_service_user() -> None:
     assert Path(_one(service, "EnvironmentFile").lstrip("-")).is_absolute()
     assert _one(service, "ProtectSystem") == "strict"
     env = dict(v.split("=", 1) for k, v in service if k == "Environment")
+    assert env.pop("MALLOC_ARENA_MAX") == "2"  # as the image has it: a smaller peak memory
     assert set(env) <= set(SETTINGS) and not set(env) & SECRET_SETTINGS
     url = env["CONNECTOR_STATE_URL"]
     assert _absolute_state(url)
@@ -285,6 +286,12 @@ def test_crontab_line_runs_sync_with_an_absolute_state_path() -> None:
     assert re.search(r" /\S+/connector sync\b", command), "an absolute path to connector sync"
     assert _absolute_state(variables["CONNECTOR_STATE_URL"])
     assert not set(variables) & SECRET_SETTINGS
+    assert variables["MALLOC_ARENA_MAX"] == "2"  # as the image has it
+
+
+def test_the_image_keeps_glibc_to_two_malloc_arenas() -> None:
+    # The delivery threads each get an arena otherwise: a larger peak memory (RESULTS.md).
+    assert re.search(r"^\s+MALLOC_ARENA_MAX=2\b", _dockerfile(), flags=re.MULTILINE)
 
 
 # --- every example ------------------------------------------------------------------------------
