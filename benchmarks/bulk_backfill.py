@@ -120,7 +120,7 @@ def read(client: Salesforce, soql: str, page_size: int) -> Result:
     started = time.perf_counter()
     rows = pages = 0
     for page in bulk_pages(client, "LeadHistory", soql, page_size=page_size, poll_seconds=0):
-        rows += len(page)
+        rows += sum(1 for _ in page)  # a page's records are made as they are read
         pages += 1
         del page  # a consumer that keeps no page while the next one is fetched
     return Result(rows, pages, time.perf_counter() - started)
