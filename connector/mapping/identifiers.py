@@ -82,7 +82,9 @@ def to_e164(raw: str, default_region: str) -> str | None:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-@lru_cache(maxsize=1 << 14)  # UTM values and lead sources repeat across leads
+# UTM values and lead sources repeat across leads; click and client ids (most of what is
+# asked) never do, so a small cache keeps the repeating ones without holding every id.
+@lru_cache(maxsize=1 << 12)
 def looks_like_pii(value: str, default_region: str) -> bool:
     """Whether a CRM value outside the email / phone roles holds an email or phone number.
 

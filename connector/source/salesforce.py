@@ -15,6 +15,7 @@ through Bulk API 2.0 instead, in no order: the cursor moves once the job is read
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -383,6 +384,7 @@ class SalesforceSource:
         page = self._fetch(pull, partial(self._query, query.soql, True))
         threshold = self._bulk_threshold
         if bulk and threshold is not None and int(page.get("totalSize", 0)) > threshold:
+            del page  # its rows come again in the job: not held for the whole of it
             yield from self._bulk(pull, query)
             return
         # The next page is fetched while this one is worked on.
@@ -488,14 +490,17 @@ class _Stages:
 
     def __init__(self, spec: OpportunitySpec) -> None:
         self._field = spec.stage_field
-        self._before: dict[str, tuple[datetime, str]] = {}
+        # One entry per opportunity of the pull: POSIX seconds and an interned stage name
+        # (a handful of distinct values), a third of a datetime and a string of its own.
+        self._before: dict[str, tuple[float, str]] = {}
         self._page: dict[str, list[tuple[datetime, str | None, str]]] = {}
 
     def read(self, page: list[dict[str, Any]]) -> None:
         for opp_id, rows in self._page.items():
             newest = rows[-1]
-            if opp_id not in self._before or self._before[opp_id][0] < newest[0]:
-                self._before[opp_id] = (newest[0], newest[2])
+            at = newest[0].timestamp()
+            if opp_id not in self._before or self._before[opp_id][0] < at:
+                self._before[opp_id] = (at, sys.intern(newest[2]))
         self._page = {}
         for r in page:
             if r["Field"] == self._field:
@@ -511,7 +516,7 @@ class _Stages:
         if earlier:
             return earlier[-1]
         prior = self._before.get(opportunity_id)
-        if prior is not None and prior[0] < when:
+        if prior is not None and prior[0] < when.timestamp():
             return prior[1]
         later = [row[1] for row in rows if row[0] > when]
         return str(later[0]) if later and later[0] else None
