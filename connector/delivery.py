@@ -96,6 +96,7 @@ class DeliveryLoop:
         # reads overlap the requests' round trips. A dry run's in-memory ledger is one
         # thread's, so there each page is claimed in turn.
         ahead = _Ahead(self._claim, inline=self.ledger.readonly)
+        page: list[Delivery] = []
         try:
             page = ahead.first()
             while page and not stopping.requested():
@@ -105,6 +106,10 @@ class DeliveryLoop:
                     self._wave(wave)
                 page = ahead.take()
         except DestinationError as exc:
+            # The rest of the page (chunks and waves not sent yet) goes back, untried: left in
+            # flight, the next run would take it for a crashed worker's.
+            worker = self.claims.worker
+            self.tally.pending += self.ledger.queue.release((d.id for d in page), worker)
             self.summary.destination_errors[self.destination.name] = str(exc)
             log.error(
                 "destination stopped for this run: %s",

@@ -127,8 +127,8 @@ class _Queue(DeliveryQueue):
         self._memory.stored.update((d.id, d) for d in page if d.id > 0)
         return page
 
-    def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> None:
-        return None  # still pending, and (like a real keyset) not handed out again this run
+    def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> int:
+        return 0  # still pending, and (like a real keyset) not handed out again this run
 
     def settle(self, outcomes: Sequence[Outcome], *, worker: str | None = None) -> None:
         self._memory.status.update((o.delivery_id, o.status) for o in outcomes)

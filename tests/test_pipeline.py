@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
+from connector.delivery import CLAIM_PAGE
 from connector.errors import SourceError
 from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
 from connector.pipeline import STREAM, SyncOptions, sync
 from connector.settings import Settings
-from connector_sandbox.datamanager import status_body, unavailable_fault
+from connector_sandbox.datamanager import INGEST_PATH, status_body, unavailable_fault
 from connector_sandbox.dataset import generate, sf_datetime
 from connector_sandbox.faults import Fault
 from connector_sandbox.ga4 import rate_limited_fault
@@ -246,32 +247,49 @@ def _history_row(
     }
 
 
-def small_pages(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Google Ads claim pages of 5 rows: many pages, each claimed while the one before goes."""
-    monkeypatch.setattr("connector.delivery.CLAIM_PAGE", 5)
-    ads = settings.google_ads.model_copy(update={"batch_size": 5})
+@pytest.fixture(scope="module")
+def two_pages_tables() -> dict[str, list[dict[str, object]]]:
+    # Enough leads for more than one claim page of Google Ads rows (CLAIM_PAGE, 2,000).
+    return generate(n_leads=5000, seed=11, now=NOW).tables()
+
+
+@pytest.fixture
+def two_pages(two_pages_tables: dict[str, list[dict[str, object]]]) -> Iterator[Sandbox]:
+    tables = {name: [dict(r) for r in rows] for name, rows in two_pages_tables.items()}
+    with Sandbox(tables) as box:
+        yield box
+
+
+def ads_pages(box: Sandbox, state_url: str) -> Settings:
+    """Google Ads requests of 500 rows, one at a time: its claim pages are CLAIM_PAGE rows
+    (a page is a request's rows times the requests in the air, at least CLAIM_PAGE)."""
+    settings = settings_for(box, state_url)
+    ads = settings.google_ads.model_copy(update={"batch_size": 500, "max_concurrency": 1})
     return settings.model_copy(update={"google_ads": ads})
 
 
-def test_pages_claimed_ahead_are_each_delivered_once(
-    sandbox: Sandbox, state_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert run(small_pages(settings_for(sandbox, state_url), monkeypatch)).status == "ok"  # type: ignore[attr-defined]
+def test_pages_claimed_ahead_are_each_delivered_once(two_pages: Sandbox, state_url: str) -> None:
+    assert run(ads_pages(two_pages, state_url)).status == "ok"  # type: ignore[attr-defined]
     _, rows = ledger_rows(state_url)
     delivered = [r for r in rows if r["destination"] == "google_ads" and r["status"] == "delivered"]
-    assert len(delivered) == len(sandbox.datamanager.conversions) > 40  # many pages
-    assert sandbox.datamanager.requests == math.ceil(len(delivered) / 5)
+    assert len(delivered) > CLAIM_PAGE  # a second page, claimed while the first was sent
+    assert len(delivered) == len(two_pages.datamanager.conversions)
+    rest = len(delivered) - CLAIM_PAGE  # none sent twice: each page's rows in 500s
+    assert two_pages.datamanager.requests == math.ceil(CLAIM_PAGE / 500) + math.ceil(rest / 500)
     assert not [r for r in rows if r["status"] in ("pending", "in_flight")]
 
 
 def test_a_page_claimed_ahead_goes_back_when_its_destination_stops(
-    sandbox: Sandbox, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    two_pages: Sandbox, sqlite_url: str
 ) -> None:
     body = status_body(403, "PERMISSION_DENIED", "The caller does not have permission.")
-    sandbox.datamanager.faults.randomly(1.0, [Fault(status=403, body=body)])
-    summary = run(small_pages(settings_for(sandbox, sqlite_url), monkeypatch))
+    fault = Fault(status=403, body=body, path_contains=INGEST_PATH)
+    two_pages.datamanager.faults.randomly(1.0, [fault])
+    summary = run(ads_pages(two_pages, sqlite_url))
     assert "google_ads" in summary.destination_errors  # type: ignore[attr-defined]
+    assert two_pages.datamanager.requests == 1  # the first request stopped the destination
     _, rows = ledger_rows(sqlite_url)
     ads = Counter(r["status"] for r in rows if r["destination"] == "google_ads")
-    assert "in_flight" not in ads and ads["pending"] > 5  # the next page too: released
+    # The second page, claimed ahead meanwhile, went back with the first, untried.
+    assert "in_flight" not in ads and ads["pending"] > CLAIM_PAGE
     assert not [r for r in rows if r["destination"] == "google_ads" and r["attempts"]]

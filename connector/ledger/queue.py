@@ -184,11 +184,12 @@ class DeliveryQueue:
                 for chunk in chunked(ids):
                     conn.execute(stmt.where(d.id.in_(chunk)))
 
-    def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> None:
-        """Put claimed rows back as pending, untried (held back, or their destination stopped)."""
+    def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> int:
+        """Put claimed rows back as pending, untried (held back, or their destination stopped);
+        returns how many this worker still held (a settled row is no longer claimed)."""
         held = sorted(set(ids))
         if not held:
-            return  # mostly so (asked after every wave and send): no empty transaction
+            return 0  # mostly so (asked after every wave and send): no empty transaction
         d = deliveries.c
         values: dict[str, object] = {
             "status": str(Status.PENDING),
@@ -198,13 +199,16 @@ class DeliveryQueue:
         }
         if error is not None:
             values["last_error"] = error
+        released = 0
         with self._db.engine.begin() as conn:
             for chunk in chunked(held):
-                conn.execute(
+                result = conn.execute(
                     update(deliveries)
                     .where(d.id.in_(chunk), d.claimed_by == worker)
                     .values(**values)
                 )
+                released += result.rowcount
+        return released
 
     def failures(
         self,
