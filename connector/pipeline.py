@@ -218,6 +218,7 @@ class _Run:
                 yield translate(crm, self.mapping, region)
         finally:
             stats = pull.stats
+            self.summary.pulled += stats.recorded  # read again, recorded already: not mapped
             self.summary.source_calls += stats.calls
             if (usage := stats.api_usage) is not None:
                 self.summary.api_usage = f"{usage[0]}/{usage[1]}"
@@ -233,6 +234,7 @@ class _Run:
                 max_api_share=sf.max_api_share,
                 bulk_threshold=sf.bulk_threshold,
                 states=self.ledger.states.last,
+                recorded=self.ledger.changes.recorded_since,
             )
         return self._salesforce
 

@@ -18,7 +18,7 @@ from connector.delivery import CLAIM_PAGE
 from connector.errors import SourceError
 from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
-from connector.pipeline import STREAM, SyncOptions, sync
+from connector.pipeline import OPPORTUNITY_STREAM, STREAM, SyncOptions, sync
 from connector.settings import Settings
 from connector_sandbox.datamanager import INGEST_PATH, status_body, unavailable_fault
 from connector_sandbox.dataset import generate, sf_datetime
@@ -26,6 +26,7 @@ from connector_sandbox.faults import Fault
 from connector_sandbox.ga4 import rate_limited_fault
 from connector_sandbox.stack import Sandbox
 from tests.conftest import MAPPING
+from tests.source.test_lookups import org as deal_org
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -192,6 +193,27 @@ def test_a_change_written_inside_the_overlap_window_arrives_once(
     assert len(sandbox.datamanager.conversions) == conversions + 1
 
 
+def test_rows_read_again_in_the_overlap_window_cost_no_lead_lookup(sqlite_url: str) -> None:
+    # 100 deals, two stage changes each, 10 s apart: the 300 s window holds the last 31 rows.
+    with Sandbox(deal_org(100)) as box:
+        settings = settings_for(box, sqlite_url)
+        run(settings)
+        lookups = box.salesforce.query_calls["Lead"]
+        again = run(settings)
+        # Recorded already: read again, but neither looked up nor mapped again.
+        assert box.salesforce.query_calls["Lead"] == lookups
+        assert (again.pulled, again.new) == (31, 0)  # type: ignore[attr-defined]
+        # A row committed late inside the window is still found, and its deal's lead with it.
+        late = dict(box.salesforce.records("OpportunityFieldHistory")[0])
+        late |= {"Id": "0179LATE0000001AAA", "OldValue": "Closed Won", "NewValue": "Closed Lost"}
+        bookmark = _cursor(sqlite_url, OPPORTUNITY_STREAM)
+        late["CreatedDate"] = sf_datetime(bookmark - timedelta(seconds=1))
+        box.salesforce.insert("OpportunityFieldHistory", late)
+        third = run(settings)
+        assert box.salesforce.query_calls["Lead"] == lookups + 1
+        assert (third.pulled, third.new) == (32, 1)  # type: ignore[attr-defined]
+
+
 def test_salesforce_limit_stops_the_run_and_keeps_the_cursor(
     sandbox: Sandbox, sqlite_url: str
 ) -> None:
@@ -205,10 +227,10 @@ def test_salesforce_limit_stops_the_run_and_keeps_the_cursor(
     assert _cursor(sqlite_url) == cursor
 
 
-def _cursor(state_url: str) -> datetime:
+def _cursor(state_url: str, stream: str = STREAM) -> datetime:
     from connector.ledger import Ledger
 
-    value = Ledger.open(state_url).cursors.get(STREAM)
+    value = Ledger.open(state_url).cursors.get(stream)
     assert value is not None
     return value
 

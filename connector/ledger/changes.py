@@ -70,6 +70,16 @@ class Changes:
                 found.update((r[0], r[1], r[2]) for r in conn.execute(query))
         return found & wanted
 
+    def recorded_since(self, since: datetime) -> set[str]:
+        """The source record ids of the changes recorded at or after `since`: the rows an
+        overlapping read meets again (a range of the changed_at index, whatever the size)."""
+        if not self._db.exists():
+            return set()  # a dry run on a store never written
+        sc = stage_changes.c
+        query = select(sc.source_record_id).where(sc.changed_at >= since)
+        with self._db.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
     def reached(self, lead_ids: Iterable[str]) -> list[Reached]:
         """What these leads' recorded changes reached (restatements reach nothing new)."""
         ids = sorted(set(lead_ids))

@@ -32,7 +32,8 @@ from sqlalchemy.types import TypeDecorator
 # 3: stage_changes.opportunity_id / restatement / retracts (were keys of attributes)
 # 4: deliveries.claimed_by / lease_until (claims), statuses in_flight, dead, unknown
 # 5: deliveries.claim_key (claims walk the queue in index order, a GA4 client's events together)
-SCHEMA_VERSION = 5
+# 6: stage_changes.changed_at indexed (an overlapping read finds what it recorded already)
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -131,6 +132,7 @@ stage_changes = Table(
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     UniqueConstraint("lead_id", "stage", "changed_at", name="uq_stage_change"),
+    Index("ix_stage_changes_changed_at", "changed_at"),
 )
 
 deliveries = Table(

@@ -48,6 +48,8 @@ from connector.source.leads import LeadsByOpportunity
 
 # (object, record ids) -> their last seen states: how snapshot mode finds changes.
 StateLookup = Callable[[str, list[str]], dict[str, RecordState]]
+# since -> the history row ids recorded at or after it: what an overlapping read meets again.
+RecordedSince = Callable[[datetime], Container[str]]
 Pages = Iterator[list[dict[str, Any]]]  # REST pages
 Rows = Iterator[Iterable[dict[str, Any]]]  # REST pages, or Bulk pages read as they go
 T = TypeVar("T")
@@ -67,6 +69,7 @@ class PullStats:
     """What one stream's pull cost and why it ended, filled in as its pages are read."""
 
     calls: int = 0  # Salesforce API calls: query pages, lookups, bulk job calls
+    recorded: int = 0  # rows of the overlap window an earlier run recorded: passed over
     stopped: str | None = None  # why pulling stopped early, if it did
     api_usage: tuple[int, int] | None = None  # the org's daily API calls (used, total)
 
@@ -101,6 +104,7 @@ class SalesforceSource:
         max_api_share: float = 1.0,
         bulk_threshold: int | None = None,
         states: StateLookup | None = None,
+        recorded: RecordedSince | None = None,
         sleep: Callable[[float], None] | None = None,  # tests skip the backoff waits
     ) -> None:
         self._client = client
@@ -113,6 +117,7 @@ class SalesforceSource:
         self._max_api_share = max_api_share
         self._bulk_threshold = bulk_threshold
         self._states = states or (lambda _object, _ids: {})
+        self._recorded = recorded or (lambda _since: frozenset())
         self._sleep = sleep
 
     def pull(self, cursor: Cursor) -> Pull:
@@ -144,9 +149,13 @@ class SalesforceSource:
 
     def _lead_history(self, pull: Pull) -> Iterator[CrmChange]:
         query = q.lead_history_query(self._mapping, pull.cursor.since)
+        recorded = self._recorded_before(pull)
         for page in self._stream(pull, query, bulk=pull.cursor.backfill):
             for record in page:
                 at = self._advance(pull, record["CreatedDate"])
+                if record["Id"] in recorded:
+                    pull.stats.recorded += 1
+                    continue
                 yield self._lead_change(
                     str(record["LeadId"]),
                     record.get("Lead") or {},
@@ -167,13 +176,9 @@ class SalesforceSource:
         pages = self._stream(pull, query, bulk=pull.cursor.backfill)
         # A deal's rows are days apart: one met again later needs no second lookup.
         held = LeadsByOpportunity(["Id", *q.lead_select(self._mapping)])
+        recorded = self._recorded_before(pull)
         for group in _by_opportunities(pages, held):
-            ids = {str(r["OpportunityId"]) for r in group}
-            new = {o for o in ids if o not in held}
-            leads = held.take(ids - new)  # before `hold` can let any of them go
-            found = self._leads_for(pull, new)
-            held.hold(new, found)
-            leads |= found
+            stages.read(group)  # every row, recorded or not: the stages around each time
             # A deal won and given its amount in one save has two rows of the same time: the
             # stage row carries the amount already, the amount row is no restatement.
             staged = {
@@ -181,16 +186,36 @@ class SalesforceSource:
                 for r in group
                 if r["Field"] != spec.amount_field
             }
-            stages.read(group)
-            for record in group:
+            known = [r["Id"] in recorded for r in group]
+            pull.stats.recorded += sum(known)
+            statuses = [
+                None if seen else self._history_statuses(r, staged, stages)
+                for r, seen in zip(group, known, strict=True)
+            ]
+            # Only the rows that make a change need their lead.
+            making = {str(r["OpportunityId"]) for r, s in zip(group, statuses, strict=True) if s}
+            leads = self._held_leads(pull, held, making)
+            for record, change in zip(group, statuses, strict=True):
                 # The cursor moves as rows are handed on, never past a row still buffered.
                 self._advance(pull, record["CreatedDate"])
-                if record["Field"] == spec.amount_field and (
-                    (record["OpportunityId"], record["CreatedDate"]) in staged
-                ):
-                    continue
-                if change := self._opportunity_history_change(record, leads, stages):
-                    yield change
+                if change is not None:
+                    yield self._opportunity_history_change(record, leads, change)
+
+    def _recorded_before(self, pull: Pull) -> Container[str]:
+        """The history rows of the overlap window that an earlier run recorded: read again
+        (the window's point), they need no lookup, no mapping and no insert."""
+        cursor = pull.cursor
+        return frozenset() if cursor.backfill else self._recorded(cursor.since)
+
+    def _held_leads(
+        self, pull: Pull, held: LeadsByOpportunity, ids: set[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The leads of these opportunities: held ones as they are, the rest looked up."""
+        new = {o for o in ids if o not in held}
+        leads = held.take(ids - new)  # before `hold` can let any of them go
+        found = self._leads_for(pull, new)
+        held.hold(new, found)
+        return leads | found
 
     # snapshot mode --------------------------------------------------------------
 
@@ -255,24 +280,35 @@ class SalesforceSource:
             record=("Lead", lead_id),
         )
 
+    def _history_statuses(
+        self, record: dict[str, Any], staged: Container[tuple[Any, Any]], stages: _Stages
+    ) -> tuple[str | None, str] | None:
+        """The (old, new) stage an OpportunityFieldHistory row records, or None: it records
+        none (an amount saved with the stage row beside it, or edited on an open deal)."""
+        if record["Field"] != self._opportunity().amount_field:
+            return (record.get("OldValue"), str(record.get("NewValue") or ""))
+        if (record["OpportunityId"], record["CreatedDate"]) in staged:
+            return None
+        # An amount change restates a deal won *when it was edited*; one edited while
+        # the deal was open is simply the value its win will carry.
+        at = parse_sf_datetime(record["CreatedDate"])
+        then = stages.at(str(record["OpportunityId"]), at)
+        stage, won = self._stage_then(record.get("Opportunity") or {}, then)
+        return (stage, stage) if won else None
+
     def _opportunity_history_change(
-        self, record: dict[str, Any], leads: dict[str, dict[str, Any]], stages: _Stages
-    ) -> CrmChange | None:
+        self,
+        record: dict[str, Any],
+        leads: dict[str, dict[str, Any]],
+        statuses: tuple[str | None, str],
+    ) -> CrmChange:
         spec = self._opportunity()
         opportunity = dict(record.get("Opportunity") or {})
         opp_id = str(record["OpportunityId"])
-        at = parse_sf_datetime(record["CreatedDate"])
         restatement = record["Field"] == spec.amount_field
         if restatement:
-            # An amount change restates a deal won *when it was edited*; one edited while
-            # the deal was open is simply the value its win will carry.
-            stage, won = self._stage_then(opportunity, stages.at(opp_id, at))
-            if not won:
-                return None
             opportunity[spec.amount_field] = record.get("NewValue")
-            statuses: tuple[str | None, str] = (stage, stage)
-        else:
-            statuses = (record.get("OldValue"), str(record.get("NewValue") or ""))
+        at = parse_sf_datetime(record["CreatedDate"])
         return self._opportunity_change(
             opportunity, leads.get(opp_id), statuses, at, (opp_id, str(record["Id"])), restatement
         )
