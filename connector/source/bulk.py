@@ -2,9 +2,14 @@
 
 A REST query pages 2,000 records per call; a bulk query job pages up to
 50,000 and costs a handful of calls for the whole job (create, a few status
-polls, one call per page). The job runs through simple-salesforce's own
-`client.bulk2`, which reuses the client's session: the pinned CA bundle and
-instance URL of `connector.source.auth.connect` apply unchanged.
+polls, one call per page). The job is created and polled through the
+client's `restful` calls, and its result pages are read from the wire as
+they are iterated, through the client's own session: the pinned CA bundle,
+timeout and instance URL of `connector.source.auth.connect` apply unchanged.
+simple-salesforce's `bulk2` reader would hand each page over as one string
+(decoded from the bytes it read, and kept while it fetches the next page):
+up to four copies of a 50,000-row page at once, the largest thing a backfill
+held.
 
 Pages are yielded as REST-shaped records so the callers that read
 `client.query` pages can read these too. CSV carries no types, so the
@@ -17,20 +22,28 @@ therefore come back as a bool; none of the fields the connector reads can.
 from __future__ import annotations
 
 import csv
+import io
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, cast
 
 import requests
+import urllib3
 from simple_salesforce.api import Salesforce
-from simple_salesforce.bulk2 import SFBulk2Handler, SFBulk2Type
-from simple_salesforce.exceptions import SalesforceError, SalesforceOperationError
+from simple_salesforce.exceptions import SalesforceError
+from simple_salesforce.util import call_salesforce
 
 from connector.errors import SourceError
 from connector.source.errors import source_error
 
 Record = dict[str, Any]
 _CELLS: dict[str, Any] = {"": None, "true": True, "false": False}  # all else: text
+MAX_POLL_SECONDS = 2.0  # the longest wait between two status polls
+WAIT_LIMIT_SECONDS = 3 * 3600.0  # a job still running after this is given up (the run retries)
+_DONE = {"JobComplete"}
+_ENDED = {"Failed": "failed", "Aborted": "was aborted"}
 
 
 def bulk_pages(
@@ -40,63 +53,121 @@ def bulk_pages(
     *,
     page_size: int = 50_000,
     include_deleted: bool = False,
-    poll_seconds: int = 1,
+    poll_seconds: float = 1,
 ) -> Iterator[Iterator[Record]]:
     """Run `soql` as a Bulk API 2.0 query job and yield its result pages as REST-shaped records.
 
-    `sobject` is the FROM object (simple-salesforce addresses jobs by it);
-    `include_deleted` runs a queryAll job. Memory follows `page_size`, not
-    the row count: a page's records are made as they are iterated, from the
-    client's one page of CSV text (two while the next page is fetched). `poll_seconds` is the
-    client's `wait`: it sleeps that long before the first status poll, and
-    between polls that plus e**n ms until the interval passes 2 s (one API call a poll).
+    `sobject` is the FROM object (for messages); `include_deleted` runs a queryAll job.
+    Memory follows neither `page_size` nor the row count: a page's records are parsed
+    from the response as they are iterated. Read each page to its end before asking for
+    the next (the next request would otherwise leave its rows unread): a page left
+    unread raises RuntimeError. `poll_seconds` is the wait before the first status poll;
+    each later one waits twice as long, up to MAX_POLL_SECONDS (one API call a poll).
     Raises SourceError, as the REST reader does, if the job cannot be run.
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
-    handler = cast(SFBulk2Handler, client.bulk2)
-    job = cast(SFBulk2Type, getattr(handler, sobject))
-    run = job.query_all if include_deleted else job.query
-    pages = run(soql, max_records=page_size, wait=poll_seconds)
     try:
-        for text in pages:
-            yield _records(str(text))
+        job = _create(client, soql, include_deleted)
+        _wait(client, sobject, job, poll_seconds)
+        locator: str | None = ""
+        while locator is not None:
+            page, locator = _page(client, job, locator, page_size)
+            yield iter(page)
+            if not page.done:
+                raise RuntimeError("a Bulk result page was left unread before the next")
     except SalesforceError as exc:
         raise source_error(exc) from None
-    except SalesforceOperationError:
-        # Its message embeds the job's info; say only what happened.
-        raise SourceError(
-            f"the Salesforce bulk query job on {sobject} failed, was aborted or timed out; "
-            "the cursor was kept, rerun later",
-            retryable=True,
-        ) from None
     except requests.RequestException as exc:
-        raise SourceError(
-            f"cannot reach Salesforce for the bulk query on {sobject}: {type(exc).__name__}",
-            retryable=True,
-        ) from None
+        raise _unreachable(sobject, exc) from None
 
 
-def _records(text: str) -> Iterator[Record]:
-    """One page of Bulk CSV (header row first) as REST-shaped records, made as they are
-    read: a page holds its CSV text, never 50,000 records at once."""
-    rows = csv.reader(_lines(text), strict=True)
-    header = next(rows, None)
-    if header is None:
-        return
-    shape = _Shape.of([(name.split("."), index) for index, name in enumerate(header)])
-    for row in rows:
-        yield shape.record(row)
+def _create(client: Salesforce, soql: str, include_deleted: bool) -> str:
+    body = {
+        "operation": "queryAll" if include_deleted else "query",
+        "query": soql,
+        "contentType": "CSV",
+        "columnDelimiter": "COMMA",
+        "lineEnding": "LF",
+    }
+    job = cast(dict[str, Any], client.restful("jobs/query", method="POST", json=body))
+    return str(job["id"])
 
 
-def _lines(text: str) -> Iterator[str]:
-    # Line by line, endings kept (csv needs them inside quoted cells), without
-    # copying the page the way io.StringIO or splitlines would.
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start) + 1 or len(text)
-        yield text[start:end]
-        start = end
+def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> None:
+    """Poll the job until it is complete; a failed, aborted or endless job is a SourceError."""
+    deadline = time.monotonic() + WAIT_LIMIT_SECONDS
+    delay = poll_seconds
+    while True:
+        time.sleep(delay)
+        state = cast(dict[str, Any], client.restful(f"jobs/query/{job}")).get("state")
+        if state in _DONE:
+            return
+        if state in _ENDED or time.monotonic() > deadline:
+            # A failed job's errorMessage may quote the query's data: say only what happened.
+            what = _ENDED.get(str(state), "timed out")
+            raise SourceError(
+                f"the Salesforce bulk query job on {sobject} {what}; "
+                "the cursor was kept, rerun later",
+                retryable=True,
+            )
+        delay = min(MAX_POLL_SECONDS, max(delay, 0.001) * 2) if poll_seconds else 0
+
+
+def _page(client: Salesforce, job: str, locator: str, page_size: int) -> tuple[_Page, str | None]:
+    """One result page, its body not read yet, and the next page's locator (None: last)."""
+    params: dict[str, Any] = {"maxRecords": page_size}
+    if locator:
+        params["locator"] = locator
+    response = call_salesforce(
+        url=f"{client.base_url}jobs/query/{job}/results",
+        method="GET",
+        session=client.session,
+        headers={**client.headers, "Accept": "text/csv"},
+        params=params,
+        stream=True,
+    )
+    following = response.headers.get("Sforce-Locator") or "null"
+    return _Page(response), None if following == "null" else following
+
+
+class _Page:
+    """One page of Bulk CSV (header row first), parsed into REST-shaped records as they are
+    read off the response: never the page's text, let alone 50,000 records, at once."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self.done = False
+
+    def __iter__(self) -> Iterator[Record]:
+        with closing(self._response) as response:
+            raw = cast(urllib3.HTTPResponse, response.raw)
+            raw.decode_content = True  # a gzip-encoded body, as requests would decode it
+            raw.auto_close = False  # the wrapper reads its end as EOF, not as a closed file
+            text = io.TextIOWrapper(cast(Any, raw), encoding="utf-8", newline="")  # endings kept
+            try:
+                rows = csv.reader(text, strict=True)
+                header = next(rows, None)
+                if header is not None:
+                    shape = _Shape.of([(name.split("."), i) for i, name in enumerate(header)])
+                    for row in rows:
+                        yield shape.record(row)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _unreachable("its result page", exc) from None
+            except (csv.Error, UnicodeDecodeError, IndexError):
+                raise SourceError(
+                    "Salesforce sent a Bulk result page that is not the CSV asked for; "
+                    "the cursor was kept, rerun later",
+                    retryable=True,
+                ) from None
+        self.done = True
+
+
+def _unreachable(what: str, exc: Exception) -> SourceError:
+    return SourceError(
+        f"cannot reach Salesforce for the bulk query on {what}: {type(exc).__name__}",
+        retryable=True,
+    )
 
 
 @dataclass(frozen=True)

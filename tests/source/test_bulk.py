@@ -10,6 +10,7 @@ from simple_salesforce.api import Salesforce
 from connector.errors import SourceError
 from connector.source.bulk import bulk_pages
 from connector.source.salesforce import parse_sf_datetime
+from connector_sandbox.faults import Fault
 from connector_sandbox.salesforce import SalesforceEmulator
 
 LEAD, OTHER_LEAD = "00Q000000000001AAA", "00Q000000000002AAA"
@@ -95,6 +96,26 @@ def test_pages_are_fetched_one_at_a_time(client: Salesforce, emulator: Salesforc
     assert emulator.bulk_calls == {"LeadHistory": 4}  # create, 2 polls, page 1 only
     assert sum(len(list(p)) for p in pages) == ROWS - 10
     assert emulator.bulk_calls == {"LeadHistory": 6}
+
+
+def test_a_page_left_unread_stops_the_read_instead_of_losing_its_rows(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    pages = bulk_pages(client, "LeadHistory", HISTORY, page_size=10, poll_seconds=0)
+    first = next(pages)
+    next(first)  # its other nine rows are still on the wire
+    with pytest.raises(RuntimeError, match="left unread"):
+        next(pages)
+    assert emulator.bulk_calls == {"LeadHistory": 4}  # the second page was never asked for
+
+
+def test_a_reset_connection_on_a_page_is_a_retryable_source_error(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.faults.push(Fault(reset=True, path_contains="/results"))
+    with pytest.raises(SourceError) as reset:
+        read(client)
+    assert "cannot reach Salesforce" in str(reset.value) and reset.value.retryable
 
 
 def test_include_deleted_reads_deleted_rows(
