@@ -37,6 +37,7 @@ from connector.ledger.locks import RunLock, run_lock, stream_lock
 from connector.mapping.once import first_reached
 from connector.mapping.rules import Mapping
 from connector.mapping.translate import translate
+from connector.memory import give_back
 from connector.settings import Settings
 from connector.source.auth import connect
 from connector.source.cursor import Cursor
@@ -252,7 +253,10 @@ class _Run:
                     extra={"stream": cursor.stream.name},
                 )
                 return
-            self._pull_stream(run_id, cursor)
+            try:
+                self._pull_stream(run_id, cursor)
+            finally:
+                give_back()  # the next phase starts from what this one keeps, not its peak
 
     def _pull_stream(self, run_id: int, cursor: Cursor) -> None:
         name = cursor.stream.name

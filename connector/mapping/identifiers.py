@@ -108,6 +108,13 @@ def looks_like_pii(value: str, default_region: str) -> bool:
     return bool(phonenumbers.is_valid_number(number))
 
 
+def forget_hashes() -> None:
+    """Empty the hash and PII caches: between pulls, whose leads differ (`connector.memory`)."""
+    hash_email.cache_clear()
+    hash_phone.cache_clear()
+    looks_like_pii.cache_clear()
+
+
 def click_id_problem(value: str) -> str | None:
     """Why a gclid / gbraid / wbraid is unusable, or None when it is well formed."""
     return None if _CLICK_ID.match(value) else "malformed_click_id"

@@ -1,0 +1,16 @@
+"""Between pulls, the run hands back what the finished one no longer uses."""
+
+from __future__ import annotations
+
+from connector.mapping.identifiers import hash_email, hash_phone, looks_like_pii
+from connector.memory import give_back
+
+
+def test_the_hash_and_pii_caches_are_emptied() -> None:
+    hash_email("ana@example.com")
+    hash_phone("+44 20 7946 1487", "GB")
+    looks_like_pii("newsletter", "US")
+    give_back()
+    sizes = [f.cache_info().currsize for f in (hash_email, hash_phone, looks_like_pii)]
+    assert sizes == [0, 0, 0]
+    assert hash_email("ana@example.com").sha256  # and they fill again
