@@ -42,7 +42,6 @@ Record = dict[str, Any]
 _CELLS: dict[str, Any] = {"": None, "true": True, "false": False}  # all else: text
 MAX_POLL_SECONDS = 2.0  # the longest wait between two status polls
 WAIT_LIMIT_SECONDS = 3 * 3600.0  # a job still running after this is given up (the run retries)
-_DONE = {"JobComplete"}
 _ENDED = {"Failed": "failed", "Aborted": "was aborted"}
 
 
@@ -101,7 +100,7 @@ def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> No
     while True:
         time.sleep(delay)
         state = cast(dict[str, Any], client.restful(f"jobs/query/{job}")).get("state")
-        if state in _DONE:
+        if state == "JobComplete":
             return
         if state in _ENDED or time.monotonic() > deadline:
             # A failed job's errorMessage may quote the query's data: say only what happened.
@@ -111,7 +110,7 @@ def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> No
                 "the cursor was kept, rerun later",
                 retryable=True,
             )
-        delay = min(MAX_POLL_SECONDS, max(delay, 0.001) * 2) if poll_seconds else 0
+        delay = min(MAX_POLL_SECONDS, delay * 2)
 
 
 def _page(client: Salesforce, job: str, locator: str, page_size: int) -> tuple[_Page, str | None]:
