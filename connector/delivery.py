@@ -90,6 +90,9 @@ class DeliveryLoop:
         self._progress = progress
         self._attempts: dict[int, int] = {}  # attempts before this run, per claimed row
         self._resent: set[int] = set()  # sent again after a stop, where there is no dedup
+        # Ready rows past a page's last whole request (`Capabilities.whole_requests`): they
+        # open the next page's first request instead of going in a short one of their own.
+        self._held: list[Delivery] = []
 
     def run(self) -> None:
         # The next page is claimed in a thread of its own while this one is sent: the claim's
@@ -101,10 +104,15 @@ class DeliveryLoop:
             page = ahead.first()
             while page and not stopping.requested():
                 ahead.next_after((page[-1].claim_key, page[-1].id))
+                page, self._held = self._held + self._after_stop(page), []
                 self._attempts = {d.id: d.attempts for d in page}
-                for wave in waves(self._after_stop(page)):
-                    self._wave(wave)
+                found = waves(page)
+                for i, wave in enumerate(found):
+                    self._wave(wave, last=i == len(found) - 1)
                 page = ahead.take()
+            if not stopping.requested():
+                page, self._held = self._held, []  # the queue's end: the short request goes
+                self._send_all(page)
         except DestinationError as exc:
             # The rest of the page (chunks and waves not sent yet) goes back, untried: left in
             # flight, the next run would take it for a crashed worker's.
@@ -117,8 +125,10 @@ class DeliveryLoop:
                 extra={"destination": self.destination.name},
             )
         finally:
-            # A page claimed ahead and never sent goes back, untried.
-            self.ledger.queue.release((d.id for d in ahead.close()), self.claims.worker)
+            # A page claimed ahead and never sent goes back, untried; so do rows held over.
+            unsent = [*ahead.close(), *self._held]
+            self._held = []
+            self.ledger.queue.release((d.id for d in unsent), self.claims.worker)
 
     def _claim(self, after: Keyset | None) -> list[Delivery]:
         c = self.claims
@@ -159,21 +169,30 @@ class DeliveryLoop:
         )
         return page
 
-    def _wave(self, wave: list[Delivery]) -> None:
+    def _wave(self, wave: list[Delivery], *, last: bool) -> None:
         plan = self.destination.plan(self.ledger, wave)
         self._settle(plan.settled)
         going = {d.id for d in plan.ready} | {o.delivery_id for o in plan.settled}
         # Adjustments whose conversion is not delivered yet wait, untried, for a later wave.
         self.ledger.queue.release((d.id for d in wave if d.id not in going), self.claims.worker)
+        ready, whole = plan.ready, self.destination.capabilities.whole_requests
+        if last and whole:
+            # Only a page's last wave: the next page may hold a later row of one of these
+            # conversions, which `waves` then keeps out of the request these open.
+            cut = len(ready) - len(ready) % whole
+            ready, self._held = ready[:cut], ready[cut:]
+        self._send_all(ready)
+
+    def _send_all(self, ready: list[Delivery]) -> None:
         size = self.destination.capabilities.batch_size
-        for start in range(0, len(plan.ready), size):
+        for start in range(0, len(ready), size):
             if stopping.requested():
                 # Told to stop: what was claimed but not sent goes back, untried.
-                rest = [d.id for d in plan.ready[start:]]
+                rest = [d.id for d in ready[start:]]
                 self.ledger.queue.release(rest, self.claims.worker)
                 self.summary.stopped = self.summary.stopped or stopping.REASON
                 return
-            self._send(plan.ready[start : start + size])
+            self._send(ready[start : start + size])
 
     def _send(self, chunk: list[Delivery]) -> None:
         settled: set[int] = set()

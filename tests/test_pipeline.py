@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -296,9 +297,26 @@ def test_pages_claimed_ahead_are_each_delivered_once(two_pages: Sandbox, state_u
     delivered = [r for r in rows if r["destination"] == "google_ads" and r["status"] == "delivered"]
     assert len(delivered) > CLAIM_PAGE  # a second page, claimed while the first was sent
     assert len(delivered) == len(two_pages.datamanager.conversions)
-    rest = len(delivered) - CLAIM_PAGE  # none sent twice: each page's rows in 500s
-    assert two_pages.datamanager.requests == math.ceil(CLAIM_PAGE / 500) + math.ceil(rest / 500)
+    # None sent twice, and no request short but the last: ready rows past a page's last
+    # whole request open the next page's first one.
+    assert two_pages.datamanager.requests == math.ceil(len(delivered) / 500)
     assert not [r for r in rows if r["status"] in ("pending", "in_flight")]
+
+
+def test_rows_google_would_refuse_are_taken_out_before_requests_are_cut(
+    two_pages: Sandbox, state_url: str
+) -> None:
+    settings = ads_pages(two_pages, state_url)
+    # From 120 days back: the oldest conversions are past Google's 90-day window.
+    start = (NOW - timedelta(days=120)).date()
+    salesforce = settings.salesforce.model_copy(update={"start_date": start})
+    run(settings.model_copy(update={"salesforce": salesforce}))
+    _, rows = ledger_rows(state_url)
+    expired = [r for r in rows if r["reason"] == "expired_event"]
+    assert len(expired) > 100 and {r["status"] for r in expired} == {"rejected"}
+    bodies = two_pages.datamanager.received_bodies
+    sizes = [len(re.findall(r"^events \{", body, re.MULTILINE)) for body in bodies]
+    assert len(sizes) > 4 and set(sizes[:-1]) == {500}  # every request full but the last
 
 
 def test_a_page_claimed_ahead_goes_back_when_its_destination_stops(

@@ -26,6 +26,9 @@ class Capabilities:
     # A resend is recognised as the same event (Google Ads: transaction / order id); GA4 has
     # no dedup, so what may have arrived is said out loud before it is sent again.
     deduplicates: bool = False
+    # Events per request, where a request's size is free (Data Manager): ready rows past a
+    # page's last whole request wait for the next page, so no request but the last is short.
+    whole_requests: int | None = None
 
 
 # Called with the outcomes of requests as they return (GA4: those that return within a

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from connector.core import GOOGLE_ADS, Delivery, Outcome, Status
+from connector.core import GOOGLE_ADS, Delivery, Outcome, Status, utcnow
 from connector.destinations.base import Plan
+from connector.destinations.google_ads.eligibility import send_problem
 from connector.ledger import Ledger, SentBefore
 
 CONVERSION, RESTATEMENT, RETRACTION = "conversion", "RESTATEMENT", "RETRACTION"
@@ -57,11 +58,23 @@ def plan(ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
 
 
 def planned(ledger: Ledger, wave: Sequence[Delivery]) -> tuple[Plan, dict[int, ConversionHistory]]:
-    """`plan`, with what the ledger knows of each deal's conversion (one read per wave)."""
-    deals = [d for d in wave if d.destination == GOOGLE_ADS and d.change.is_deal]
+    """`plan`, with what the ledger knows of each deal's conversion (one read per wave).
+
+    Rows Google would reject if sent now (`send_problem`) are rejected here, before the
+    rest is cut into requests: taken out of a request later, they would leave it short."""
+    now = utcnow()
+    settled = [
+        Outcome(d.id, Status.REJECTED, reason=problem)
+        for d in wave
+        if (problem := send_problem(d, now))
+    ]
+    rejected = {o.delivery_id for o in settled}
+    deals = [
+        d for d in wave if d.destination == GOOGLE_ADS and d.change.is_deal and d.id not in rejected
+    ]
     history = conversion_history(ledger, deals)
     adjustments = [d for d in deals if kind_of(d) != CONVERSION]
-    settled = [
+    settled += [
         Outcome(d.id, Status.SKIPPED, reason=reason)
         for d in adjustments
         if (reason := _needless(d, history[d.id]))

@@ -88,6 +88,7 @@ class DataManagerDestination(ViaDataManager):
             batch_size=settings.batch_size * settings.max_concurrency,
             request_status=True,
             deduplicates=True,
+            whole_requests=settings.batch_size,
         )
 
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
