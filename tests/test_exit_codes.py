@@ -153,7 +153,8 @@ def test_the_api_budget_stops_early_with_exit_4(sandbox: Sandbox, tmp_path: Path
 
 
 def test_sigterm_settles_the_request_in_flight_then_exits(sandbox: Sandbox, tmp_path: Path) -> None:
-    sandbox.datamanager.faults.randomly(1.0, [Fault(delay_seconds=0.3, then_serve=True)])
+    # Slow enough that the run is still sending when the signal comes, even on a busy machine.
+    sandbox.datamanager.faults.randomly(1.0, [Fault(delay_seconds=1.0, then_serve=True)])
     env = env_for(
         sandbox, tmp_path, CONNECTOR_LOG_LEVEL="INFO", CONNECTOR_GOOGLE_ADS__BATCH_SIZE="3"
     )
