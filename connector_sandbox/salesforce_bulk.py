@@ -24,9 +24,12 @@ Salesforce would serve the snapshot it took.
 CSV as Salesforce writes it: a header row in the selected order with parent
 fields dotted (`Lead.Email`), every cell quoted, null as an empty cell,
 booleans `true` / `false`, datetimes with a `Z` (`2026-11-20T14:03:11.000Z`).
-The job reports `InProgress` on its first `polls_before_complete` status
-polls, so clients exercise polling; with `failure` set it then ends `Failed`
-(as a real job does after a query timeout). Every HTTP call counts against the
+A job takes time, as a real one does: it reports `InProgress` until
+`rows_per_second` would have processed its rows since it was created
+(200,000 a second, so 0.5 s for 100,000 rows), and on its first
+`polls_before_complete` status polls whatever the time (0 unless a test asks
+for polling). With `failure` set it then ends `Failed` (as a real job does
+after a query timeout). Every HTTP call counts against the
 emulator's daily API usage (the caller does that) and in `calls`, per object.
 """
 
@@ -37,6 +40,7 @@ import binascii
 import csv
 import io
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +74,7 @@ _DELIMITERS = {
 }
 _LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 _PENDING = ("UploadComplete", "InProgress")
+ROWS_PER_SECOND = 200_000  # how fast a job is processed after it is created
 
 
 @dataclass
@@ -86,6 +91,7 @@ class _Job:
     rows: list[Record]  # the matching store records themselves, in result order
     state: str = "UploadComplete"
     polls: int = 0
+    ready_at: float = 0.0  # time.monotonic() once the job has processed its rows
     error: str | None = None  # errorMessage of a Failed job
 
 
@@ -94,7 +100,8 @@ class BulkQueryJobs:
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
-        self.polls_before_complete = 1  # status polls answered InProgress before JobComplete
+        self.polls_before_complete = 0  # status polls answered InProgress whatever the time
+        self.rows_per_second = ROWS_PER_SECOND
         self.failure: str | None = None  # set: jobs end Failed with this errorMessage
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._calls: dict[str, int] = {}
@@ -103,7 +110,8 @@ class BulkQueryJobs:
     def clear(self) -> None:
         self._jobs.clear()
         self._calls.clear()
-        self.polls_before_complete = 1
+        self.polls_before_complete = 0
+        self.rows_per_second = ROWS_PER_SECOND
         self.failure = None
 
     @property
@@ -187,15 +195,16 @@ class BulkQueryJobs:
             header=[_column(path) for path in paths],
             paths=paths,
             rows=rows,
+            ready_at=time.monotonic() + len(rows) / self.rows_per_second,
         )
 
     # job status
     def _advance(self, job: _Job) -> None:
-        # Each status poll moves a pending job on: InProgress first, then JobComplete.
+        # A status poll finds a pending job InProgress until its rows are processed.
         if job.state not in _PENDING:
             return
         job.polls += 1
-        if job.polls <= self.polls_before_complete:
+        if job.polls <= self.polls_before_complete or time.monotonic() < job.ready_at:
             job.state = "InProgress"
         elif self.failure is not None:
             job.state, job.error = "Failed", self.failure

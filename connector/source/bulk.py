@@ -41,6 +41,10 @@ from connector.source.errors import source_error
 Record = dict[str, Any]
 _CELLS: dict[str, Any] = {"": None, "true": True, "false": False}  # all else: text
 MAX_POLL_SECONDS = 2.0  # the longest wait between two status polls
+# The first poll waits for the rows the job is expected to hold at this rate, on top of
+# poll_seconds: a large job is then found complete at its first poll (one API call) more
+# often, and a job slower than this is polled every MAX_POLL_SECONDS, as before.
+ROWS_PER_SECOND = 100_000
 WAIT_LIMIT_SECONDS = 3 * 3600.0  # a job still running after this is given up (the run retries)
 _ENDED = {"Failed": "failed", "Aborted": "was aborted"}
 
@@ -53,6 +57,7 @@ def bulk_pages(
     page_size: int = 50_000,
     include_deleted: bool = False,
     poll_seconds: float = 1,
+    expected_rows: int = 0,
 ) -> Iterator[Iterator[Record]]:
     """Run `soql` as a Bulk API 2.0 query job and yield its result pages as REST-shaped records.
 
@@ -60,15 +65,16 @@ def bulk_pages(
     Memory follows neither `page_size` nor the row count: a page's records are parsed
     from the response as they are iterated. Read each page to its end before asking for
     the next (the next request would otherwise leave its rows unread): a page left
-    unread raises RuntimeError. `poll_seconds` is the wait before the first status poll;
-    each later one waits twice as long, up to MAX_POLL_SECONDS (one API call a poll).
+    unread raises RuntimeError. `poll_seconds` is the wait before the first status poll,
+    plus the time `expected_rows` take at ROWS_PER_SECOND; each later one waits twice as
+    long as the one before, up to MAX_POLL_SECONDS (one API call a poll).
     Raises SourceError, as the REST reader does, if the job cannot be run.
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     try:
         job = _create(client, soql, include_deleted)
-        _wait(client, sobject, job, poll_seconds)
+        _wait(client, sobject, job, poll_seconds + expected_rows / ROWS_PER_SECOND)
         locator: str | None = ""
         while locator is not None:
             page, locator = _page(client, job, locator, page_size)

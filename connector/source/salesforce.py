@@ -419,17 +419,21 @@ class SalesforceSource:
             return
         page = self._fetch(pull, partial(self._query, query.soql, True))
         threshold = self._bulk_threshold
-        if bulk and threshold is not None and int(page.get("totalSize", 0)) > threshold:
+        rows = int(page.get("totalSize", 0))
+        if bulk and threshold is not None and rows > threshold:
             del page  # its rows come again in the job: not held for the whole of it
-            yield from self._bulk(pull, query)
+            yield from self._bulk(pull, query, rows)
             return
         # The next page is fetched while this one is worked on.
         more = self._more(pull, page, include_deleted=True, budgeted=True)
         yield from read_ahead(chain([page["records"]], more))
 
-    def _bulk(self, pull: Pull, query: q.Query) -> Rows:
+    def _bulk(self, pull: Pull, query: q.Query, rows: int) -> Rows:
         pull.cursor.unordered()  # bulk results come in no promised order
-        for page in bulk_pages(self._client, query.sobject, query.unordered, include_deleted=True):
+        pages = bulk_pages(
+            self._client, query.sobject, query.unordered, include_deleted=True, expected_rows=rows
+        )
+        for page in pages:
             pull.stats.calls += 1
             pull.stats.api_usage = self.api_usage
             yield page

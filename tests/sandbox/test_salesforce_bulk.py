@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,10 @@ def test_csv_is_quoted_dotted_with_empty_nulls_and_lowercase_booleans(client: Sa
     assert orphan[1:] == ["", "2026-11-10T10:02:00.000Z", "", "", ""]
 
 
-def test_the_first_poll_says_in_progress(client: Salesforce, emulator: SalesforceEmulator) -> None:
+def test_a_job_polled_early_says_in_progress(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.bulk_jobs.polls_before_complete = 1
     jobs = bulk(client)._client  # the job-level calls query() makes, one by one
     job = jobs.create_job(Operation.query, HISTORY)
     assert job["state"] == "UploadComplete" and job["object"] == "LeadHistory"
@@ -108,6 +112,17 @@ def test_the_first_poll_says_in_progress(client: Salesforce, emulator: Salesforc
     assert jobs.get_job(job["id"], True)["state"] == "InProgress"
     info = jobs.get_job(job["id"], True)
     assert info["state"] == "JobComplete" and info["numberRecordsProcessed"] == HISTORY_ROWS
+
+
+def test_a_job_takes_time_to_process_its_rows(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.bulk_jobs.rows_per_second = HISTORY_ROWS / 0.3  # the job takes 0.3 s
+    jobs = bulk(client)._client
+    job = jobs.create_job(Operation.query, HISTORY)
+    assert jobs.get_job(job["id"], True)["state"] == "InProgress"
+    time.sleep(0.3)
+    assert jobs.get_job(job["id"], True)["state"] == "JobComplete"
 
 
 def test_the_client_polls_until_complete(client: Salesforce, emulator: SalesforceEmulator) -> None:
@@ -160,9 +175,9 @@ def test_every_call_counts_against_the_daily_limit(
 ) -> None:
     before = emulator.api_usage
     assert len(pages(client, HISTORY, max_records=10)) == 3
-    # create, InProgress poll, JobComplete poll, three pages
-    assert emulator.bulk_calls == {"LeadHistory": 6}
-    assert emulator.api_usage - before == 6
+    # create, the JobComplete poll, three pages
+    assert emulator.bulk_calls == {"LeadHistory": 5}
+    assert emulator.api_usage - before == 5
     assert emulator.query_calls == {}  # REST query counters are separate
 
 

@@ -93,9 +93,9 @@ def test_page_sizes(client: Salesforce, page_size: int, sizes: list[int]) -> Non
 def test_pages_are_fetched_one_at_a_time(client: Salesforce, emulator: SalesforceEmulator) -> None:
     pages = bulk_pages(client, "LeadHistory", HISTORY, page_size=10, poll_seconds=0)
     assert len(list(next(pages))) == 10
-    assert emulator.bulk_calls == {"LeadHistory": 4}  # create, 2 polls, page 1 only
+    assert emulator.bulk_calls == {"LeadHistory": 3}  # create, a poll, page 1 only
     assert sum(len(list(p)) for p in pages) == ROWS - 10
-    assert emulator.bulk_calls == {"LeadHistory": 6}
+    assert emulator.bulk_calls == {"LeadHistory": 5}
 
 
 def test_a_page_left_unread_stops_the_read_instead_of_losing_its_rows(
@@ -106,7 +106,21 @@ def test_a_page_left_unread_stops_the_read_instead_of_losing_its_rows(
     next(first)  # its other nine rows are still on the wire
     with pytest.raises(RuntimeError, match="left unread"):
         next(pages)
-    assert emulator.bulk_calls == {"LeadHistory": 4}  # the second page was never asked for
+    assert emulator.bulk_calls == {"LeadHistory": 3}  # the second page was never asked for
+
+
+def test_the_first_poll_waits_for_the_rows_the_job_is_expected_to_hold(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.bulk_jobs.rows_per_second = ROWS / 0.2  # each job takes 0.2 s
+    # 30,000 rows at ROWS_PER_SECOND (100,000) add 0.3 s before the first poll.
+    pages = bulk_pages(client, "LeadHistory", HISTORY, poll_seconds=0.05, expected_rows=30_000)
+    assert sum(len(list(p)) for p in pages) == ROWS
+    assert emulator.bulk_calls == {"LeadHistory": 3}  # create, one poll, one page
+    # Told nothing, the reader polls after 0.05 s, then 0.1 s later, ...: more than once.
+    unsized = bulk_pages(client, "LeadHistory", HISTORY, poll_seconds=0.05)
+    assert sum(len(list(p)) for p in unsized) == ROWS
+    assert emulator.bulk_calls["LeadHistory"] > 3 + 3
 
 
 def test_a_reset_connection_on_a_page_is_a_retryable_source_error(

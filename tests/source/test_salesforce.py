@@ -183,7 +183,6 @@ def test_a_large_first_run_streams_through_bulk_api_with_the_same_result(
     sandbox: Sandbox, sqlite_url: str
 ) -> None:
     settings = sandbox.settings(sqlite_url, MAPPING, salesforce={"bulk_threshold": 2})
-    sandbox.salesforce.bulk_jobs.polls_before_complete = 0  # polling: tests/sandbox
     sync(settings, load_mapping(MAPPING), SyncOptions())
     engine = create_engine(sqlite_url)
     with engine.connect() as conn:
