@@ -10,12 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, RowMapping, Table, insert, select
+from sqlalchemy import Connection, RowMapping, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.core import Mapped, StageChange, Status, Target, conversion_id, utcnow
 from connector.errors import ConfigError
-from connector.ledger import cursors, states
+from connector.ledger import cursors, driver, states
 from connector.ledger.database import Database, chunked
 from connector.ledger.schema import deliveries, stage_changes
 
@@ -46,13 +46,7 @@ class Changes:
         with self._db.engine.begin() as conn:
             inserted = _insert_changes(conn, run_id, batch, now)
             new = [mapped for mapped, _ in inserted]
-            rows = [
-                delivery_row(change_id, t, now, m.change.changed_at)
-                for m, change_id in inserted
-                for t in m.targets
-            ]
-            if rows:  # one executemany for the whole chunk
-                conn.execute(insert(deliveries), rows)
+            _insert_deliveries(conn, inserted, now)
             states.remember(conn, [m.change for m in new])
             cursors.move(conn, stream, cursor_value, now)
         return new
@@ -149,44 +143,63 @@ def _key(change: StageChange) -> Key:
     return (change.lead_id, change.stage, change.changed_at)
 
 
+# The columns a new change is written with, in the order `_change_values` gives them.
+_CHANGE_WRITE = (
+    "lead_id", "stage", "changed_at", "crm_status", "source_record_id", "lead_created_at",
+    "attributes", "problems", "opportunity_id", "restatement", "retracts", "run_id",
+    "recorded_at",
+)  # fmt: skip
+_DELIVERY_WRITE = (
+    "change_id", "destination", "target", "value", "currency", "status", "reason", "attempts",
+    "claim_key", "updated_at",
+)  # fmt: skip
+
+
 def _insert_changes(
     conn: Connection, run_id: int, batch: Sequence[Mapped], now: datetime
 ) -> list[tuple[Mapped, int]]:
     """Insert the batch's changes, duplicates ignored: the new ones with their ids.
 
-    One executemany, which SQLAlchemy sends as multi-row INSERT ... ON CONFLICT DO
-    NOTHING RETURNING statements ("insertmanyvalues", up to 1,000 rows each). A
-    duplicate returns no row, so the new rows are matched to their changes by the
-    returned key, never by position.
+    Multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING statements through the driver
+    (`ledger.driver`). A duplicate returns no row, so the new rows are matched to their
+    changes by the returned key (as the driver holds it), never by position.
     """
     first: dict[Key, Mapped] = {}
     for mapped in batch:  # a change read twice in one batch (the overlap) is stored once
         first.setdefault(_key(mapped.change), mapped)
     if not first:
         return []
-    sc = stage_changes.c
-    stmt = insert_ignoring_duplicates(conn).returning(sc.id, sc.lead_id, sc.stage, sc.changed_at)
-    rows = [_change_row(m.change, run_id, now) for m in first.values()]
-    ids = {(r.lead_id, r.stage, r.changed_at): int(r.id) for r in conn.execute(stmt, rows)}
-    return [(m, ids[key]) for key, m in first.items() if key in ids]
+    sc, dialect = stage_changes.c, conn.dialect
+    at, document = driver.binder(dialect, sc.changed_at), driver.binder(dialect, sc.attributes)
+    recorded_at, keys, rows = at(now), [], []
+    for m in first.values():
+        c = m.change
+        changed_at = at(c.changed_at)
+        keys.append((c.lead_id, c.stage, changed_at))
+        rows.append((
+            c.lead_id, c.stage, changed_at, c.crm_status, c.source_record_id,
+            at(c.lead_created_at), document(c.attributes), document(c.problems),
+            c.opportunity_id, c.restatement, c.retracts, run_id, recorded_at,
+        ))  # fmt: skip
+    returning = ("id", "lead_id", "stage", "changed_at")
+    found = driver.insert_returning(conn, stage_changes, _CHANGE_WRITE, rows, returning)
+    ids = {(lead, stage, when): int(i) for i, lead, stage, when in found}
+    return [(m, ids[key]) for key, m in zip(keys, first.values(), strict=True) if key in ids]
 
 
-def _change_row(change: StageChange, run_id: int, now: datetime) -> dict[str, Any]:
-    return {
-        "lead_id": change.lead_id,
-        "stage": change.stage,
-        "changed_at": change.changed_at,
-        "crm_status": change.crm_status,
-        "source_record_id": change.source_record_id,
-        "lead_created_at": change.lead_created_at,
-        "attributes": change.attributes,
-        "problems": change.problems,
-        "opportunity_id": change.opportunity_id,
-        "restatement": change.restatement,
-        "retracts": change.retracts,
-        "run_id": run_id,
-        "recorded_at": now,
-    }
+def _insert_deliveries(conn: Connection, inserted: list[tuple[Mapped, int]], now: datetime) -> None:
+    """The new changes' delivery rows, one driver executemany for the whole chunk."""
+    updated_at = driver.binder(conn.dialect, deliveries.c.updated_at)(now)
+    rows = [
+        (
+            change_id, t.destination, t.name, t.value, t.currency,
+            str(Status.SKIPPED if t.skip_reason else Status.PENDING), t.skip_reason, 0,
+            claim_key(t.group, m.change.changed_at), updated_at,
+        )
+        for m, change_id in inserted
+        for t in m.targets
+    ]  # fmt: skip
+    driver.insert_rows(conn, deliveries, _DELIVERY_WRITE, rows)
 
 
 def insert_ignoring_duplicates(conn: Connection, table: Table = stage_changes) -> Any:

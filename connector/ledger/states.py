@@ -8,11 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from connector.core import RecordState, StageChange
+from connector.ledger import driver
 from connector.ledger.database import Database, chunked
 from connector.ledger.schema import record_states
+
+_WRITE = ("object", "record_id", "status", "amount", "seen_at")  # a new record's columns
 
 
 class RecordStates:
@@ -50,19 +53,16 @@ def remember(conn: Connection, changes: Sequence[StageChange]) -> None:
         if key and (key not in newest or change.changed_at >= newest[key].changed_at):
             newest[key] = change
     seen = _seen_at(conn, list(newest))
+    seen_at = driver.binder(conn.dialect, record_states.c.seen_at)
     fresh, known = [], []
     for (sobject, record_id), change in newest.items():
-        values = {
-            "status": change.crm_status,
-            "amount": change.attributes.get("amount"),
-            "seen_at": change.changed_at,
-        }
+        status, amount = change.crm_status, change.attributes.get("amount")
         if (sobject, record_id) not in seen:
-            fresh.append({"object": sobject, "record_id": record_id, **values})
+            fresh.append((sobject, record_id, status, amount, seen_at(change.changed_at)))
         elif change.changed_at >= seen[(sobject, record_id)]:
+            values = {"status": status, "amount": amount, "seen_at": change.changed_at}
             known.append({"o": sobject, "r": record_id, **values})
-    if fresh:
-        conn.execute(insert(record_states), fresh)
+    driver.insert_rows(conn, record_states, _WRITE, fresh)
     if known:
         c = record_states.c
         stmt = (
