@@ -37,7 +37,7 @@ from connector.ledger.locks import RunLock, run_lock, stream_lock
 from connector.mapping.once import first_reached
 from connector.mapping.rules import Mapping
 from connector.mapping.translate import translate
-from connector.memory import give_back
+from connector.memory import collect_less, give_back
 from connector.settings import Settings
 from connector.source.auth import connect
 from connector.source.cursor import Cursor
@@ -253,6 +253,7 @@ class _Run:
                     extra={"stream": cursor.stream.name},
                 )
                 return
+            collect_less()  # the clients and destinations are set up: frozen from here on
             try:
                 self._pull_stream(run_id, cursor)
             finally:
