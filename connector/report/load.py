@@ -176,19 +176,27 @@ def parse_amount(raw: object) -> float | None:
     return amount if math.isfinite(amount) and amount >= 0 else None
 
 
-def _lead(rows: Sequence[Any]) -> Lead:
-    rows = sorted(rows, key=lambda r: r["changed_at"])
-    created = next((r["lead_created_at"] for r in rows if r["lead_created_at"]), None)
-    stages: dict[str, datetime] = {}
+def identity(rows: Iterable[Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A lead's attributes and problems from its change rows in time order: later changes
+    carry the lead as it is now (a click id added later counts; an empty value never
+    replaces one given)."""
     attributes: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for row in rows:
-        stages.setdefault(row["stage"], row["changed_at"])
-        # Later changes carry the lead as it is now: a click id added later still counts.
         attributes.update(
             {k: v for k, v in (row["attributes"] or {}).items() if v not in (None, "")}
         )
         problems.update(row["problems"] or {})
+    return attributes, problems
+
+
+def _lead(rows: Sequence[Any]) -> Lead:
+    rows = sorted(rows, key=lambda r: r["changed_at"])
+    created = next((r["lead_created_at"] for r in rows if r["lead_created_at"]), None)
+    stages: dict[str, datetime] = {}
+    for row in rows:
+        stages.setdefault(row["stage"], row["changed_at"])
+    attributes, problems = identity(rows)
     first = min(rows[0]["changed_at"], created) if created else rows[0]["changed_at"]
     deals = {key: _DealState.of(group) for key, group in _by_opportunity(rows).items()}
     won = [state.won for state in deals.values() if state.won]

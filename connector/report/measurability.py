@@ -2,19 +2,22 @@
 
 It is worked out lead by lead from a stream of the period's changes (memory stays flat
 whatever the ledger's size), and a run that recorded nothing since the last one, on the
-same day, takes the last run's figure instead of reading the period again.
+same day, takes the last run's figure instead of reading the period again. Every lead of
+the period counts (all reached the funnel's first stage) and only its attributes and
+problems decide: a lead is folded no further than that (`load.identity`), not into the
+report's `Lead` with its deals (a first sync reads every change it recorded here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from connector.ledger import Ledger
 from connector.report.attribution import attribute, check_precedence
-from connector.report.load import Lead, Period, group_leads
-from connector.report.metrics import reached
+from connector.report.load import Period, identity
 
 
 def summary_measurability(ledger: Ledger, *, precedence: Sequence[str]) -> dict[str, Any]:
@@ -26,12 +29,13 @@ def summary_measurability(ledger: Ledger, *, precedence: Sequence[str]) -> dict[
     if (last := _last_figure(ledger)) is not None and last.get("basis") == basis:
         return last
     leads = attributable = 0
-    for lead in _leads(ledger.reporting.stream_changes(period.start, period.end)):
-        if reached(lead, "lead"):
-            leads += 1
-            attributable += attribute(
-                lead.lead_id, lead.attributes, problems=lead.problems, precedence=order
-            ).attributed
+    rows = ledger.reporting.stream_changes(period.start, period.end)  # by lead, then time
+    for lead_id, one_lead in groupby(rows, key=itemgetter("lead_id")):
+        attributes, problems = identity(one_lead)
+        leads += 1
+        attributable += attribute(
+            lead_id, attributes, problems=problems, precedence=order
+        ).attributed
     return {
         "period": f"{period.since}..{period.until}",
         "leads": leads,
@@ -39,12 +43,6 @@ def summary_measurability(ledger: Ledger, *, precedence: Sequence[str]) -> dict[
         "rate": round(attributable / leads, 4) if leads else None,
         "basis": basis,
     }
-
-
-def _leads(rows: Iterable[Any]) -> Iterator[Lead]:
-    """Leads from change rows ordered by lead id, one lead's rows in memory at a time."""
-    for _, one_lead in groupby(rows, key=lambda row: row["lead_id"]):
-        yield from group_leads(one_lead)
 
 
 def _last_figure(ledger: Ledger) -> dict[str, Any] | None:
