@@ -110,7 +110,9 @@ class DeliveryLoop:
                 for i, wave in enumerate(found):
                     self._wave(wave, last=i == len(found) - 1)
                 page = ahead.take()
-            if not stopping.requested():
+            if stopping.requested():
+                self._held += page  # taken from the claim-ahead worker, never sent: goes back
+            else:
                 page, self._held = self._held, []  # the queue's end: the short request goes
                 self._send_all(page)
         except DestinationError as exc:

@@ -7,6 +7,8 @@ import hashlib
 import json
 import math
 import re
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
+from connector import stopping
 from connector.delivery import CLAIM_PAGE
 from connector.errors import SourceError
 from connector.ledger.schema import deliveries, stage_changes
@@ -333,3 +336,29 @@ def test_a_page_claimed_ahead_goes_back_when_its_destination_stops(
     # The second page, claimed ahead meanwhile, went back with the first, untried.
     assert "in_flight" not in ads and ads["pending"] > CLAIM_PAGE
     assert not [r for r in rows if r["destination"] == "google_ads" and r["attempts"]]
+
+
+def test_a_page_claimed_ahead_goes_back_when_the_run_is_told_to_stop(
+    two_pages: Sandbox, sqlite_url: str
+) -> None:
+    # Each request takes 0.5 s: the next page is claimed ahead while this one is sent.
+    slow = Fault(delay_seconds=0.5, then_serve=True, path_contains=INGEST_PATH)
+    two_pages.datamanager.faults.randomly(1.0, [slow])
+    threading.Thread(target=_stop_once_sending, args=(two_pages,), daemon=True).start()
+    try:
+        summary = run(ads_pages(two_pages, sqlite_url))
+    finally:
+        stopping.reset()
+    assert summary.stopped  # type: ignore[attr-defined]
+    _, rows = ledger_rows(sqlite_url)
+    ads = Counter(r["status"] for r in rows if r["destination"] == "google_ads")
+    # Settled, or back in the queue untried: no row waits out a lease for the next run.
+    assert "in_flight" not in ads and ads["pending"] > 0
+    assert ads["delivered"] == len(two_pages.datamanager.conversions)
+
+
+def _stop_once_sending(box: Sandbox) -> None:
+    deadline = time.monotonic() + 60
+    while box.datamanager.requests < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stopping.request()  # what SIGTERM's handler does
