@@ -14,8 +14,9 @@ import queue
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import groupby
 from typing import Any
 
 import httpx
@@ -102,17 +103,19 @@ class GA4Destination:
         validate_only: bool = False,
         settle: Settle | None = None,
     ) -> list[Outcome]:
-        outcomes, events = self._prepare(batch)
-        if settle:
-            settle(outcomes)
         send = self._validate if validate_only else self._send
         # Each request's future is queued as it finishes: taking one costs the same however
         # many are in the air (concurrent.futures.wait walks all of them, per call).
         finished: Finished = queue.SimpleQueue()
-        requests = _group(events)
-        for request in requests:
-            self._pool.submit(send, request).add_done_callback(finished.put)
-        left = len(requests)
+        outcomes: list[Outcome] = []
+        left = 0
+        for refused, requests in self._requests(batch):
+            outcomes.extend(refused)
+            for request in requests:
+                self._pool.submit(send, request).add_done_callback(finished.put)
+            left += len(requests)
+        if settle:
+            settle(list(outcomes))
         while left:  # settled in this thread: what returned in one window, in one transaction
             done = _returned(finished, left)
             left -= len(done)
@@ -132,11 +135,21 @@ class GA4Destination:
 
     def payloads(self, batch: Sequence[Delivery]) -> list[dict[str, Any]]:
         """The request bodies a send would post (no secret: api_secret rides in the URL)."""
-        _, events = self._prepare(batch)
-        return [_body(request) for request in _group(events)]
+        return [_body(request) for _, requests in self._requests(batch) for request in requests]
 
-    def _prepare(self, batch: Sequence[Delivery]) -> tuple[list[Outcome], list[GA4Event]]:
-        return prepare(batch, utcnow(), too_old=self._too_old, extras=self._extras)
+    def _requests(
+        self, batch: Sequence[Delivery]
+    ) -> Iterator[tuple[list[Outcome], list[list[GA4Event]]]]:
+        """Client by client: the rows that cannot go (with why), and the requests of the rest.
+
+        A client's rows come next to each other (claims walk `claim_key`, which starts with
+        the client id): its requests can go as soon as its own rows are checked, while the
+        page's later clients are, instead of the pool waiting for the whole page.
+        """
+        now = utcnow()
+        for _, rows in groupby(batch, key=_client_of):
+            refused, events = prepare(list(rows), now, too_old=self._too_old, extras=self._extras)
+            yield refused, _group(events)
 
     # sending --------------------------------------------------------------------
 
@@ -218,6 +231,10 @@ def _returned(finished: Finished, left: int) -> list[Future[list[Outcome]]]:
         except queue.Empty:
             break
     return done
+
+
+def _client_of(delivery: Delivery) -> object:
+    return delivery.change.attributes.get("ga_client_id")
 
 
 def _group(events: list[GA4Event]) -> list[list[GA4Event]]:
