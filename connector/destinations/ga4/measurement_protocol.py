@@ -66,12 +66,13 @@ class GA4Destination:
         self._settings = settings
         self._too_old = too_old  # the mapping's ga4_too_old: skip, or send_now
         self._extras = extras or GA4Extras()
-        self._client = httpx.Client(
-            base_url=settings.mp_base_url,
+        # The transport itself, not an httpx.Client over it: a post through the client's
+        # auth, redirect and cookie layers cost a sixth more CPU, for none of them.
+        self._transport = httpx.HTTPTransport(
             verify=ssl_context(settings.ca_bundle),
-            timeout=settings.timeout_seconds,
             limits=httpx.Limits(max_connections=settings.max_concurrency),
         )
+        self._timeout = {"timeout": httpx.Timeout(settings.timeout_seconds).as_dict()}
         # One pool for the whole queue, as many threads as connections.
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrency)
         # Each path's URL with its query built once: merging and encoding them on every post
@@ -88,7 +89,7 @@ class GA4Destination:
 
     def close(self) -> None:
         self._pool.shutdown()
-        self._client.close()
+        self._transport.close()
 
     def plan(self, ledger: Ledger, wave: Sequence[Delivery]) -> Plan:
         return Plan(list(wave), [])  # GA4 has no adjustments: every event stands alone
@@ -197,7 +198,14 @@ class GA4Destination:
 
     def _post(self, path: str, body: bytes) -> httpx.Response:
         try:
-            response = self._client.post(self._urls[path], content=body, headers=_JSON_BODY)
+            request = httpx.Request(
+                "POST", self._urls[path], content=body, headers=_JSON_BODY, extensions=self._timeout
+            )
+            response = self._transport.handle_request(request)
+            try:
+                response.read()
+            finally:
+                response.close()
         except _NOT_SENT as exc:
             # The URL holds the api_secret: name the failure, never the request.
             raise RetryableError(f"GA4 transport error: {type(exc).__name__}") from None

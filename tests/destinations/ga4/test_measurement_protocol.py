@@ -16,7 +16,7 @@ from connector.destinations.ga4 import GA4Destination, event_problem
 from connector.destinations.ga4.events import GA4Extras
 from connector.mapping.rules import load_mapping
 from connector.settings import GA4Settings
-from connector_sandbox.ga4 import GA4Emulator
+from connector_sandbox.ga4 import GA4Emulator, slow_fault
 from connector_sandbox.tls import sandbox_ca
 from tests.conftest import MAPPING
 
@@ -160,6 +160,29 @@ def test_a_recorded_cookie_form_client_id_is_sent_in_the_recommended_form(
     assert [(e["client_id"], e.get("warnings")) for e in emulator.accepted] == [
         ("123456789.1700000000", None)
     ]
+
+
+def test_a_request_that_times_out_after_sending_stays_pending_as_maybe_counted(
+    emulator: GA4Emulator,
+) -> None:
+    """No answer within the timeout: GA4 may have counted the events, so the rows are not
+    resent blindly (the run's crash policy decides), and the error says why."""
+    emulator.reset()
+    emulator.faults.push(slow_fault(1.0))
+    settings = GA4Settings(
+        measurement_id="G-TEST000001",
+        api_secret="s3cret-value",  # type: ignore[arg-type]
+        mp_base_url=emulator.url,
+        ca_bundle=Path(sandbox_ca().bundle_path),
+        timeout_seconds=0.2,
+    )
+    impatient = GA4Destination(settings, too_old=load_mapping(MAPPING).ga4_too_old)
+    try:
+        (outcome,) = impatient.deliver([delivery(1)])
+    finally:
+        impatient.close()
+    assert (outcome.status, outcome.maybe_sent) == (Status.PENDING, True)
+    assert "ReadTimeout" in str(outcome.error) and "s3cret" not in str(outcome.error)
 
 
 def test_requests_that_return_together_settle_in_one_transaction(
