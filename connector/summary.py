@@ -38,7 +38,8 @@ class DestinationTally:
     def add_outcomes(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
             self.add(outcome.status, outcome.reason)
-            self.warnings.update(outcome.warnings)
+            if outcome.warnings:  # mostly none: Counter.update costs a call even for nothing
+                self.warnings.update(outcome.warnings)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,7 +82,10 @@ class RunSummary:
     rows: list[dict[str, Any]] | None = None  # a dry run's per-row outcomes (`dry_run.outcomes`)
 
     def tally(self, destination: str) -> DestinationTally:
-        return self.destinations.setdefault(destination, DestinationTally())
+        # Asked for every skipped target of a pull: a new tally only for a new destination.
+        if (tally := self.destinations.get(destination)) is None:
+            tally = self.destinations[destination] = DestinationTally()
+        return tally
 
     @property
     def status(self) -> str:

@@ -138,12 +138,13 @@ class DeliveryQueue:
             d.status == str(Status.PENDING), or_(d.not_before.is_(None), d.not_before <= now)
         )
         with self._db.engine.begin() as conn:
-            found = [
-                row
+            ranges = [
+                list(conn.execute(_due(conn, destination, due, after, limit)))
                 for due in (waiting, lapsed)
-                for row in conn.execute(_due(conn, destination, due, after, limit))
             ]
-            found.sort(key=lambda row: (row.claim_key, row.id))
+            found = ranges[0] + ranges[1]
+            if ranges[0] and ranges[1]:  # each is in claim order: sorted only to merge them
+                found.sort(key=lambda row: (row.claim_key, row.id))
             rows = [_delivery(row, claimed=True) for row in _whole_groups(found[:limit], limit)]
             ids = [r.id for r in rows]
             for chunk in chunked(ids):

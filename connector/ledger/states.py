@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
 from connector.core import RecordState, StageChange
 from connector.ledger import driver
@@ -16,6 +16,7 @@ from connector.ledger.database import Database, chunked
 from connector.ledger.schema import record_states
 
 _WRITE = ("object", "record_id", "status", "amount", "seen_at")  # a new record's columns
+_UPDATE = ("status", "amount", "seen_at")  # a known record's
 
 
 class RecordStates:
@@ -44,8 +45,8 @@ class RecordStates:
 def remember(conn: Connection, changes: Sequence[StageChange]) -> None:
     """Keep each record's newest status (and won amount) in `record_states`.
 
-    One lookup per 500 records and one batched insert and update per chunk of changes:
-    a backfill records hundreds of thousands of them.
+    One lookup per 500 records and one driver executemany for the new records and one for
+    the known ones per chunk of changes: a backfill records hundreds of thousands of them.
     """
     newest: dict[tuple[str, str], StageChange] = {}
     for change in changes:
@@ -60,17 +61,9 @@ def remember(conn: Connection, changes: Sequence[StageChange]) -> None:
         if (sobject, record_id) not in seen:
             fresh.append((sobject, record_id, status, amount, seen_at(change.changed_at)))
         elif change.changed_at >= seen[(sobject, record_id)]:
-            values = {"status": status, "amount": amount, "seen_at": change.changed_at}
-            known.append({"o": sobject, "r": record_id, **values})
+            known.append((status, amount, seen_at(change.changed_at), sobject, record_id))
     driver.insert_rows(conn, record_states, _WRITE, fresh)
-    if known:
-        c = record_states.c
-        stmt = (
-            update(record_states)
-            .where(c.object == bindparam("o"), c.record_id == bindparam("r"))
-            .values({name: bindparam(name) for name in ("status", "amount", "seen_at")})
-        )
-        conn.execute(stmt, known)
+    driver.update_rows(conn, record_states, _UPDATE, ("object", "record_id"), known)
 
 
 def _seen_at(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
