@@ -945,13 +945,20 @@ def _event_record(
             "ad_user_data": ConsentStatus(consent.ad_user_data).name,
             "ad_personalization": ConsentStatus(consent.ad_personalization).name,
         },
-        "user_identifiers": [
-            json_format.MessageToDict(u, preserving_proto_field_name=True)
-            for u in event.user_data.user_identifiers
-        ],
+        "user_identifiers": [_identifier(u) for u in event.user_data.user_identifiers],
         "custom_variables": {v.variable: v.value for v in event.custom_variables},
         "is_adjustment": is_adjustment,
     }
+
+
+def _identifier(identifier: Any) -> dict[str, Any]:
+    """A user identifier as MessageToDict gives it; a digest read as it is, without the
+    generic walk (a twentieth of the emulator's CPU, two identifiers an event)."""
+    kind = identifier.WhichOneof("identifier")
+    if kind in ("email_address", "phone_number"):
+        return {kind: getattr(identifier, kind)}
+    found: dict[str, Any] = json_format.MessageToDict(identifier, preserving_proto_field_name=True)
+    return found
 
 
 def _ga4_record(request: Any, event: Any, request_id: str) -> dict[str, Any]:
