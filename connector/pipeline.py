@@ -213,10 +213,10 @@ class _Run:
     def changes(self, cursor: Cursor) -> Iterator[Mapped]:
         pull = self._source().pull(cursor)
         try:
-            region = self.settings.google_ads.default_phone_region
+            region, now = self.settings.google_ads.default_phone_region, utcnow()
             for crm in pull:
                 self.summary.pulled += 1
-                yield translate(crm, self.mapping, region)
+                yield translate(crm, self.mapping, region, now=now)
         finally:
             stats = pull.stats
             self.summary.pulled += stats.recorded  # read again, recorded already: not mapped

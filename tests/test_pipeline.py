@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, select
 
 from connector import stopping
 from connector.delivery import CLAIM_PAGE
+from connector.destinations.ga4.events import BACKDATE_SAFE
 from connector.errors import SourceError
 from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
@@ -105,6 +106,23 @@ def test_ga4_requests_group_a_clients_events_in_time_order(
     for body in sandbox.ga4.received_bodies:
         times = [e.get("timestamp_micros", 0) for e in json.loads(body)["events"]]
         assert times == sorted(times)
+
+
+def test_a_backfills_events_too_old_for_ga4_are_skipped_when_recorded_never_claimed(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    started = datetime.now(UTC)
+    run(settings_for(sandbox, sqlite_url))
+    changes, rows = ledger_rows(sqlite_url)
+    at = {c["id"]: c["changed_at"].replace(tzinfo=UTC) for c in changes}  # type: ignore[union-attr]
+    ga4 = [r for r in rows if r["destination"] == "ga4"]
+    old = [r for r in ga4 if started - at[r["change_id"]] > BACKDATE_SAFE]
+    # Skipped as they were recorded, never claimed: too old, unless skipped for another reason.
+    assert all(r["attempts"] == 0 and r["status"] == "skipped" for r in old)
+    reasons = Counter(r["reason"] for r in old)
+    assert reasons["too_old_for_ga4"] > len(old) / 2, reasons
+    sent = [e["timestamp_micros"] / 1e6 for e in sandbox.ga4.accepted]
+    assert sent and min(sent) > (started - BACKDATE_SAFE).timestamp()
 
 
 def test_no_clear_text_email_or_phone_leaves_or_is_stored(

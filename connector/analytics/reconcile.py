@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from google.analytics.data_v1beta.types import DateRange, Dimension, Metric, RunReportRequest
 
 from connector.analytics.client import DataApiError, GA4Data, in_list
-from connector.destinations.ga4 import BACKDATE_SAFE
+from connector.destinations.ga4.events import BACKDATE_SAFE
 from connector.ledger import Ledger
 from connector.mapping.rules import Mapping
 

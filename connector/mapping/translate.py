@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from connector.core import (
@@ -28,6 +28,7 @@ from connector.core import (
     conversion_id,
 )
 from connector.destinations.client_id import INVALID_GA_CLIENT_ID, ga_client_id
+from connector.destinations.ga4.events import TOO_OLD, is_too_old
 from connector.destinations.google_ads.eligibility import blocked
 from connector.mapping.currency import currencies_in_use
 from connector.mapping.identifiers import (
@@ -42,8 +43,16 @@ from connector.mapping.rules import Mapping, StageRule, Value
 _IDENTIFIER_ROLES = frozenset({"email", "phone"})
 
 
-def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
-    """Normalise one CRM change; a status the mapping doesn't know is kept, sent nowhere."""
+def translate(
+    crm: CrmChange, mapping: Mapping, phone_region: str, *, now: datetime | None = None
+) -> Mapped:
+    """Normalise one CRM change; a status the mapping doesn't know is kept, sent nowhere.
+
+    `now`, the run's start: a GA4 event already older than GA4 takes is recorded as
+    skipped (`ga4_too_old: skip`), as its delivery would settle it. A backfill's events
+    are mostly that old, and each would otherwise be claimed, checked and settled for
+    nothing. Without `now`, the age is judged when the row is delivered only.
+    """
     rule = mapping.rule_for(crm.new_status, opportunity=crm.opportunity_id is not None)
     attributes, problems = _attributes(crm, mapping, phone_region)
     attributes |= _deal(crm, mapping, attributes.get("currency"))
@@ -66,7 +75,7 @@ def translate(crm: CrmChange, mapping: Mapping, phone_region: str) -> Mapped:
         opportunity_id=crm.opportunity_id,
         restatement=crm.restatement and crm.opportunity_id is not None,
     )
-    targets = _targets(rule, crm, change, mapping) if rule else []
+    targets = _targets(rule, crm, change, mapping, now) if rule else []
     if retraction := _retraction(rule, crm, change, mapping):
         change = replace(change, retracts=conversion_id(crm.lead_id, "won", crm.opportunity_id))
         targets = [t for t in targets if t.destination != GOOGLE_ADS] + [retraction]
@@ -157,13 +166,13 @@ def _redacted(lead: dict[str, Any], phone_region: str) -> dict[str, Any]:
 
 
 def _targets(
-    rule: StageRule, crm: CrmChange, change: StageChange, mapping: Mapping
+    rule: StageRule, crm: CrmChange, change: StageChange, mapping: Mapping, now: datetime | None
 ) -> list[Target]:
     targets = []
     # GA4 has no adjustments: a restated amount would be a second win there.
     if rule.ga4 is not None and not change.restatement:
         value, currency, problem = _value(rule.ga4.value, crm, change, mapping)
-        reason = problem or ga4_block(change)
+        reason = problem or ga4_block(change) or _too_old(change, mapping, now)
         client = change.attributes.get("ga_client_id") or ""
         targets.append(Target(GA4, rule.ga4.event, value, currency, reason, group=client))
     if rule.google_ads is not None:
@@ -207,6 +216,12 @@ def _value(
     if currency not in currencies_in_use():
         return None, None, "unknown_currency"
     return amount, currency, None
+
+
+def _too_old(change: StageChange, mapping: Mapping, now: datetime | None) -> str | None:
+    if now is None or mapping.ga4_too_old != "skip":
+        return None
+    return TOO_OLD if is_too_old(change.changed_at, now) else None
 
 
 def ga4_block(change: StageChange) -> str | None:

@@ -9,7 +9,7 @@ import pytest
 
 from connector.analytics import GA4Data
 from connector.core import Mapped, StageChange, Target
-from connector.destinations.ga4 import GA4Destination
+from connector.destinations.ga4.measurement_protocol import GA4Destination
 from connector.ledger import Ledger
 from connector.mapping.rules import load_mapping
 from connector.settings import GA4Settings

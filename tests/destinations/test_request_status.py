@@ -11,7 +11,7 @@ from sqlalchemy import select
 from connector.core import Mapped, Outcome, StageChange, Status, Target
 from connector.delivery import accepted_requests
 from connector.destinations import request_status
-from connector.destinations.ga4 import GA4Destination
+from connector.destinations.ga4.measurement_protocol import GA4Destination
 from connector.destinations.google_ads.datamanager import DataManagerDestination
 from connector.ledger import PROCESSING, Ledger
 from connector.ledger.schema import deliveries

@@ -229,3 +229,20 @@ def test_a_value_rules_currency_is_what_is_sent_not_what_the_deal_is_in() -> Non
     won = translate(deal("Closed Won"), usd, "DE")
     assert targets(won)[GOOGLE_ADS].currency == "USD"
     assert won.change.attributes["deal_currency"] == "GBP"
+
+
+def test_a_ga4_event_too_old_for_ga4_is_skipped_when_recorded() -> None:
+    fresh = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # 3 days and 3 minutes after WHEN
+    old = targets(translate(change(), MAPPING, "DE", now=fresh))
+    assert old[GA4].skip_reason == "too_old_for_ga4"
+    assert old[GOOGLE_ADS].skip_reason is None  # Google Ads takes 90 days
+    young = targets(translate(change(), MAPPING, "DE", now=fresh.replace(hour=13)))
+    assert young[GA4].skip_reason is None  # 71 hours: inside GA4's window (its margin too)
+    unjudged = targets(translate(change(), MAPPING, "DE"))  # no `now`: the delivery judges
+    assert unjudged[GA4].skip_reason is None
+
+
+def test_a_mapping_that_sends_old_events_now_keeps_them_pending() -> None:
+    mapping = MAPPING.model_copy(update={"ga4_too_old": "send_now"})
+    later = datetime(2026, 12, 20, tzinfo=UTC)
+    assert targets(translate(change(), mapping, "DE", now=later))[GA4].skip_reason is None

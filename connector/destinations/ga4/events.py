@@ -26,6 +26,7 @@ BACKDATE_LIMIT = timedelta(hours=72)
 # Leave a margin so a change just inside 72 h is not clamped by the time it arrives.
 BACKDATE_SAFE = BACKDATE_LIMIT - timedelta(minutes=10)
 FUTURE_LIMIT = timedelta(minutes=5)
+TOO_OLD = "too_old_for_ga4"
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESERVED_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
@@ -160,19 +161,23 @@ def _event(
         return None, INVALID_GA_CLIENT_ID, Status.SKIPPED
     params = _params(d)
     at: datetime | None = change.changed_at
-    age = now - change.changed_at
-    if age > BACKDATE_SAFE:
+    if is_too_old(change.changed_at, now):
         if too_old == "skip":
-            return None, "too_old_for_ga4", Status.SKIPPED
+            return None, TOO_OLD, Status.SKIPPED
         params["original_time"] = change.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         at = None
-    elif age < -FUTURE_LIMIT:
+    elif now - change.changed_at < -FUTURE_LIMIT:
         return None, "timestamp_in_future", Status.REJECTED
     if problem := event_problem(d.target, params):
         return None, problem, Status.REJECTED
     user_id = change.lead_id if extras.lead_id_as_user_id else None
     event = GA4Event(d, client_id, params, at, user_id, _user_data(d, extras))
     return event, None, Status.PENDING
+
+
+def is_too_old(changed_at: datetime, now: datetime) -> bool:
+    """Whether GA4 would no longer take an event of this time with its own timestamp."""
+    return now - changed_at > BACKDATE_SAFE
 
 
 def _user_data(d: Delivery, extras: GA4Extras) -> dict[str, str]:

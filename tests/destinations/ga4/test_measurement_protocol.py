@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from connector.core import Delivery, StageChange, Status, utcnow
-from connector.destinations.ga4 import GA4Destination, event_problem
-from connector.destinations.ga4.events import GA4Extras
+from connector.destinations.ga4.events import GA4Extras, event_problem
+from connector.destinations.ga4.measurement_protocol import GA4Destination
 from connector.mapping.rules import load_mapping
 from connector.settings import GA4Settings
 from connector_sandbox.ga4 import GA4Emulator, slow_fault
