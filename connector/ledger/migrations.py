@@ -59,6 +59,8 @@ def _upgrade(conn: Connection, version: int) -> None:
     if version < 5:
         _add_column(conn, "deliveries", "claim_key", "VARCHAR(200) NOT NULL DEFAULT ''")
         _key_waiting_rows(conn)
+    if version < 7:
+        conn.execute(text("DROP INDEX IF EXISTS ix_deliveries_status"))
     for table in (deliveries, stage_changes):
         for index in table.indexes:  # create_all leaves an existing table's indexes alone
             index.create(conn, checkfirst=True)

@@ -154,6 +154,20 @@ def test_a_version_4_store_gives_its_waiting_rows_their_place_in_the_queue(
     ]
 
 
+def test_a_version_6_store_loses_the_index_its_claim_index_covers(state_url: str) -> None:
+    from sqlalchemy import inspect, text
+
+    ledger = Ledger.open(state_url)
+    with ledger.db.engine.begin() as conn:  # back to what a version-6 connector wrote
+        conn.execute(text("CREATE INDEX ix_deliveries_status ON deliveries (destination, status)"))
+        conn.execute(text("UPDATE schema_version SET version = 6"))
+    ledger.db.engine.dispose()
+    upgraded = Ledger.open(state_url)
+    with upgraded.db.engine.connect() as conn:
+        names = {i["name"] for i in inspect(conn).get_indexes("deliveries")}
+    assert "ix_deliveries_status" not in names and "ix_deliveries_claim" in names
+
+
 def test_a_claim_key_is_the_group_then_the_utc_change_time_to_the_microsecond() -> None:
     paris = timezone(timedelta(hours=1))
     assert claim_key("123.456", T0) == "123.456|2026-11-20T14:03:11.000000"
