@@ -112,6 +112,8 @@ class DeliveryLoop:
                 page = ahead.take()
             if stopping.requested():
                 self._held += page  # taken from the claim-ahead worker, never sent: goes back
+                if self._held:  # found between pages: what is left waits for the next run
+                    self.summary.stopped = self.summary.stopped or stopping.REASON
             else:
                 page, self._held = self._held, []  # the queue's end: the short request goes
                 self._send_all(page)
@@ -215,7 +217,10 @@ class DeliveryLoop:
             if self._progress:
                 self._progress(f"sent to {self.destination.name}", len(chunk))
         # A row the destination gave no outcome for goes back, untried.
-        self.ledger.queue.release((d.id for d in chunk if d.id not in settled), self.claims.worker)
+        unsent = [d.id for d in chunk if d.id not in settled]
+        self.ledger.queue.release(unsent, self.claims.worker)
+        if unsent and stopping.requested():  # told to stop inside the chunk (GA4's requests)
+            self.summary.stopped = self.summary.stopped or stopping.REASON
 
     def _settle(self, outcomes: list[Outcome]) -> None:
         if not outcomes:

@@ -356,15 +356,19 @@ def test_a_page_claimed_ahead_goes_back_when_its_destination_stops(
     assert not [r for r in rows if r["destination"] == "google_ads" and r["attempts"]]
 
 
+@pytest.mark.parametrize("batch_size", [500, CLAIM_PAGE], ids=["mid-page", "page-end"])
 def test_a_page_claimed_ahead_goes_back_when_the_run_is_told_to_stop(
-    two_pages: Sandbox, sqlite_url: str
+    two_pages: Sandbox, sqlite_url: str, batch_size: int
 ) -> None:
     # Each request takes 0.5 s: the next page is claimed ahead while this one is sent.
+    # With a page per request, the stop is found between pages, not between requests.
     slow = Fault(delay_seconds=0.5, then_serve=True, path_contains=INGEST_PATH)
     two_pages.datamanager.faults.randomly(1.0, [slow])
     threading.Thread(target=_stop_once_sending, args=(two_pages,), daemon=True).start()
+    settings = ads_pages(two_pages, sqlite_url)
+    ads = settings.google_ads.model_copy(update={"batch_size": batch_size})
     try:
-        summary = run(ads_pages(two_pages, sqlite_url))
+        summary = run(settings.model_copy(update={"google_ads": ads}))
     finally:
         stopping.reset()
     assert summary.stopped  # type: ignore[attr-defined]
@@ -375,8 +379,27 @@ def test_a_page_claimed_ahead_goes_back_when_the_run_is_told_to_stop(
     assert ads["delivered"] == len(two_pages.datamanager.conversions)
 
 
-def _stop_once_sending(box: Sandbox) -> None:
+def test_a_stop_inside_the_queues_last_ga4_chunk_says_the_run_stopped(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    # GA4 alone, its whole queue one chunk: the stop comes while that chunk's requests are
+    # in the air, and the requests not sent yet go back with no outcome.
+    sandbox.ga4.faults.randomly(1.0, [Fault(delay_seconds=0.5, then_serve=True)])
+    settings = settings_for(sandbox, sqlite_url)
+    no_ads = settings.google_ads.model_copy(update={"operating_account_id": ""})
+    threading.Thread(target=_stop_once_sending, args=(sandbox, "ga4"), daemon=True).start()
+    try:
+        summary = run(settings.model_copy(update={"google_ads": no_ads}))
+    finally:
+        stopping.reset()
+    assert summary.stopped  # type: ignore[attr-defined]
+    _, rows = ledger_rows(sqlite_url)
+    ga4 = Counter(r["status"] for r in rows if r["destination"] == "ga4")
+    assert "in_flight" not in ga4 and ga4["pending"] > 0
+
+
+def _stop_once_sending(box: Sandbox, api: str = "datamanager") -> None:
     deadline = time.monotonic() + 60
-    while box.datamanager.requests < 1 and time.monotonic() < deadline:
+    while getattr(box, api).requests < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
     stopping.request()  # what SIGTERM's handler does
