@@ -36,12 +36,14 @@ from connector_sandbox.server import EmulatorServer, Request, Response, ServedEm
 from connector_sandbox.soql import (
     KEY_PREFIXES,
     Compiler,
+    FieldPath,
     OrgStore,
     Record,
     SoqlError,
     parse_soql,
+    project,
     record_attributes,
-    run_query,
+    select_rows,
     wire_value,
 )
 
@@ -135,8 +137,14 @@ _JWT_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
 
 @dataclass
 class _Cursor:
+    """A query's matching records, each page projected only when it is asked for: a
+    100,000-row result is not copied whole to serve its first 2,000 rows. The flip side,
+    as in a Bulk job: a record changed after the query shows its new values on a later
+    page, where Salesforce would serve the snapshot it took."""
+
     sobject: str
     records: list[Record]
+    paths: list[FieldPath]
     page_size: int
 
 
@@ -482,14 +490,14 @@ class SalesforceEmulator(ServedEmulator):
             query = parse_soql(soql)
             counted = self._store.object_name(query.sobject) or query.sobject
             self._query_calls[counted] = self._query_calls.get(counted, 0) + 1
-            sobject, result = run_query(
-                self._store, query, soql, include_deleted=match[1] == "queryAll", version=version
+            sobject, paths, rows = select_rows(
+                self._store, query, soql, include_deleted=match[1] == "queryAll"
             )
         except SoqlError as exc:
             return _sf_error(400, exc.code, exc.message)
-        if isinstance(result, int):
-            return Response(200, {"totalSize": result, "done": True, "records": []})
-        cursor = _Cursor(sobject, result, self._page_size(request))
+        if query.count_only:
+            return Response(200, {"totalSize": len(rows), "done": True, "records": []})
+        cursor = _Cursor(sobject, rows, paths, self._page_size(request))
         return Response(200, self._page(cursor, self._new_locator(), 0, version))
 
     def _query_more(self, request: Request, match: re.Match[str], version: str) -> Response:
@@ -511,7 +519,8 @@ class SalesforceEmulator(ServedEmulator):
         return sf_id("01g", 7_000_000 + self._cursor_serial)
 
     def _page(self, cursor: _Cursor, locator: str, offset: int, version: str) -> dict[str, Any]:
-        chunk = cursor.records[offset : offset + cursor.page_size]
+        rows = cursor.records[offset : offset + cursor.page_size]
+        chunk = project(self._store, cursor.sobject, rows, cursor.paths, version)
         end = offset + len(chunk)
         done = end >= len(cursor.records)
         body: dict[str, Any] = {"totalSize": len(cursor.records), "done": done, "records": chunk}

@@ -848,11 +848,8 @@ def _indexed(store: OrgStore, compiler: Compiler, where: _Condition | None) -> l
     return None
 
 
-def run_query(
-    store: OrgStore, query: Query, soql: str, *, include_deleted: bool, version: str
-) -> tuple[str, list[Record] | int]:
-    """(object name, projected records or the COUNT() result) for a parsed query."""
-    sobject, paths, rows = select_rows(store, query, soql, include_deleted=include_deleted)
-    if query.count_only:
-        return sobject, len(rows)
-    return sobject, [_project(store, sobject, r, paths, version) for r in rows]
+def project(
+    store: OrgStore, sobject: str, rows: list[Record], paths: list[FieldPath], version: str
+) -> list[Record]:
+    """`rows` as a REST query returns them: the selected paths, parents nested."""
+    return [_project(store, sobject, r, paths, version) for r in rows]
