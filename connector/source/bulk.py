@@ -36,6 +36,7 @@ from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.util import call_salesforce
 
 from connector.errors import SourceError
+from connector.source.ahead import read_ahead
 from connector.source.errors import source_error
 
 Record = dict[str, Any]
@@ -63,11 +64,12 @@ def bulk_pages(
 
     `sobject` is the FROM object (for messages); `include_deleted` runs a queryAll job.
     Memory follows neither `page_size` nor the row count: a page's records are parsed
-    from the response as they are iterated. Read each page to its end before asking for
-    the next (the next request would otherwise leave its rows unread): a page left
-    unread raises RuntimeError. `poll_seconds` is the wait before the first status poll,
-    plus the time `expected_rows` take at ROWS_PER_SECOND; each later one waits twice as
-    long as the one before, up to MAX_POLL_SECONDS (one API call a poll).
+    from the response as they are iterated, and the next page's request is sent while
+    this one is read. Read each page to its end before asking for the next: a page left
+    unread raises RuntimeError (its rows would be lost). `poll_seconds` is the wait before
+    the first status poll, plus the time `expected_rows` take at ROWS_PER_SECOND; each
+    later one waits twice as long as the one before, up to MAX_POLL_SECONDS (one API call
+    a poll).
     Raises SourceError, as the REST reader does, if the job cannot be run.
     """
     if page_size < 1:
@@ -75,12 +77,11 @@ def bulk_pages(
     try:
         job = _create(client, soql, include_deleted)
         _wait(client, sobject, job, poll_seconds + expected_rows / ROWS_PER_SECOND)
-        locator: str | None = ""
-        while locator is not None:
-            page, locator = _page(client, job, locator, page_size)
-            yield iter(page)
-            if not page.done:
-                raise RuntimeError("a Bulk result page was left unread before the next")
+        # The next page is asked for while this one is read: its locator is in this one's
+        # headers, and its body waits on the wire (not in memory) until it is read.
+        with closing(read_ahead(_results(client, job, page_size))) as pages:
+            for page in _one_read_at_a_time(pages):
+                yield iter(page)
     except SalesforceError as exc:
         raise source_error(exc) from None
     except requests.RequestException as exc:
@@ -117,6 +118,24 @@ def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> No
                 retryable=True,
             )
         delay = min(MAX_POLL_SECONDS, delay * 2)
+
+
+def _results(client: Salesforce, job: str, page_size: int) -> Iterator[_Page]:
+    locator: str | None = ""
+    while locator is not None:
+        page, locator = _page(client, job, locator, page_size)
+        yield page
+
+
+def _one_read_at_a_time(pages: Iterator[_Page]) -> Iterator[_Page]:
+    """`pages`, each only once the one before was read to its end (checked before the next
+    is taken, so no further request goes out for a caller that skipped rows)."""
+    last: _Page | None = None
+    while last is None or last.done:
+        if (last := next(pages, None)) is None:
+            return
+        yield last
+    raise RuntimeError("a Bulk result page was left unread before the next")
 
 
 def _page(client: Salesforce, job: str, locator: str, page_size: int) -> tuple[_Page, str | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -90,12 +92,24 @@ def test_page_sizes(client: Salesforce, page_size: int, sizes: list[int]) -> Non
     assert [len(p) for p in read(client, page_size=page_size)] == sizes
 
 
-def test_pages_are_fetched_one_at_a_time(client: Salesforce, emulator: SalesforceEmulator) -> None:
+def test_the_next_page_is_asked_for_while_this_one_is_read(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
     pages = bulk_pages(client, "LeadHistory", HISTORY, page_size=10, poll_seconds=0)
-    assert len(list(next(pages))) == 10
-    assert emulator.bulk_calls == {"LeadHistory": 3}  # create, a poll, page 1 only
+    first = next(pages)
+    # Create, a poll, page 1, and page 2 asked for ahead; page 3 only once page 2 is taken.
+    _wait_for(lambda: emulator.bulk_calls == {"LeadHistory": 4})
+    assert len(list(first)) == 10
+    assert emulator.bulk_calls == {"LeadHistory": 4}
     assert sum(len(list(p)) for p in pages) == ROWS - 10
-    assert emulator.bulk_calls == {"LeadHistory": 5}
+    assert emulator.bulk_calls == {"LeadHistory": 5}  # each page asked for once
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
 
 
 def test_a_page_left_unread_stops_the_read_instead_of_losing_its_rows(
@@ -106,7 +120,14 @@ def test_a_page_left_unread_stops_the_read_instead_of_losing_its_rows(
     next(first)  # its other nine rows are still on the wire
     with pytest.raises(RuntimeError, match="left unread"):
         next(pages)
-    assert emulator.bulk_calls == {"LeadHistory": 3}  # the second page was never asked for
+    assert emulator.bulk_calls == {"LeadHistory": 4}  # page 2 was asked for, never handed out
+
+
+def test_the_last_page_left_unread_stops_the_read_too(client: Salesforce) -> None:
+    pages = bulk_pages(client, "LeadHistory", HISTORY, page_size=ROWS, poll_seconds=0)
+    next(next(pages))
+    with pytest.raises(RuntimeError, match="left unread"):
+        next(pages)
 
 
 def test_the_first_poll_waits_for_the_rows_the_job_is_expected_to_hold(
