@@ -364,16 +364,11 @@ def test_a_page_claimed_ahead_goes_back_when_the_run_is_told_to_stop(
     # With a page per request, the stop is found between pages, not between requests.
     slow = Fault(delay_seconds=0.5, then_serve=True, path_contains=INGEST_PATH)
     two_pages.datamanager.faults.randomly(1.0, [slow])
-    threading.Thread(target=_stop_once_sending, args=(two_pages,), daemon=True).start()
     settings = ads_pages(two_pages, sqlite_url)
-    ads = settings.google_ads.model_copy(update={"batch_size": batch_size})
-    try:
-        summary = run(settings.model_copy(update={"google_ads": ads}))
-    finally:
-        stopping.reset()
-    assert summary.stopped  # type: ignore[attr-defined]
-    _, rows = ledger_rows(sqlite_url)
-    ads = Counter(r["status"] for r in rows if r["destination"] == "google_ads")
+    ads_settings = settings.google_ads.model_copy(update={"batch_size": batch_size})
+    ads = _stopped_once_sending(
+        two_pages, settings.model_copy(update={"google_ads": ads_settings}), "google_ads"
+    )
     # Settled, or back in the queue untried: no row waits out a lease for the next run.
     assert "in_flight" not in ads and ads["pending"] > 0
     assert ads["delivered"] == len(two_pages.datamanager.conversions)
@@ -387,18 +382,25 @@ def test_a_stop_inside_the_queues_last_ga4_chunk_says_the_run_stopped(
     sandbox.ga4.faults.randomly(1.0, [Fault(delay_seconds=0.5, then_serve=True)])
     settings = settings_for(sandbox, sqlite_url)
     no_ads = settings.google_ads.model_copy(update={"operating_account_id": ""})
-    threading.Thread(target=_stop_once_sending, args=(sandbox, "ga4"), daemon=True).start()
-    try:
-        summary = run(settings.model_copy(update={"google_ads": no_ads}))
-    finally:
-        stopping.reset()
-    assert summary.stopped  # type: ignore[attr-defined]
-    _, rows = ledger_rows(sqlite_url)
-    ga4 = Counter(r["status"] for r in rows if r["destination"] == "ga4")
+    ga4 = _stopped_once_sending(sandbox, settings.model_copy(update={"google_ads": no_ads}), "ga4")
     assert "in_flight" not in ga4 and ga4["pending"] > 0
 
 
-def _stop_once_sending(box: Sandbox, api: str = "datamanager") -> None:
+def _stopped_once_sending(box: Sandbox, settings: Settings, destination: str) -> Counter[str]:
+    """Run, told to stop once `destination`'s first request arrives; the run must say it
+    stopped. The statuses of the destination's rows."""
+    api = "ga4" if destination == "ga4" else "datamanager"
+    threading.Thread(target=_stop_once_sending, args=(box, api), daemon=True).start()
+    try:
+        summary = run(settings)
+    finally:
+        stopping.reset()
+    assert summary.stopped  # type: ignore[attr-defined]
+    _, rows = ledger_rows(settings.state_url)
+    return Counter(str(r["status"]) for r in rows if r["destination"] == destination)
+
+
+def _stop_once_sending(box: Sandbox, api: str) -> None:
     deadline = time.monotonic() + 60
     while getattr(box, api).requests < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
