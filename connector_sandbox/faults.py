@@ -16,7 +16,7 @@ class Fault:
     """One injected failure: an HTTP status with a body, or a delay (a timeout to the client)."""
 
     status: int = 503
-    body: object = None
+    body: object = None  # JSON; bytes: sent as they are (say their type in `headers`)
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
     path_contains: str = ""  # empty: any path
@@ -67,5 +67,7 @@ class FaultQueue:
             return None
         if fault.reset:
             return Response(RESET)
+        if isinstance(fault.body, bytes):
+            return Response(fault.status, headers=fault.headers, raw=fault.body)
         body = fault.body if fault.body is not None else {"error": {"code": fault.status}}
         return Response(fault.status, body, headers=fault.headers)

@@ -6,7 +6,8 @@ Google Ads upload paths, asserting on what the emulators received and on the led
 - an Amount edited while the deal was open is the value its win carries;
 - a restatement of the value the won conversion carries is skipped `value_unchanged`;
 - legacy adjustments carry the CRM change time, in the account's zone;
-- GA client ids go in the recommended form; one that is none is never sent or stored.
+- GA client ids go in the recommended form; one that is none is never sent or stored;
+- a Bulk backfill's rows, which come in no order, are decided in time order all the same.
 """
 
 from __future__ import annotations
@@ -84,16 +85,7 @@ class Crm:
         return sync(self.settings, load_mapping(MAPPING), SyncOptions(**options))
 
     def rows(self) -> list[tuple[str, str, str, str | None]]:
-        """(stage, destination, status, reason) of the lead's deliveries, in time order."""
-        d, sc = deliveries.c, stage_changes.c
-        query = (
-            select(sc.stage, d.destination, d.status, d.reason)
-            .join_from(deliveries, stage_changes, d.change_id == sc.id)
-            .where(sc.lead_id == LEAD)
-            .order_by(sc.changed_at, d.destination)
-        )
-        with Ledger.open(self.state_url).db.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+        return delivery_rows(self.state_url)
 
     def ga4_events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.box.ga4.accepted if e["name"] == name]
@@ -106,6 +98,19 @@ class Crm:
     def adjustments(self) -> list[Any]:
         requests = self.box.google_ads_api.adjustment_requests
         return [a for request in requests for a in request.conversion_adjustments]
+
+
+def delivery_rows(state_url: str) -> list[tuple[str, str, str, str | None]]:
+    """(stage, destination, status, reason) of the lead's deliveries, in time order."""
+    d, sc = deliveries.c, stage_changes.c
+    query = (
+        select(sc.stage, d.destination, d.status, d.reason)
+        .join_from(deliveries, stage_changes, d.change_id == sc.id)
+        .where(sc.lead_id == LEAD)
+        .order_by(sc.changed_at, d.destination)
+    )
+    with Ledger.open(state_url).db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
 
 
 @pytest.fixture(params=["datamanager", "ads_api"])
@@ -249,3 +254,48 @@ def test_ga_client_ids_go_in_the_recommended_form_and_a_bad_one_never_leaves(
         email["Id"]: ("skipped", "pii_redacted"),
     }
     assert summary.row_problems["pii_redacted"] == 1
+
+
+def test_a_bulk_backfill_whose_rows_come_out_of_time_order_counts_a_stage_once(
+    tmp_path: Path,
+) -> None:
+    # Bulk API 2.0 promises no order: here the lead's second MQL comes first and its first
+    # MQL last, more than a record chunk (1,000 rows) of other leads' changes apart.
+    others = [
+        lead(Id=f"00Q1{i:011d}AAA", GA_Client_ID__c=f"{i + 1}.1700000000", Status="MQL")
+        for i in range(1100)
+    ]
+    at = NOW - timedelta(hours=5)
+    history = [
+        (LEAD, "SQL", "MQL", at + timedelta(minutes=30)),
+        *[(other["Id"], "Open", "MQL", at + timedelta(minutes=10)) for other in others],
+        (LEAD, "MQL", "SQL", at + timedelta(minutes=20)),
+        (LEAD, "Open", "MQL", at),
+    ]
+    rows = [
+        {
+            "LeadId": i,
+            "Field": "Status",
+            "OldValue": o,
+            "NewValue": n,
+            "CreatedDate": sf_datetime(t),
+        }
+        for i, o, n, t in history
+    ]
+    with Sandbox({"Lead": [lead(Status="MQL"), *others], "LeadHistory": rows}) as box:
+        state_url = f"sqlite:///{tmp_path / 'state.db'}"
+        settings = box.settings(state_url, MAPPING, salesforce={"bulk_threshold": 2})
+        sync(settings, load_mapping(MAPPING), SyncOptions())
+        assert box.salesforce.bulk_calls["LeadHistory"] >= 3  # create, poll, results
+        sent = [e["transaction_id"] for e in box.datamanager.accepted]
+        ga4 = [e["name"] for e in box.ga4.accepted if e["client_id"] == CLIENT]
+    assert [t for t in sent if t.startswith(LEAD)] == [f"{LEAD}:mql", f"{LEAD}:sql"]
+    assert ga4 == ["qualify_lead", "working_lead"]
+    assert delivery_rows(state_url) == [
+        ("mql", "ga4", "delivered", None),
+        ("mql", "google_ads", "delivered", None),
+        ("sql", "ga4", "delivered", None),
+        ("sql", "google_ads", "delivered", None),
+        ("mql", "ga4", "skipped", "stage_already_reached"),
+        ("mql", "google_ads", "skipped", "stage_already_reached"),
+    ]

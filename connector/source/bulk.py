@@ -24,9 +24,10 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, cast
 
 import requests
@@ -38,6 +39,7 @@ from simple_salesforce.util import call_salesforce
 from connector.errors import SourceError
 from connector.source.ahead import read_ahead
 from connector.source.errors import source_error
+from connector.source.spill import Spill
 
 Record = dict[str, Any]
 _CELLS: dict[str, Any] = {"": None, "true": True, "false": False}  # all else: text
@@ -55,6 +57,7 @@ def bulk_pages(
     sobject: str,
     soql: str,
     *,
+    order: Sequence[str] = (),
     page_size: int = 50_000,
     include_deleted: bool = False,
     poll_seconds: float = 1,
@@ -66,7 +69,11 @@ def bulk_pages(
     Memory follows neither `page_size` nor the row count: a page's records are parsed
     from the response as they are iterated, and the next page's request is sent while
     this one is read. Read each page to its end before asking for the next: a page left
-    unread raises RuntimeError (its rows would be lost). `poll_seconds` is the wait before
+    unread raises RuntimeError (its rows would be lost). With `order` (fields of the
+    query, none of a parent), the records come sorted by those fields, ascending, as
+    the same query's ORDER BY would give them: the job's every page goes through a
+    scratch file (`connector.source.spill`) first, and as many pages come out, of the
+    same sizes. `poll_seconds` is the wait before
     the first status poll, plus the time `expected_rows` take at ROWS_PER_SECOND; each
     later one waits twice as long as the one before, up to MAX_POLL_SECONDS (one API call
     a poll).
@@ -80,8 +87,8 @@ def bulk_pages(
         # The next page is asked for while this one is read: its locator is in this one's
         # headers, and its body waits on the wire (not in memory) until it is read.
         with closing(read_ahead(_results(client, job, page_size))) as pages:
-            for page in _one_read_at_a_time(pages):
-                yield iter(page)
+            read = _one_read_at_a_time(pages)
+            yield from _in_order(read, order) if order else (iter(page) for page in read)
     except SalesforceError as exc:
         raise source_error(exc) from None
     except requests.RequestException as exc:
@@ -164,6 +171,15 @@ class _Page:
         self.done = False
 
     def __iter__(self) -> Iterator[Record]:
+        lines = self.lines()
+        header = next(lines, None)
+        if header is not None:
+            shape = _Shape.of_header(header)
+            for row in lines:
+                yield shape.record(row)
+
+    def lines(self) -> Iterator[list[str]]:
+        """The page's CSV rows, its header first, read off the response as they are iterated."""
         with closing(self._response) as response:
             raw = cast(urllib3.HTTPResponse, response.raw)
             raw.decode_content = True  # a gzip-encoded body, as requests would decode it
@@ -173,18 +189,58 @@ class _Page:
                 rows = csv.reader(text, strict=True)
                 header = next(rows, None)
                 if header is not None:
-                    shape = _Shape.of([(name.split("."), i) for i, name in enumerate(header)])
+                    yield header
                     for row in rows:
-                        yield shape.record(row)
+                        if len(row) != len(header):
+                            raise _not_csv()
+                        yield row
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _unreachable("its result page", exc) from None
-            except (csv.Error, UnicodeDecodeError, IndexError):
-                raise SourceError(
-                    "Salesforce sent a Bulk result page that is not the CSV asked for; "
-                    "the cursor was kept, rerun later",
-                    retryable=True,
-                ) from None
+            except (csv.Error, UnicodeDecodeError):
+                raise _not_csv() from None
         self.done = True
+
+
+def _in_order(pages: Iterator[_Page], order: Sequence[str]) -> Iterator[Iterator[Record]]:
+    """The records of `pages` sorted by the `order` fields: every page is read into a
+    spill, then pages of the sizes read are handed out."""
+    with Spill() as spill:
+        header: list[str] | None = None
+        columns: list[int] = []
+        sizes: list[int] = []
+        for page in pages:
+            lines = page.lines()
+            if (first := next(lines, None)) is None:
+                sizes.append(0)  # not even a header: a job of no rows
+                continue
+            if header is None:
+                header, columns = first, _columns(first, order)
+            elif first != header:
+                raise _not_csv()  # every page of a job has the job's header
+            held = spill.count
+            spill.add(("\x1f".join([row[i] for i in columns]), row) for row in lines)
+            sizes.append(spill.count - held)
+        if header is None:
+            return
+        shape, rows = _Shape.of_header(header), spill.rows()
+        for size in sizes:
+            yield (shape.record(row) for row in islice(rows, size))
+
+
+def _columns(header: list[str], order: Sequence[str]) -> list[int]:
+    if missing := [name for name in order if name not in header]:
+        raise SourceError(
+            f"the Bulk result has no {', '.join(missing)} column to sort by", retryable=False
+        )
+    return [header.index(name) for name in order]
+
+
+def _not_csv() -> SourceError:
+    return SourceError(
+        "Salesforce sent a Bulk result page that is not the CSV asked for; "
+        "the cursor was kept, rerun later",
+        retryable=True,
+    )
 
 
 def _unreachable(what: str, exc: Exception) -> SourceError:
@@ -200,6 +256,10 @@ class _Shape:
 
     fields: tuple[tuple[str, int], ...]  # field name, column
     parents: tuple[tuple[str, _Shape], ...]  # relationship name, its shape
+
+    @classmethod
+    def of_header(cls, header: list[str]) -> _Shape:
+        return cls.of([(name.split("."), i) for i, name in enumerate(header)])
 
     @classmethod
     def of(cls, columns: list[tuple[list[str], int]]) -> _Shape:

@@ -12,14 +12,14 @@ One object per stream, as dlt's `Incremental`, that knows:
   twice is recorded once;
 - the run start it is capped at (`end`), as the Singer SDK caps a bookmark at the
   sync's start: a row stamped later may still be committing;
-- whether rows arrive in replication-key order (REST pages: the position follows
-  each row) or in no order (a Bulk API 2.0 job: the position moves only once the
-  whole read is done), and the position reached so far.
+- the position reached so far: rows arrive in replication-key order (REST pages by
+  their ORDER BY, a Bulk API 2.0 job's rows sorted by its reader), so the position
+  follows each row.
 
 `bookmark` is the value the stored bookmark may move to with the rows read so
 far; the ledger moves it in the transaction that stores those rows, never back.
-Rows out of order in an ordered read are refused (the Singer SDK's rule): a
-bookmark past a row not yet read would skip it for good.
+Rows out of order are refused (the Singer SDK's rule): a bookmark past a row not
+yet read would skip it for good.
 """
 
 from __future__ import annotations
@@ -39,9 +39,7 @@ class Cursor:
     start: datetime  # where a backfill reads from
     overlap: timedelta
     end: datetime  # the run's start: the bookmark never passes it
-    ordered: bool = field(default=True, init=False)
     position: datetime | None = field(default=None, init=False)  # read up to here, safely
-    newest: datetime | None = field(default=None, init=False)  # the newest row read
 
     @classmethod
     def resume(
@@ -74,26 +72,12 @@ class Cursor:
         never past the run start: what is later is read again next time."""
         return min(self.position or self.since, self.end)
 
-    def unordered(self) -> None:
-        """Rows come in no promised order (a Bulk API 2.0 job): the position moves at `finish`."""
-        if self.newest is not None:
-            raise ValueError("a read turns unordered before its first row, not after")
-        self.ordered = False
-
     def advance(self, at: datetime) -> None:
-        """A row with replication-key value `at` was read (in an ordered read: every row
-        before it too)."""
-        if self.ordered and self.position is not None and at < self.position:
+        """A row with replication-key value `at` was read, and every row before it too."""
+        if self.position is not None and at < self.position:
             raise SourceError(
                 f"{self.stream.name}: rows arrived out of {self.stream.replication_key} order "
                 f"({at.isoformat()} after {self.position.isoformat()}); the cursor was kept",
                 retryable=False,
             )
-        self.newest = at if self.newest is None else max(self.newest, at)
-        if self.ordered:
-            self.position = at
-
-    def finish(self) -> None:
-        """The read is done: every row it returned is covered, the newest one included."""
-        if self.newest is not None and (self.position is None or self.newest > self.position):
-            self.position = self.newest
+        self.position = at

@@ -10,7 +10,8 @@ Each stream (`connector.source.streams`) is read with its cursor
 the lead's click ids, UTM fields, consent and contact data ride along as parent
 fields. Rows arrive in time order, which is what lets the cursor move safely
 page by page. A first run with more rows than `bulk_threshold` streams them
-through Bulk API 2.0 instead, in no order: the cursor moves once the job is read.
+through Bulk API 2.0 instead, whose rows come in no order: its reader sorts them
+(`connector.source.bulk`), so they come on in the same order.
 """
 
 from __future__ import annotations
@@ -143,7 +144,6 @@ class SalesforceSource:
         }
         stream = pull.cursor.stream
         yield from readers[stream.sobject, stream.mode](pull)
-        pull.cursor.finish()
 
     # history mode -----------------------------------------------------------------
 
@@ -429,9 +429,13 @@ class SalesforceSource:
         yield from read_ahead(chain([page["records"]], more))
 
     def _bulk(self, pull: Pull, query: q.Query, rows: int) -> Rows:
-        pull.cursor.unordered()  # bulk results come in no promised order
         pages = bulk_pages(
-            self._client, query.sobject, query.unordered, include_deleted=True, expected_rows=rows
+            self._client,
+            query.sobject,
+            query.unordered,
+            order=query.order,  # put back in the REST read's order: Bulk promises none
+            include_deleted=True,
+            expected_rows=rows,
         )
         for page in pages:
             pull.stats.calls += 1
@@ -546,9 +550,7 @@ class _Stages:
             if r["Field"] == self._field:
                 new = str(r.get("NewValue") or "")
                 row = (parse_sf_datetime(r["CreatedDate"]), r.get("OldValue"), new)
-                self._page.setdefault(str(r["OpportunityId"]), []).append(row)
-        for rows in self._page.values():
-            rows.sort(key=lambda row: row[0])  # Bulk API pages come in no order
+                self._page.setdefault(str(r["OpportunityId"]), []).append(row)  # in time order
 
     def at(self, opportunity_id: str, when: datetime) -> str | None:
         rows = self._page.get(opportunity_id, [])

@@ -52,15 +52,16 @@ class Query:
     fields: str
     sobject: str  # the FROM object (Bulk API 2.0 jobs are addressed by it)
     where: str
-    order_by: str
+    order: tuple[str, ...]  # ORDER BY these fields, ascending (the replication key, then Id)
 
     @property
     def soql(self) -> str:
-        return f"{self.unordered} ORDER BY {self.order_by}"
+        return f"{self.unordered} ORDER BY {', '.join(f'{name} ASC' for name in self.order)}"
 
     @property
     def unordered(self) -> str:
-        """Without ORDER BY: for a Bulk API 2.0 job, whose results come in no promised order."""
+        """Without ORDER BY: for a Bulk API 2.0 job, whose results come in no promised order
+        (and ORDER BY would stop Salesforce from chunking it): the reader sorts them."""
         return f"SELECT {self.fields} FROM {self.sobject} WHERE {self.where}"
 
 
@@ -71,7 +72,7 @@ def lead_history_query(mapping: Mapping, since: datetime) -> Query:
         f"Id, LeadId, OldValue, NewValue, CreatedDate, {parent}",
         spec.history_object,
         f"Field = '{spec.status_field}' AND CreatedDate >= {soql_datetime(since)}",
-        "CreatedDate ASC, Id ASC",
+        ("CreatedDate", "Id"),
     )
 
 
@@ -84,7 +85,7 @@ def lead_snapshot_query(mapping: Mapping, since: datetime) -> Query:
         fields,
         spec.object,
         f"SystemModstamp >= {soql_datetime(since)}",
-        "SystemModstamp ASC, Id ASC",
+        ("SystemModstamp", "Id"),
     )
 
 
@@ -97,7 +98,7 @@ def opportunity_history_query(mapping: Mapping, since: datetime) -> Query:
         spec.history_object,
         f"Field IN ('{spec.stage_field}', '{spec.amount_field}') "
         f"AND CreatedDate >= {soql_datetime(since)}",
-        "CreatedDate ASC, Id ASC",
+        ("CreatedDate", "Id"),
     )
 
 
@@ -107,7 +108,7 @@ def opportunity_snapshot_query(mapping: Mapping, since: datetime) -> Query:
         fields,
         "Opportunity",
         f"SystemModstamp >= {soql_datetime(since)}",
-        "SystemModstamp ASC, Id ASC",
+        ("SystemModstamp", "Id"),
     )
 
 

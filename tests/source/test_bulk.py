@@ -200,3 +200,55 @@ def test_a_failed_job_is_a_retryable_source_error(
         read(client)
     assert "failed" in str(failed.value) and failed.value.retryable
     assert "15 times" not in str(failed.value)  # the job's own text is not echoed
+
+
+UNSORTED = f"{SELECT} FROM LeadHistory"  # no ORDER BY, as the connector asks (it stops chunking)
+ORDER = ("CreatedDate", "Id")
+
+
+def test_records_asked_for_in_order_come_sorted_in_pages_of_the_sizes_read(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    # Rows stamped before every other, added last: the job hands them out last.
+    for i in range(5):
+        emulator.insert("LeadHistory", _early_row(i))
+    assert [r["Id"] for p in read(client, UNSORTED) for r in p][-1] == history_id(100)
+    pages = read(client, UNSORTED, page_size=10, order=ORDER)
+    assert [len(p) for p in pages] == [10, 10, 10]
+    # As the same query's ORDER BY gives them, ties on CreatedDate broken by Id.
+    by_rest = client.query_all(f"{UNSORTED} ORDER BY CreatedDate ASC, Id ASC")["records"]
+    assert [r["Id"] for p in pages for r in p] == [r["Id"] for r in by_rest]
+    assert [r["Id"] for r in pages[0][:3]] == [history_id(100), history_id(101), history_id(102)]
+
+
+def _early_row(i: int) -> dict[str, Any]:
+    minute = min(i, 3)  # the last two added share a minute: the smaller Id first
+    return {
+        "Id": history_id(100 + (4 - i)),
+        "LeadId": LEAD,
+        "Field": "Status",
+        "NewValue": "MQL",
+        "CreatedDate": f"2026-11-09T10:{3 - minute:02d}:00.000+0000",
+    }
+
+
+def test_an_empty_result_asked_for_in_order_is_one_empty_page(client: Salesforce) -> None:
+    assert read(client, f"{UNSORTED} WHERE Field = 'Nope'", order=ORDER) == [[]]
+
+
+def test_a_sort_field_the_query_does_not_select_is_a_source_error(client: Salesforce) -> None:
+    with pytest.raises(SourceError) as missing:
+        read(client, UNSORTED, order=("SystemModstamp", "Id"))
+    assert "no SystemModstamp column" in str(missing.value) and not missing.value.retryable
+
+
+@pytest.mark.parametrize("order", [(), ORDER])
+def test_a_row_of_the_wrong_width_is_a_retryable_source_error(
+    client: Salesforce, emulator: SalesforceEmulator, order: tuple[str, ...]
+) -> None:
+    csv_page = b'"Id","CreatedDate"\n"017000000000000AAA"\n'
+    headers = {"Content-Type": "text/csv", "Sforce-Locator": "null"}
+    emulator.faults.push(Fault(200, csv_page, headers, path_contains="/results"))
+    with pytest.raises(SourceError) as short:
+        read(client, UNSORTED, order=order)
+    assert "not the CSV asked for" in str(short.value) and short.value.retryable

@@ -47,42 +47,21 @@ def test_before_any_row_the_bookmark_may_move_only_to_where_the_read_began() -> 
     assert cursor(overlap_seconds=60).bookmark == BOOKMARK - timedelta(seconds=60)
 
 
-def test_an_ordered_read_moves_the_position_with_each_row() -> None:
+def test_a_read_moves_the_position_with_each_row() -> None:
     read = cursor()
     for at in (hours_ago(5), hours_ago(4), hours_ago(4)):  # a tie is still in order
         read.advance(at)
         assert read.position == at and read.bookmark == at
-    read.finish()
-    assert read.bookmark == hours_ago(4)
 
 
 def test_the_bookmark_never_passes_the_run_start() -> None:
     read = cursor()
     read.advance(RUN_START + timedelta(seconds=2))  # stamped while the run was reading
-    read.finish()
     assert read.position == RUN_START + timedelta(seconds=2)
     assert read.bookmark == RUN_START  # read again next time
 
 
-def test_an_unordered_read_moves_the_position_only_when_it_is_done() -> None:
-    read = cursor()
-    read.unordered()
-    for at in (hours_ago(2), hours_ago(5), hours_ago(3)):
-        read.advance(at)
-        assert read.position is None and read.bookmark == read.since
-    read.finish()
-    assert read.position == hours_ago(2) and read.bookmark == hours_ago(2)
-    assert not read.ordered
-
-
-def test_a_read_turns_unordered_before_its_first_row_only() -> None:
-    read = cursor()
-    read.advance(hours_ago(3))
-    with pytest.raises(ValueError, match="before its first row"):
-        read.unordered()
-
-
-def test_rows_out_of_order_in_an_ordered_read_are_refused_and_the_position_kept() -> None:
+def test_rows_out_of_order_are_refused_and_the_position_kept() -> None:
     read = cursor()
     read.advance(hours_ago(3))
     with pytest.raises(SourceError) as refused:

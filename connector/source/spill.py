@@ -1,0 +1,71 @@
+"""Rows put in key order through a scratch file, whatever their number.
+
+A Bulk API 2.0 job returns its rows in no promised order, and a backfill's rows
+can outgrow memory. Here they go into a SQLite file in the temporary directory
+(TMPDIR), keyed by their sort key, and come back in key order; the file goes
+when the spill is closed. SQLite holds a few MB of its pages in memory whatever
+the row count; the disk holds about 350 bytes a row of a history read (a
+million-row backfill: about 350 MB). Nothing here is state: it lives for one read.
+"""
+
+from __future__ import annotations
+
+import marshal
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+Row = list[str]
+CACHE_KIB = 8192  # SQLite's page cache for the file
+
+
+class Spill:
+    """Add (key, row) pairs in any order; read the rows back by key, ties in arrival order."""
+
+    def __init__(self) -> None:
+        self._directory = tempfile.TemporaryDirectory(prefix="connector-spill-")
+        self._db = sqlite3.connect(Path(self._directory.name) / "rows.db")
+        # A scratch file: nothing to recover after a crash, so no journal and no syncs.
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", f"cache_size = -{CACHE_KIB}"):
+            self._db.execute(f"PRAGMA {pragma}")
+        # Clustered on (key, arrival): rows that come nearly in order are appended, and read
+        # back by a plain scan, with no sort of their own.
+        self._db.execute(
+            "CREATE TABLE rows (key TEXT, seq INTEGER, row BLOB, PRIMARY KEY (key, seq))"
+            " WITHOUT ROWID"
+        )
+        self.count = 0
+
+    def add(self, rows: Iterable[tuple[str, Row]]) -> None:
+        """Hold `rows` (marshal: the fastest way Python writes a list of strings)."""
+
+        def numbered() -> Iterator[tuple[str, int, bytes]]:
+            for key, row in rows:
+                self.count += 1
+                yield key, self.count, marshal.dumps(row)
+
+        with self._db:  # one transaction for the lot
+            self._db.executemany("INSERT INTO rows VALUES (?, ?, ?)", numbered())
+
+    def rows(self) -> Iterator[Row]:
+        """Every row held, in key order."""
+        for (blob,) in self._db.execute("SELECT row FROM rows ORDER BY key, seq"):
+            # Bytes this process wrote, in a directory only its user can open (mode 0700).
+            yield marshal.loads(blob)  # noqa: S302
+
+    def close(self) -> None:
+        self._db.close()
+        self._directory.cleanup()
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
