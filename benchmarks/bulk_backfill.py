@@ -5,7 +5,8 @@
 Starts the Salesforce emulator in this process with `--changes` LeadHistory
 rows (four status changes per lead, each lead carrying the mapping's
 fields), then reads them with `connector.source.bulk.bulk_pages` over TLS
-through simple-salesforce: once a quarter of the rows, once all of them, for
+through simple-salesforce, sorted by CreatedDate as the connector reads them
+(every row goes through the reader's scratch file on disk first): once a quarter of the rows, once all of them, for
 each page size. Each read runs twice: timed without tracing, then measured
 under tracemalloc (which slows Python down, so its time is not reported).
 The output ends with what each figure measures (LEGEND): the point is that
@@ -38,13 +39,15 @@ from connector_sandbox.salesforce import SalesforceEmulator
 
 MAPPING = Path(__file__).resolve().parent.parent / "mappings" / "salesforce.yaml"
 START = datetime(2026, 1, 1, tzinfo=UTC)
+ORDER = ("CreatedDate", "Id")  # the connector's LeadHistory order
 STEP = timedelta(seconds=10)  # one status change every 10 s, in store order
 PATH = ("Open", "MQL", "SQL", "Closed - Converted")
 MIB = 1024 * 1024
 
 Rows = dict[str, list[dict[str, Any]]]
 LEGEND = """\
-seconds, rows/s: an untraced read (job creation, polls, every page fetched and parsed).
+seconds, rows/s: an untraced read (job creation, polls, every page fetched, parsed, put
+  through the scratch file that sorts the rows, and read back).
 tracemalloc peak: Python memory allocated during a second, traced read of the same rows:
   the reader's page (CSV text and records) plus the emulator thread's rendering of one
   page and its job's row list (8 bytes a row); the org loaded before is not counted.
@@ -107,8 +110,10 @@ def _lead(i: int) -> dict[str, Any]:
 def history_soql(since: datetime) -> str:
     """The connector's LeadHistory query with the mapping's lead fields riding along.
 
-    Without ORDER BY: on a real org it disables PK chunking for bulk jobs, and
-    here rows are stored in CreatedDate order anyway.
+    Without ORDER BY: on a real org it disables PK chunking for bulk jobs. The
+    reader sorts the rows itself (`ORDER`), through its scratch file, as the
+    connector's does; here they are stored in CreatedDate order, as most of a real
+    job's rows come.
     """
     fields = dict.fromkeys(["CreatedDate", *load_mapping(MAPPING).lead_fields().values()])
     parent = ", ".join(f"Lead.{name}" for name in fields)
@@ -121,7 +126,9 @@ def history_soql(since: datetime) -> str:
 def read(client: Salesforce, soql: str, page_size: int) -> Result:
     started = time.perf_counter()
     rows = pages = 0
-    for page in bulk_pages(client, "LeadHistory", soql, page_size=page_size, poll_seconds=0):
+    for page in bulk_pages(
+        client, "LeadHistory", soql, order=ORDER, page_size=page_size, poll_seconds=0
+    ):
         rows += sum(1 for _ in page)  # a page's records are made as they are read
         pages += 1
         del page  # a consumer that keeps no page while the next one is fetched

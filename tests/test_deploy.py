@@ -139,6 +139,29 @@ def test_cronjob_is_locked_down(path: Path, job: dict[str, Any], docs: Any) -> N
     assert "/tmp" in mounts  # the one writable place besides the state volume
 
 
+# A first run's Bulk backfill sorts its rows through a scratch file in /tmp: about 350 bytes
+# a stage change (connector.source.spill), so a million changes need about 350 MB there.
+BACKFILL_SCRATCH_MIB = 512
+
+
+@pytest.mark.parametrize(("path", "job", "docs"), CRONJOBS, ids=[p.name for p, _, _ in CRONJOBS])
+def test_cronjob_tmp_holds_a_backfills_scratch_file(
+    path: Path, job: dict[str, Any], docs: Any
+) -> None:
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    mount = next(m for m in _container(job)["volumeMounts"] if m["mountPath"] == "/tmp")
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    size = volume["emptyDir"]["sizeLimit"]
+    assert _mebibytes(size) >= BACKFILL_SCRATCH_MIB
+    assert volume["emptyDir"].get("medium") != "Memory"  # not counted against the pod's memory
+
+
+def _mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    unit = next(u for u in sorted(units, key=len, reverse=True) if quantity.endswith(u))
+    return float(quantity.removesuffix(unit)) * units[unit]
+
+
 @pytest.mark.parametrize(("path", "job", "docs"), CRONJOBS, ids=[p.name for p, _, _ in CRONJOBS])
 def test_cronjob_takes_secrets_by_reference(path: Path, job: dict[str, Any], docs: Any) -> None:
     container = _container(job)
@@ -217,6 +240,14 @@ def test_compose_takes_secrets_from_the_env_file() -> None:
     mounts = {v.split(":")[1]: v for v in connector["volumes"]}
     key = environment["CONNECTOR_SALESFORCE__PRIVATE_KEY_FILE"]
     assert mounts[str(Path(key).parent)].endswith(":ro")
+
+
+def test_compose_tmp_is_on_disk_for_a_backfills_scratch_file() -> None:
+    compose = _compose()
+    connector = compose["services"]["connector"]
+    assert "tmpfs" not in connector  # RAM: a backfill's scratch file would count as memory
+    scratch = next(v.split(":")[0] for v in connector["volumes"] if v.split(":")[1] == "/tmp")
+    assert scratch in compose["volumes"]
 
 
 # --- systemd and cron ---------------------------------------------------------------------------
