@@ -6,13 +6,14 @@ Starts the Salesforce emulator in this process with `--changes` LeadHistory
 rows (four status changes per lead, each lead carrying the mapping's
 fields), then reads them with `connector.source.bulk.bulk_pages` over TLS
 through simple-salesforce, sorted by CreatedDate as the connector reads them
-(every row goes through the reader's scratch file on disk first): once a quarter of the rows, once all of them, for
-each page size. Each read runs twice: timed without tracing, then measured
-under tracemalloc (which slows Python down, so its time is not reported).
-The output ends with what each figure measures (LEGEND): the point is that
-the peak does not follow the number of rows read. The reader parses a page off
-the response as it arrives, so what still follows the page size is mostly the
-in-process emulator's rendering of it.
+(every row goes through the reader's scratch file on disk first): once a
+quarter of the rows, once all of them, for each page size. Each read runs
+twice: timed without tracing, then measured under tracemalloc (which slows
+Python down, so its time is not reported). The output ends with what each
+figure measures (LEGEND): the point is that the peak does not follow the
+number of rows read. The reader parses a page off the response as it arrives,
+so what still follows the page size is mostly the in-process emulator's
+rendering of it.
 """
 
 from __future__ import annotations
