@@ -120,6 +120,15 @@ def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Crm]:
         yield Crm(box, f"sqlite:///{tmp_path / 'state.db'}", request.param)
 
 
+# A lead's first MQL and SQL, each delivered to both destinations.
+MQL_AND_SQL_SENT = [
+    ("mql", "ga4", "delivered", None),
+    ("mql", "google_ads", "delivered", None),
+    ("sql", "ga4", "delivered", None),
+    ("sql", "google_ads", "delivered", None),
+]
+
+
 def test_a_stage_reached_again_is_recorded_and_sent_nowhere(crm: Crm) -> None:
     crm.status("Open", "MQL")
     crm.status("MQL", "SQL")
@@ -129,10 +138,7 @@ def test_a_stage_reached_again_is_recorded_and_sent_nowhere(crm: Crm) -> None:
     crm.sync()
 
     assert crm.rows() == [
-        ("mql", "ga4", "delivered", None),
-        ("mql", "google_ads", "delivered", None),
-        ("sql", "ga4", "delivered", None),
-        ("sql", "google_ads", "delivered", None),
+        *MQL_AND_SQL_SENT,
         ("mql", "ga4", "skipped", "stage_already_reached"),
         ("mql", "google_ads", "skipped", "stage_already_reached"),
         ("sql", "ga4", "skipped", "stage_already_reached"),
@@ -292,10 +298,7 @@ def test_a_bulk_backfill_whose_rows_come_out_of_time_order_counts_a_stage_once(
     assert [t for t in sent if t.startswith(LEAD)] == [f"{LEAD}:mql", f"{LEAD}:sql"]
     assert ga4 == ["qualify_lead", "working_lead"]
     assert delivery_rows(state_url) == [
-        ("mql", "ga4", "delivered", None),
-        ("mql", "google_ads", "delivered", None),
-        ("sql", "ga4", "delivered", None),
-        ("sql", "google_ads", "delivered", None),
+        *MQL_AND_SQL_SENT,
         ("mql", "ga4", "skipped", "stage_already_reached"),
         ("mql", "google_ads", "skipped", "stage_already_reached"),
     ]
