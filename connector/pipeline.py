@@ -276,6 +276,9 @@ class _Run:
                         self.summary.tally(target.destination).add("skipped", target.skip_reason)
             self._progress("pulled", len(chunk))
 
+        if stopping.requested():  # the source ended its read early (a Bulk job told to stop)
+            self.summary.stopped = self.summary.stopped or stopping.REASON
+            return
         # Records read but not changed (snapshot mode) move the bookmark too.
         self.ledger.changes.record(run_id, [], name, cursor.bookmark)
 

@@ -19,5 +19,10 @@ def requested() -> bool:
     return _requested.is_set()
 
 
+def wait(seconds: float) -> bool:
+    """Sleep `seconds`, or less if told to stop meanwhile; whether a stop was requested."""
+    return _requested.wait(seconds)
+
+
 def reset() -> None:
     _requested.clear()

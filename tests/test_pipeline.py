@@ -386,6 +386,36 @@ def test_a_stop_inside_the_queues_last_ga4_chunk_says_the_run_stopped(
     assert "in_flight" not in ga4 and ga4["pending"] > 0
 
 
+def test_a_stop_while_a_backfills_bulk_job_runs_keeps_the_stream_a_backfill(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    from connector.ledger import Ledger
+
+    settings = sandbox.settings(sqlite_url, MAPPING, salesforce={"bulk_threshold": 2})
+    sandbox.salesforce.bulk_jobs.polls_before_complete = 1_000  # a job that runs for minutes
+    threading.Thread(target=_stop_once_bulk_polled, args=(sandbox,), daemon=True).start()
+    try:
+        stopped = run(settings)
+    finally:
+        stopping.reset()
+    assert "SIGTERM" in stopped.stopped  # type: ignore[attr-defined]
+    assert ledger_rows(sqlite_url) == ([], [])
+    assert Ledger.open(sqlite_url).cursors.get(STREAM) is None  # no bookmark: still a backfill
+
+    sandbox.salesforce.bulk_jobs.polls_before_complete = 0
+    jobs = sandbox.salesforce.bulk_calls["LeadHistory"]
+    assert run(settings).status == "ok"  # type: ignore[attr-defined]
+    assert sandbox.salesforce.bulk_calls["LeadHistory"] > jobs + 2  # through Bulk again
+    assert ledger_rows(sqlite_url)[0]
+
+
+def _stop_once_bulk_polled(box: Sandbox) -> None:
+    deadline = time.monotonic() + 60
+    while box.salesforce.bulk_calls.get("LeadHistory", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stopping.request()
+
+
 def _stopped_once_sending(box: Sandbox, settings: Settings, destination: str) -> Counter[str]:
     """Run, told to stop once `destination`'s first request arrives; the run must say it
     stopped. The statuses of the destination's rows."""

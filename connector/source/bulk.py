@@ -36,6 +36,7 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.util import call_salesforce
 
+from connector import stopping
 from connector.errors import SourceError
 from connector.source.ahead import read_ahead
 from connector.source.errors import source_error
@@ -73,7 +74,8 @@ def bulk_pages(
     query, none of a parent), the records come sorted by those fields, ascending, as
     the same query's ORDER BY would give them: the job's every page goes through a
     scratch file (`connector.source.spill`) first, and as many pages come out, of the
-    same sizes. `poll_seconds` is the wait before
+    same sizes. Told to stop (`connector.stopping`) while the job runs or its pages are
+    read into the scratch file, it hands out no page. `poll_seconds` is the wait before
     the first status poll, plus the time `expected_rows` take at ROWS_PER_SECOND; each
     later one waits twice as long as the one before, up to MAX_POLL_SECONDS (one API call
     a poll).
@@ -83,7 +85,8 @@ def bulk_pages(
         raise ValueError("page_size must be at least 1")
     try:
         job = _create(client, soql, include_deleted)
-        _wait(client, sobject, job, poll_seconds + expected_rows / ROWS_PER_SECOND)
+        if not _wait(client, sobject, job, poll_seconds + expected_rows / ROWS_PER_SECOND):
+            return  # told to stop (SIGTERM): no rows, so the cursor stays where it was
         # The next page is asked for while this one is read: its locator is in this one's
         # headers, and its body waits on the wire (not in memory) until it is read.
         with closing(read_ahead(_results(client, job, page_size))) as pages:
@@ -107,15 +110,17 @@ def _create(client: Salesforce, soql: str, include_deleted: bool) -> str:
     return str(job["id"])
 
 
-def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> None:
-    """Poll the job until it is complete; a failed, aborted or endless job is a SourceError."""
+def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> bool:
+    """Poll the job until it is complete (True), or the run is told to stop (False); a
+    failed, aborted or endless job is a SourceError."""
     deadline = time.monotonic() + WAIT_LIMIT_SECONDS
     delay = poll_seconds
     while True:
-        time.sleep(delay)
+        if stopping.wait(delay):  # a large job can take minutes: stop within the grace period
+            return False
         state = cast(dict[str, Any], client.restful(f"jobs/query/{job}")).get("state")
         if state == "JobComplete":
-            return
+            return True
         if state in _ENDED or time.monotonic() > deadline:
             # A failed job's errorMessage may quote the query's data: say only what happened.
             what = _ENDED.get(str(state), "timed out")
@@ -209,6 +214,8 @@ def _in_order(pages: Iterator[_Page], order: Sequence[str]) -> Iterator[Iterator
         columns: list[int] = []
         sizes: list[int] = []
         for page in pages:
+            if stopping.requested():  # no row handed out yet: the cursor stays where it was
+                return
             lines = page.lines()
             if (first := next(lines, None)) is None:
                 sizes.append(0)  # not even a header: a job of no rows

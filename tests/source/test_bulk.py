@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from simple_salesforce.api import Salesforce
 
+from connector import stopping
 from connector.errors import SourceError
 from connector.source.bulk import bulk_pages
 from connector.source.salesforce import parse_sf_datetime
@@ -252,3 +254,31 @@ def test_a_row_of_the_wrong_width_is_a_retryable_source_error(
     with pytest.raises(SourceError) as short:
         read(client, UNSORTED, order=order)
     assert "not the CSV asked for" in str(short.value) and short.value.retryable
+
+
+def test_told_to_stop_while_the_job_runs_it_hands_out_no_page(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.bulk_jobs.polls_before_complete = 100  # a job that would run for minutes
+    threading.Timer(0.2, stopping.request).start()  # what SIGTERM's handler does
+    started = time.monotonic()
+    try:
+        pages = bulk_pages(client, "LeadHistory", UNSORTED, order=ORDER, poll_seconds=0.05)
+        assert list(pages) == []
+    finally:
+        stopping.reset()
+    assert time.monotonic() - started < 2  # within the next poll's wait, not after the job
+    assert emulator.bulk_calls["LeadHistory"] < 10
+
+
+def test_told_to_stop_while_pages_are_spilled_it_hands_out_no_page(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    # Each result page takes 0.3 s to come; the stop comes while the first is on its way.
+    slow = Fault(delay_seconds=0.3, then_serve=True, path_contains="/results")
+    emulator.faults.push(slow, times=3)
+    threading.Timer(0.15, stopping.request).start()
+    try:
+        assert read(client, UNSORTED, order=ORDER, page_size=10) == []
+    finally:
+        stopping.reset()
