@@ -249,6 +249,25 @@ def test_the_api_budget_stops_pulling_and_the_next_run_goes_on(
     assert len(changes) == 3 and len({c["changed_at"] for c in changes}) == 3
 
 
+def test_a_stream_out_of_budget_before_its_first_page_stays_a_backfill(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sandbox.salesforce.insert(
+        "LeadHistory",
+        {"LeadId": LEAD, "Field": "Status", "OldValue": "Open", "NewValue": "MQL",
+         "CreatedDate": sf_datetime(NOW - timedelta(hours=1))},
+    )  # fmt: skip
+    sandbox.salesforce.set_api_usage(95_000)  # of 100,000: past the budget (0.9) already
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    # The first call tells the usage: LeadHistory is read, OpportunityFieldHistory is not.
+    first = run(sandbox, url, MAPPING, salesforce={"max_api_share": 0.9})
+    assert first.stopped and first.pulled == 1
+    cursors = Ledger.open(url).cursors
+    assert cursors.get("salesforce.LeadHistory") is not None
+    # No bookmark: the next run reads it as a first run (through Bulk, if it is large).
+    assert cursors.get("salesforce.OpportunityFieldHistory") is None
+
+
 def test_a_first_run_reads_from_the_configured_start_date(sandbox: Sandbox, tmp_path: Path) -> None:
     start = (NOW - timedelta(days=400)).date()
     sandbox.salesforce.insert(
