@@ -276,10 +276,9 @@ class _Run:
                         self.summary.tally(target.destination).add("skipped", target.skip_reason)
             self._progress("pulled", len(chunk))
 
-        if stopping.requested() or self.summary.stopped:
-            # The read ended early (told to stop, or the API budget spent): the bookmark
-            # moved with what was recorded, no further. A first run stopped before any row
-            # stays a first run, so the next one may still read through Bulk.
+        if cursor.position is None and (stopping.requested() or self.summary.stopped):
+            # The read ended before its first row (told to stop, or the API budget spent):
+            # no bookmark, so a first run stays one and the next may still read through Bulk.
             self.summary.stopped = self.summary.stopped or stopping.REASON
             return
         # Records read but not changed (snapshot mode) move the bookmark too.

@@ -6,6 +6,7 @@ The real simple-salesforce client against the emulator; assertions on the ledger
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,6 +267,27 @@ def test_a_stream_out_of_budget_before_its_first_page_stays_a_backfill(
     assert cursors.get("salesforce.LeadHistory") is not None
     # No bookmark: the next run reads it as a first run (through Bulk, if it is large).
     assert cursors.get("salesforce.OpportunityFieldHistory") is None
+
+
+def test_a_snapshot_read_stopped_by_the_budget_keeps_the_bookmark_of_the_rows_it_read(
+    tmp_path: Path,
+) -> None:
+    ids = [f"00Q00000000001{i}AAA" for i in range(5)]
+    mapping = snapshot_mapping(tmp_path)
+    with Sandbox({"Lead": [lead(i) for i in ids]}) as box:
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+        run(box, url, mapping)  # the leads' states recorded
+        before = Ledger.open(url).cursors.get("salesforce.Lead")
+        for n, i in enumerate(ids):  # touched, status unchanged: nothing to record
+            box.salesforce.update("Lead", i, {"Email": f"n{n}@example.com"})
+            time.sleep(0.01)
+        box.salesforce.page_size = 1
+        box.salesforce.set_api_usage(89_997)  # two more pages, then the budget (0.9) is spent
+        time.sleep(1.1)  # the touches are a second past the bookmark
+        second = run(box, url, mapping, salesforce={"max_api_share": 0.9, "overlap_seconds": 0})
+        after = Ledger.open(url).cursors.get("salesforce.Lead")
+    assert second.stopped
+    assert before is not None and after is not None and after > before  # the next run goes on
 
 
 def test_a_first_run_reads_from_the_configured_start_date(sandbox: Sandbox, tmp_path: Path) -> None:
