@@ -393,10 +393,12 @@ def test_a_stop_while_a_backfills_bulk_job_runs_keeps_the_stream_a_backfill(
 
     settings = sandbox.settings(sqlite_url, MAPPING, salesforce={"bulk_threshold": 2})
     sandbox.salesforce.bulk_jobs.polls_before_complete = 1_000  # a job that runs for minutes
-    threading.Thread(target=_stop_once_bulk_polled, args=(sandbox,), daemon=True).start()
+    stopper = threading.Thread(target=_stop_once_bulk_polled, args=(sandbox,), daemon=True)
+    stopper.start()
     try:
         stopped = run(settings)
     finally:
+        stopper.join()
         stopping.reset()
     assert "SIGTERM" in stopped.stopped  # type: ignore[attr-defined]
     assert ledger_rows(sqlite_url) == ([], [])

@@ -40,7 +40,7 @@ from connector import stopping
 from connector.errors import SourceError
 from connector.source.ahead import read_ahead
 from connector.source.errors import source_error
-from connector.source.spill import Spill
+from connector.source.spill import Row, Spill
 
 Record = dict[str, Any]
 _CELLS: dict[str, Any] = {"": None, "true": True, "false": False}  # all else: text
@@ -210,28 +210,55 @@ def _in_order(pages: Iterator[_Page], order: Sequence[str]) -> Iterator[Iterator
     """The records of `pages` sorted by the `order` fields: every page is read into a
     spill, then pages of the sizes read are handed out."""
     with Spill() as spill:
-        header: list[str] | None = None
-        columns: list[int] = []
-        sizes: list[int] = []
-        for page in pages:
-            if stopping.requested():  # no row handed out yet: the cursor stays where it was
-                return
-            lines = page.lines()
-            if (first := next(lines, None)) is None:
-                sizes.append(0)  # not even a header: a job of no rows
-                continue
-            if header is None:
-                header, columns = first, _columns(first, order)
-            elif first != header:
-                raise _not_csv()  # every page of a job has the job's header
-            held = spill.count
-            spill.add(("\x1f".join([row[i] for i in columns]), row) for row in lines)
-            sizes.append(spill.count - held)
+        spilled = _spill(pages, order, spill)
+        if spilled is not None:
+            header, sizes = spilled
+            yield from _sorted_pages(_Shape.of_header(header), spill.rows(), sizes)
+
+
+def _spill(
+    pages: Iterator[_Page], order: Sequence[str], spill: Spill
+) -> tuple[list[str], list[int]] | None:
+    """Every page's rows into `spill`: the job's header and its page sizes; None for a job
+    of no header, or when told to stop (no row handed out yet: the cursor stays put)."""
+    header: list[str] | None = None
+    columns: list[int] = []
+    sizes: list[int] = []
+    while not stopping.requested():
+        if (page := next(pages, None)) is None:
+            return None if header is None else (header, sizes)
+        lines = page.lines()
+        if (first := next(lines, None)) is None:
+            sizes.append(0)  # not even a header: a job of no rows
+            continue
         if header is None:
-            return
-        shape, rows = _Shape.of_header(header), spill.rows()
-        for size in sizes:
-            yield (shape.record(row) for row in islice(rows, size))
+            header, columns = first, _columns(first, order)
+        elif first != header:
+            raise _not_csv()  # every page of a job has the job's header
+        held = spill.count
+        spill.add(("\x1f".join([row[i] for i in columns]), row) for row in lines)
+        sizes.append(spill.count - held)
+    return None
+
+
+def _sorted_pages(
+    shape: _Shape, rows: Iterator[Row], sizes: list[int]
+) -> Iterator[Iterator[Record]]:
+    """Pages of `sizes` of `rows`, each to be read to its end before the next is taken, as
+    the job's own pages: a page cut short would shift its rows into the later ones."""
+    handed = due = 0
+
+    def page(size: int) -> Iterator[Record]:
+        nonlocal handed
+        for row in islice(rows, size):
+            handed += 1
+            yield shape.record(row)
+
+    for size in sizes:
+        yield page(size)
+        due += size
+        if handed < due:
+            raise RuntimeError("a Bulk result page was left unread before the next")
 
 
 def _columns(header: list[str], order: Sequence[str]) -> list[int]:

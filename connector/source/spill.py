@@ -56,8 +56,10 @@ class Spill:
             yield marshal.loads(blob)  # noqa: S302
 
     def close(self) -> None:
-        self._db.close()
-        self._directory.cleanup()
+        try:
+            self._db.close()
+        finally:
+            self._directory.cleanup()  # the scratch file goes whatever happened
 
     def __enter__(self) -> Spill:
         return self

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -125,9 +126,21 @@ def test_a_page_left_unread_stops_the_read_instead_of_losing_its_rows(
     assert emulator.bulk_calls == {"LeadHistory": 4}  # page 2 was asked for, never handed out
 
 
-def test_the_last_page_left_unread_stops_the_read_too(client: Salesforce) -> None:
-    pages = bulk_pages(client, "LeadHistory", HISTORY, page_size=ROWS, poll_seconds=0)
+@pytest.mark.parametrize("order", [(), ("CreatedDate", "Id")])
+def test_the_last_page_left_unread_stops_the_read_too(
+    client: Salesforce, order: tuple[str, ...]
+) -> None:
+    pages = bulk_pages(client, "LeadHistory", HISTORY, order=order, page_size=ROWS, poll_seconds=0)
     next(next(pages))
+    with pytest.raises(RuntimeError, match="left unread"):
+        next(pages)
+
+
+def test_a_sorted_page_left_unread_stops_the_read_instead_of_shifting_its_rows(
+    client: Salesforce,
+) -> None:
+    pages = bulk_pages(client, "LeadHistory", HISTORY, order=ORDER, page_size=10, poll_seconds=0)
+    next(next(pages))  # its other nine rows would become the next page's first
     with pytest.raises(RuntimeError, match="left unread"):
         next(pages)
 
@@ -260,13 +273,10 @@ def test_told_to_stop_while_the_job_runs_it_hands_out_no_page(
     client: Salesforce, emulator: SalesforceEmulator
 ) -> None:
     emulator.bulk_jobs.polls_before_complete = 100  # a job that would run for minutes
-    threading.Timer(0.2, stopping.request).start()  # what SIGTERM's handler does
     started = time.monotonic()
-    try:
+    with _stop_after(0.2):
         pages = bulk_pages(client, "LeadHistory", UNSORTED, order=ORDER, poll_seconds=0.05)
         assert list(pages) == []
-    finally:
-        stopping.reset()
     assert time.monotonic() - started < 2  # within the next poll's wait, not after the job
     assert emulator.bulk_calls["LeadHistory"] < 10
 
@@ -277,8 +287,18 @@ def test_told_to_stop_while_pages_are_spilled_it_hands_out_no_page(
     # Each result page takes 0.3 s to come; the stop comes while the first is on its way.
     slow = Fault(delay_seconds=0.3, then_serve=True, path_contains="/results")
     emulator.faults.push(slow, times=3)
-    threading.Timer(0.15, stopping.request).start()
-    try:
+    with _stop_after(0.15):
         assert read(client, UNSORTED, order=ORDER, page_size=10) == []
+
+
+@contextmanager
+def _stop_after(seconds: float) -> Iterator[None]:
+    """A stop requested `seconds` from now (what SIGTERM's handler does); gone afterwards."""
+    timer = threading.Timer(seconds, stopping.request)
+    timer.start()
+    try:
+        yield
     finally:
+        timer.cancel()
+        timer.join()
         stopping.reset()
