@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from connector.errors import SourceError
+
 Row = list[str]
 CACHE_KIB = 8192  # SQLite's page cache for the file
 
@@ -25,7 +27,10 @@ class Spill:
     """Add (key, row) pairs in any order; read the rows back by key, ties in arrival order."""
 
     def __init__(self) -> None:
-        self._directory = tempfile.TemporaryDirectory(prefix="connector-spill-")
+        try:
+            self._directory = tempfile.TemporaryDirectory(prefix="connector-spill-")
+        except OSError as exc:
+            raise _no_room(exc) from None
         self._db = sqlite3.connect(Path(self._directory.name) / "rows.db")
         # A scratch file: nothing to recover after a crash, so no journal and no syncs.
         for pragma in ("journal_mode = OFF", "synchronous = OFF", f"cache_size = -{CACHE_KIB}"):
@@ -46,8 +51,11 @@ class Spill:
                 self.count += 1
                 yield key, self.count, marshal.dumps(row)
 
-        with self._db:  # one transaction for the lot
-            self._db.executemany("INSERT INTO rows VALUES (?, ?, ?)", numbered())
+        try:
+            with self._db:  # one transaction for the lot
+                self._db.executemany("INSERT INTO rows VALUES (?, ?, ?)", numbered())
+        except sqlite3.Error as exc:  # most likely a full disk
+            raise _no_room(exc) from None
 
     def rows(self) -> Iterator[Row]:
         """Every row held, in key order."""
@@ -71,3 +79,12 @@ class Spill:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _no_room(exc: Exception) -> SourceError:
+    return SourceError(
+        f"cannot write the scratch file that sorts a Bulk job's rows under {tempfile.gettempdir()} "
+        f"({type(exc).__name__}: {exc}); give it about 350 bytes a row, or set TMPDIR to a "
+        "directory with room; the cursor was kept, rerun later",
+        retryable=True,
+    )

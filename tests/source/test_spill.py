@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from connector.errors import SourceError
 from connector.source.spill import Spill
 
 
@@ -36,3 +37,14 @@ def test_the_scratch_file_goes_with_the_spill(
         (directory,) = tmp_path.iterdir()
         assert directory.name.startswith("connector-spill-") and (directory / "rows.db").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_no_room_for_the_scratch_file_is_a_source_error_naming_tmpdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_directory = tmp_path / "full"
+    not_a_directory.write_text("", encoding="utf-8")
+    monkeypatch.setattr("tempfile.tempdir", str(not_a_directory))
+    with pytest.raises(SourceError) as no_room:
+        Spill()
+    assert "TMPDIR" in str(no_room.value) and no_room.value.retryable
