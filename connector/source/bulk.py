@@ -209,7 +209,7 @@ class _Page:
 def _in_order(pages: Iterator[_Page], order: Sequence[str]) -> Iterator[Iterator[Record]]:
     """The records of `pages` sorted by the `order` fields: every page is read into a
     spill, then pages of the sizes read are handed out."""
-    with Spill() as spill:
+    with closing(Spill()) as spill:
         spilled = _spill(pages, order, spill)
         if spilled is not None:
             header, sizes = spilled

@@ -15,7 +15,6 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 
 from connector.errors import SourceError
 
@@ -24,7 +23,9 @@ CACHE_KIB = 8192  # SQLite's page cache for the file
 
 
 class Spill:
-    """Add (key, row) pairs in any order; read the rows back by key, ties in arrival order."""
+    """Add (key, row) pairs in any order; read the rows back by key, ties in arrival order.
+
+    Close it when done (`contextlib.closing`): that deletes the scratch file."""
 
     def __init__(self) -> None:
         try:
@@ -68,17 +69,6 @@ class Spill:
             self._db.close()
         finally:
             self._directory.cleanup()  # the scratch file goes whatever happened
-
-    def __enter__(self) -> Spill:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _no_room(exc: Exception) -> SourceError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from connector.source.spill import Spill
 
 
 def test_rows_come_back_in_key_order_ties_in_arrival_order() -> None:
-    with Spill() as spill:
+    with closing(Spill()) as spill:
         spill.add([("b", ["b", "1"]), ("a", ["a", "1"]), ("b", ["b", "2"])])
         spill.add([("a", ["a", "2"]), ("c", ["c", ""])])
         assert spill.count == 5
@@ -22,7 +23,7 @@ def test_rows_come_back_in_key_order_ties_in_arrival_order() -> None:
 def test_many_rows_in_any_order_come_back_sorted() -> None:
     keys = [f"2026-11-{day:02d}T{i:06d}" for day in range(1, 29) for i in range(500)]
     shuffled = random.Random(7).sample(keys, len(keys))
-    with Spill() as spill:
+    with closing(Spill()) as spill:
         spill.add((key, [key, "x" * 40]) for key in shuffled)
         assert [row[0] for row in spill.rows()] == keys
 
@@ -32,7 +33,7 @@ def test_the_scratch_file_goes_with_the_spill(
 ) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the process's scratch files go
     monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
-    with Spill() as spill:
+    with closing(Spill()) as spill:
         spill.add([("a", ["a"])])
         (directory,) = tmp_path.iterdir()
         assert directory.name.startswith("connector-spill-") and (directory / "rows.db").exists()
