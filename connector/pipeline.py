@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -309,7 +309,7 @@ class _Run:
                 for destination in self.destinations
             ]
             try:
-                wait(running)
+                stopping.wait_for(running)  # in slices: SIGTERM's handler runs meanwhile
             except BaseException:  # Ctrl-C: the others settle what is in the air, then stop
                 stopping.request()
                 raise

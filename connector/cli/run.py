@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from connector import stopping
 from connector.cli.app import app, load_settings_or_exit, sync_once
 from connector.errors import ConnectorError
 
@@ -125,7 +126,7 @@ class _StopSignal:
         return self._event.is_set()
 
     def wait(self, seconds: float) -> None:
-        self._event.wait(seconds)
+        stopping.sleep_unless(self._event, seconds)  # in slices, so the handler runs at once
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self._event.is_set():

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
+from connector import stopping
 from connector.cli.app import JsonOption, app, console
 from connector.summary_view import print_json
 
@@ -135,7 +136,7 @@ def _wait_for_stop() -> None:
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5):
+        while not stopping.sleep_unless(stop, 3600):
             pass
     finally:
         for sig, handler in previous.items():

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +48,7 @@ from google.auth.credentials import Credentials
 from google.protobuf import json_format
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 
+from connector import stopping
 from connector.core import Delivery, Outcome, Status
 from connector.destinations import request_status
 from connector.destinations.base import Settle
@@ -152,7 +153,7 @@ class DataManager:
         sending = {self._pool.submit(self._send, c, build, validate_only) for c in chunks}
         refused: DestinationError | None = None
         while sending:
-            done, sending = wait(sending, return_when=FIRST_COMPLETED)
+            done, sending = stopping.wait_for(sending, first=True)
             for future in done:
                 try:
                     yield future.result()

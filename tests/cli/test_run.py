@@ -20,9 +20,13 @@ from connector_sandbox.stack import Sandbox
 from tests.cli.conftest import env_for, invoke
 
 
-def run_until(env: dict[str, str], runs: int, timeout: float = 60) -> list[dict[str, Any]]:
-    """`connector run --every 1s` in-process until `runs` runs ended, then SIGTERM, as a
-    container stop would; its JSON log lines."""
+def run_until(
+    env: dict[str, str], runs: int, *, every: str = "1s", to_worker: bool = False
+) -> list[dict[str, Any]]:
+    """`connector run --every <every>` in-process until `runs` runs ended, then SIGTERM, as a
+    container stop would: to the process, or `to_worker`, to a thread other than the main
+    one, as the kernel may choose; its JSON log lines."""
+    timeout = 60
     returned = threading.Event()
     ledger = Ledger.open(env["CONNECTOR_STATE_URL"], readonly=True)
 
@@ -32,13 +36,17 @@ def run_until(env: dict[str, str], runs: int, timeout: float = 60) -> list[dict[
             if len([r for r in ledger.runs.recent(10) if r.finished_at]) >= runs:
                 break
             time.sleep(0.2)
-        if not returned.is_set():  # never after the command restored the default handler
+        if returned.is_set():  # never after the command restored the default handler
+            return
+        if to_worker:
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        else:
             os.kill(os.getpid(), signal.SIGTERM)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        result = invoke("run", "--every", "1s", "--jitter", "0", env=env)
+        result = invoke("run", "--every", every, "--jitter", "0", env=env)
     finally:
         returned.set()
     assert result.exit_code == 0, result.stderr
@@ -54,6 +62,14 @@ def test_runs_every_interval_and_stops_cleanly_on_sigterm(sandbox: Sandbox, tmp_
     assert messages.count("run finished") >= 2 and messages[-1] == "stopped"
     waits = [line for line in lines if line["message"].startswith("next run in")]
     assert waits and all(w["consecutive_failures"] == 0 and w["interval_s"] == 1 for w in waits)
+
+
+def test_sigterm_to_any_thread_ends_the_wait_between_runs(sandbox: Sandbox, tmp_path: Path) -> None:
+    # Only the main thread runs Python's handlers: it must not sleep out the hour first (the
+    # suite's timeout would end this test).
+    lines = run_until(env_for(sandbox, tmp_path), 1, every="1h", to_worker=True)
+    (waited,) = [line for line in lines if line["message"].startswith("next run in")]
+    assert waited["interval_s"] == 3600 and lines[-1]["message"] == "stopped"
 
 
 def test_a_failed_run_backs_off(sandbox: Sandbox, tmp_path: Path) -> None:
