@@ -20,10 +20,14 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
     path_contains: str = ""  # empty: any path
+    method: str = ""  # empty: any method (the Salesforce emulator's requests say theirs)
     # Served normally after the delay: latency, or (with a delay past the client's timeout)
     # a request the server processed but whose answer never reached the client.
     then_serve: bool = False
     reset: bool = False  # no answer: the connection is reset (the request is not processed)
+
+    def applies(self, path: str, method: str) -> bool:
+        return self.path_contains in path and self.method in ("", method)
 
 
 class FaultQueue:
@@ -48,16 +52,16 @@ class FaultQueue:
             self._faults.clear()
             self._random = None
 
-    def take(self, path: str) -> Response | None:
+    def take(self, path: str, method: str = "") -> Response | None:
         """The response to inject for this request, or None to serve it normally."""
         with self._lock:
-            fault = next((f for f in self._faults if f.path_contains in path), None)
+            fault = next((f for f in self._faults if f.applies(path, method)), None)
             if fault is not None:
                 self._faults.remove(fault)
             elif self._random is not None:
                 rate, choices, rng = self._random
                 fault = rng.choice(choices) if rng.random() < rate else None
-                if fault is not None and fault.path_contains not in path:
+                if fault is not None and not fault.applies(path, method):
                     fault = None
             if fault is None:
                 return None

@@ -249,6 +249,12 @@ class SalesforceEmulator(ServedEmulator):
         with self._lock:
             return self.bulk_jobs.calls
 
+    @property
+    def bulk_job_states(self) -> list[str]:
+        """Each Bulk API 2.0 query job's state, oldest first."""
+        with self._lock:
+            return self.bulk_jobs.states
+
     def expire_sessions(self) -> None:
         """Invalidate every access token issued so far (the next data call gets 401)."""
         with self._lock:
@@ -295,7 +301,7 @@ class SalesforceEmulator(ServedEmulator):
 
     # HTTP entry point
     def _handle(self, request: Request) -> Response:
-        injected = self.faults.take(request.path)
+        injected = self.faults.take(request.path, request.method)
         if injected is not None:
             return injected
         if (refused := _too_long(request)) is not None:

@@ -119,6 +119,10 @@ class BulkQueryJobs:
         """Bulk query HTTP calls (create, status, results, abort, delete) per object (a copy)."""
         return dict(self._calls)
 
+    @property
+    def states(self) -> list[str]:
+        return [job.state for job in self._jobs.values()]
+
     def serve(self, store: OrgStore, request: Request, major: int, rest: str) -> Response:
         """Answer one request under `/services/data/vNN.0/jobs/query`."""
         if not BULK_QUERY_SINCE <= major <= NEWEST_VERSION:

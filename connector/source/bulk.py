@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -42,6 +43,7 @@ from connector.source.ahead import read_ahead
 from connector.source.errors import source_error
 from connector.source.spill import Row, Spill
 
+log = logging.getLogger(__name__)
 Record = dict[str, Any]
 _CELLS: dict[str, Any] = {"": None, "true": True, "false": False}  # all else: text
 MAX_POLL_SECONDS = 2.0  # the longest wait between two status polls
@@ -117,11 +119,14 @@ def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> bo
     delay = poll_seconds
     while True:
         if stopping.wait(delay):  # a large job can take minutes: stop within the grace period
+            _abort(client, sobject, job)
             return False
         state = cast(dict[str, Any], client.restful(f"jobs/query/{job}")).get("state")
         if state == "JobComplete":
             return True
         if state in _ENDED or time.monotonic() > deadline:
+            if state not in _ENDED:
+                _abort(client, sobject, job)
             # A failed job's errorMessage may quote the query's data: say only what happened.
             what = _ENDED.get(str(state), "timed out")
             raise SourceError(
@@ -130,6 +135,21 @@ def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> bo
                 retryable=True,
             )
         delay = min(MAX_POLL_SECONDS, delay * 2)
+
+
+def _abort(client: Salesforce, sobject: str, job: str) -> None:
+    """Stop a job this run gives up on, so that it stops working on the org's side; best
+    effort (one call): the job may have ended meanwhile, and Salesforce drops jobs anyway
+    after 7 days."""
+    try:
+        client.restful(f"jobs/query/{job}", method="PATCH", json={"state": "Aborted"})
+    except (SalesforceError, requests.RequestException) as exc:
+        log.info(
+            "the Bulk query job on %s was left to end by itself: %s",
+            sobject,
+            type(exc).__name__,
+            extra={"job": job},
+        )
 
 
 def _results(client: Salesforce, job: str, page_size: int) -> Iterator[_Page]:

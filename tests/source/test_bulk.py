@@ -13,6 +13,7 @@ from simple_salesforce.api import Salesforce
 
 from connector import stopping
 from connector.errors import SourceError
+from connector.source import bulk
 from connector.source.bulk import bulk_pages
 from connector.source.salesforce import parse_sf_datetime
 from connector_sandbox.faults import Fault
@@ -279,6 +280,29 @@ def test_told_to_stop_while_the_job_runs_it_hands_out_no_page(
         assert list(pages) == []
     assert time.monotonic() - started < 2  # within the next poll's wait, not after the job
     assert emulator.bulk_calls["LeadHistory"] < 10
+    assert emulator.bulk_job_states == ["Aborted"]  # no longer working on the org's side
+
+
+def test_a_job_that_outlasts_the_wait_limit_is_aborted_and_a_retryable_error(
+    client: Salesforce, emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.bulk_jobs.polls_before_complete = 100
+    monkeypatch.setattr(bulk, "WAIT_LIMIT_SECONDS", 0.2)
+    with pytest.raises(SourceError, match="timed out") as raised:
+        list(bulk_pages(client, "LeadHistory", UNSORTED, poll_seconds=0.05))
+    assert raised.value.retryable
+    assert emulator.bulk_job_states == ["Aborted"]
+
+
+def test_a_job_that_cannot_be_aborted_still_stops_the_read(
+    client: Salesforce, emulator: SalesforceEmulator
+) -> None:
+    emulator.bulk_jobs.polls_before_complete = 100
+    emulator.faults.push(Fault(status=503, method="PATCH"), times=1)
+    with _stop_after(0.2):
+        pages = bulk_pages(client, "LeadHistory", UNSORTED, order=ORDER, poll_seconds=0.05)
+        assert list(pages) == []
+    assert emulator.bulk_job_states == ["InProgress"]  # left to end by itself
 
 
 def test_told_to_stop_while_pages_are_spilled_it_hands_out_no_page(
