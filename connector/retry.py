@@ -23,6 +23,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from connector import stopping
 from connector.errors import ConnectorError
 
 T = TypeVar("T")
@@ -74,7 +75,8 @@ def budget(limit: int) -> Iterator[RetryBudget]:
 
 
 def _may_retry(exc: BaseException) -> bool:
-    if not isinstance(exc, RetryableError):
+    # Told to stop (SIGTERM): the run settles what is in flight, it does not try again.
+    if not isinstance(exc, RetryableError) or stopping.requested():
         return False
     return _budget is None or _budget.take()
 
@@ -88,6 +90,10 @@ def _wait(base: Callable[[RetryCallState], float]) -> Callable[[RetryCallState],
     return wait
 
 
+def _backoff(seconds: float) -> None:
+    stopping.wait(seconds)  # in slices: a stop ends it at once
+
+
 def call_with_retries(
     call: Callable[[], T],
     *,
@@ -96,20 +102,31 @@ def call_with_retries(
     deadline: float = 300.0,
     sleep: Callable[[float], None] | None = None,
 ) -> T:
-    """Run `call`, retrying RetryableError with exponential backoff; reraise the last one."""
+    """Run `call`, retrying RetryableError with exponential backoff; reraise the last one.
+
+    A stop (SIGTERM) ends the backoff: the failure that led to it is the call's outcome."""
+    failed: list[BaseException] = []
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None:
+            failed[:] = [exc]
+        log.warning(
+            "transient failure, retrying",
+            extra={"attempt": state.attempt_number, "error": str(exc or "")},
+        )
+
+    def attempt() -> T:
+        if failed and stopping.requested():  # told to stop during the backoff
+            raise failed[0]
+        return call()
+
     retrying = Retrying(
         retry=retry_if_exception(_may_retry),
         stop=stop_after_attempt(attempts) | stop_after_delay(deadline),
         wait=_wait(wait_exponential_jitter(multiplier=0.5, max=max_wait, jitter=0.5)),
-        before_sleep=lambda s: log.warning(
-            "transient failure, retrying",
-            extra={
-                "attempt": s.attempt_number,
-                "error": str(s.outcome.exception()) if s.outcome else "",
-            },
-        ),
+        before_sleep=before_sleep,
+        sleep=sleep or _backoff,
         reraise=True,
     )
-    if sleep is not None:
-        retrying.sleep = sleep
-    return retrying(call)
+    return retrying(attempt)
