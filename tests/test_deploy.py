@@ -122,6 +122,12 @@ def test_cronjob_runs_one_sync_at_a_time(path: Path, job: dict[str, Any], docs: 
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert _container(job)["args"] == ["sync"]
+    # An evicted pod's run settles the request in flight first: the kill waits that long.
+    longest = max(
+        Settings.model_fields[name].annotation.model_fields["timeout_seconds"].default  # type: ignore[union-attr]
+        for name in ("salesforce", "google_ads", "ga4")
+    )
+    assert pod["terminationGracePeriodSeconds"] > longest
 
 
 @pytest.mark.parametrize(("path", "job", "docs"), CRONJOBS, ids=[p.name for p, _, _ in CRONJOBS])
