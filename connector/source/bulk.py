@@ -25,7 +25,7 @@ import csv
 import io
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
@@ -65,6 +65,7 @@ def bulk_pages(
     include_deleted: bool = False,
     poll_seconds: float = 1,
     expected_rows: int = 0,
+    on_call: Callable[[], object] = lambda: None,
 ) -> Iterator[Iterator[Record]]:
     """Run `soql` as a Bulk API 2.0 query job and yield its result pages as REST-shaped records.
 
@@ -80,18 +81,20 @@ def bulk_pages(
     read into the scratch file, it hands out no page. `poll_seconds` is the wait before
     the first status poll, plus the time `expected_rows` take at ROWS_PER_SECOND; each
     later one waits twice as long as the one before, up to MAX_POLL_SECONDS (one API call
-    a poll).
+    a poll). `on_call` is called before each API call the job makes (create, polls,
+    result pages, an abort), so the caller can count them.
     Raises SourceError, as the REST reader does, if the job cannot be run.
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     try:
-        job = _create(client, soql, include_deleted)
-        if not _wait(client, sobject, job, poll_seconds + expected_rows / ROWS_PER_SECOND):
+        job = _create(client, soql, include_deleted, on_call)
+        wait = poll_seconds + expected_rows / ROWS_PER_SECOND
+        if not _wait(client, sobject, job, wait, on_call):
             return  # told to stop (SIGTERM): no rows, so the cursor stays where it was
         # The next page is asked for while this one is read: its locator is in this one's
         # headers, and its body waits on the wire (not in memory) until it is read.
-        with closing(read_ahead(_results(client, job, page_size))) as pages:
+        with closing(read_ahead(_results(client, job, page_size, on_call))) as pages:
             read = _one_read_at_a_time(pages)
             yield from _in_order(read, order) if order else (iter(page) for page in read)
     except SalesforceError as exc:
@@ -100,7 +103,9 @@ def bulk_pages(
         raise _unreachable(sobject, exc) from None
 
 
-def _create(client: Salesforce, soql: str, include_deleted: bool) -> str:
+def _create(
+    client: Salesforce, soql: str, include_deleted: bool, on_call: Callable[[], object]
+) -> str:
     body = {
         "operation": "queryAll" if include_deleted else "query",
         "query": soql,
@@ -108,25 +113,29 @@ def _create(client: Salesforce, soql: str, include_deleted: bool) -> str:
         "columnDelimiter": "COMMA",
         "lineEnding": "LF",
     }
+    on_call()
     job = cast(dict[str, Any], client.restful("jobs/query", method="POST", json=body))
     return str(job["id"])
 
 
-def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> bool:
+def _wait(
+    client: Salesforce, sobject: str, job: str, poll_seconds: float, on_call: Callable[[], object]
+) -> bool:
     """Poll the job until it is complete (True), or the run is told to stop (False); a
     failed, aborted or endless job is a SourceError."""
     deadline = time.monotonic() + WAIT_LIMIT_SECONDS
     delay = poll_seconds
     while True:
         if stopping.wait(delay):  # a large job can take minutes: stop within the grace period
-            _abort(client, sobject, job)
+            _abort(client, sobject, job, on_call)
             return False
+        on_call()
         state = cast(dict[str, Any], client.restful(f"jobs/query/{job}")).get("state")
         if state == "JobComplete":
             return True
         if state in _ENDED or time.monotonic() > deadline:
             if state not in _ENDED:
-                _abort(client, sobject, job)
+                _abort(client, sobject, job, on_call)
             # A failed job's errorMessage may quote the query's data: say only what happened.
             what = _ENDED.get(str(state), "timed out")
             raise SourceError(
@@ -137,10 +146,11 @@ def _wait(client: Salesforce, sobject: str, job: str, poll_seconds: float) -> bo
         delay = min(MAX_POLL_SECONDS, delay * 2)
 
 
-def _abort(client: Salesforce, sobject: str, job: str) -> None:
+def _abort(client: Salesforce, sobject: str, job: str, on_call: Callable[[], object]) -> None:
     """Stop a job this run gives up on, so that it stops working on the org's side; best
     effort (one call): the job may have ended meanwhile, and Salesforce drops jobs anyway
     after 7 days."""
+    on_call()
     try:
         client.restful(f"jobs/query/{job}", method="PATCH", json={"state": "Aborted"})
     except (SalesforceError, requests.RequestException) as exc:
@@ -152,9 +162,12 @@ def _abort(client: Salesforce, sobject: str, job: str) -> None:
         )
 
 
-def _results(client: Salesforce, job: str, page_size: int) -> Iterator[_Page]:
+def _results(
+    client: Salesforce, job: str, page_size: int, on_call: Callable[[], object]
+) -> Iterator[_Page]:
     locator: str | None = ""
     while locator is not None:
+        on_call()
         page, locator = _page(client, job, locator, page_size)
         yield page
 

@@ -429,6 +429,9 @@ class SalesforceSource:
         yield from read_ahead(chain([page["records"]], more))
 
     def _bulk(self, pull: Pull, query: q.Query, rows: int) -> Rows:
+        def counted() -> None:
+            pull.stats.calls += 1
+
         pages = bulk_pages(
             self._client,
             query.sobject,
@@ -436,9 +439,9 @@ class SalesforceSource:
             order=query.order,  # put back in the REST read's order: Bulk promises none
             include_deleted=True,
             expected_rows=rows,
+            on_call=counted,  # the job's create, polls and result pages
         )
         for page in pages:
-            pull.stats.calls += 1
             pull.stats.api_usage = self.api_usage
             yield page
 

@@ -262,6 +262,16 @@ def test_a_pull_reports_its_calls_and_api_usage_and_moves_only_its_cursor(
     assert opportunities.bookmark == NOW - timedelta(hours=10)
 
 
+def test_a_bulk_pull_counts_every_call_of_its_job(sandbox: Sandbox) -> None:
+    pull = source(sandbox, bulk_threshold=1).pull(backfill())
+    assert len(list(pull)) == 3
+    # The first REST page (its totalSize chose Bulk), then the job: create, polls, pages.
+    sent = (
+        sandbox.salesforce.query_calls["LeadHistory"] + sandbox.salesforce.bulk_calls["LeadHistory"]
+    )
+    assert sandbox.salesforce.bulk_calls["LeadHistory"] >= 3 and pull.stats.calls == sent
+
+
 def test_a_failing_page_is_retried_by_the_retry_policy(sandbox: Sandbox) -> None:
     sleeps: list[float] = []
     sandbox.salesforce.faults.push(Fault(status=503, path_contains="/query"), times=2)
