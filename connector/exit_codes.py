@@ -11,32 +11,7 @@ OK = 0
 INTERNAL = 1  # a bug: the traceback is logged at DEBUG
 CONFIG = 2  # a setting or the mapping is wrong: the message names it
 UNAVAILABLE = 3  # Salesforce, a destination or the state store is unavailable: try later
-STOPPED_EARLY = 4  # stopped at the Salesforce API budget with work left: the next run goes on
+STOPPED_EARLY = 4  # stopped (API budget, SIGTERM) with work left: the next run goes on
 DESTINATION_NEEDS_FIX = 5  # a destination refused the credentials, permission or account
 STORE_BUSY = 6  # another run holds the state store (SQLite): it named itself
 ROWS_REJECTED = 7  # done, but some rows were rejected or ran out of attempts
-
-TABLE = (
-    (OK, "done"),
-    (INTERNAL, "unexpected error (a bug: rerun with CONNECTOR_LOG_LEVEL=DEBUG for the traceback)"),
-    (CONFIG, "configuration or mapping error: the message names the setting and the fix"),
-    (
-        UNAVAILABLE,
-        "a remote system or the state store is unavailable, or rows are still pending "
-        "after retries: nothing to fix, the next run goes on",
-    ),
-    (
-        STOPPED_EARLY,
-        "stopped early at the Salesforce API budget with work left: the next run goes on",
-    ),
-    (
-        DESTINATION_NEEDS_FIX,
-        "a destination needs a fix (authentication, permission, terms, "
-        "allowlist): it was skipped for this run, its rows wait",
-    ),
-    (STORE_BUSY, "another run holds the state store: the message names it (pid, host, start)"),
-    (
-        ROWS_REJECTED,
-        "done, but some rows were rejected or ran out of attempts: `connector failures` lists them",
-    ),
-)

@@ -30,7 +30,7 @@ from connector.core import Mapped, utcnow
 from connector.delivery import Claims, DeliveryLoop
 from connector.destinations.base import Destination
 from connector.dry_run import DryLedger, ValidateOnly
-from connector.errors import ConnectorError, StateStoreError
+from connector.errors import ConnectorError, SourceError, StateStoreError
 from connector.ledger import Ledger
 from connector.ledger.database import state_errors
 from connector.ledger.locks import RunLock, run_lock, stream_lock
@@ -256,6 +256,13 @@ class _Run:
             collect_less()  # the clients and destinations are set up: frozen from here on
             try:
                 self._pull_stream(run_id, cursor)
+            except SourceError as exc:
+                if not stopping.requested():
+                    raise
+                # Told to stop, a failure is not tried again (`connector.retry`): the stop
+                # ended the read, and the bookmark moved only with what was recorded.
+                log.warning("%s (told to stop: not tried again)", exc)
+                self.summary.stopped = self.summary.stopped or stopping.REASON
             finally:
                 give_back()  # the next phase starts from what this one keeps, not its peak
 

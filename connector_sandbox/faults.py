@@ -47,6 +47,11 @@ class FaultQueue:
         with self._lock:
             self._faults.extend(fault for _ in range(times))
 
+    def __len__(self) -> int:
+        """The faults queued and not yet taken (a request takes one on arrival)."""
+        with self._lock:
+            return len(self._faults)
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()

@@ -411,6 +411,37 @@ def test_a_stop_while_a_backfills_bulk_job_runs_keeps_the_stream_a_backfill(
     assert ledger_rows(sqlite_url)[0]
 
 
+def test_a_salesforce_failure_while_told_to_stop_ends_as_stopped_not_failed(
+    sandbox: Sandbox, sqlite_url: str
+) -> None:
+    from connector.ledger import Ledger
+
+    # The first query's 503 comes after the stop: not tried again, and the run says it
+    # stopped (exit 4, run again later), not that Salesforce failed.
+    sandbox.salesforce.faults.push(Fault(status=503, delay_seconds=0.5, path_contains="/query"))
+    stopper = threading.Thread(target=_stop_once_taken, args=(sandbox,), daemon=True)
+    stopper.start()
+    try:
+        stopped = run(settings_for(sandbox, sqlite_url))
+    finally:
+        stopper.join()
+        stopping.reset()
+    assert stopped.status == "partial" and "SIGTERM" in stopped.stopped  # type: ignore[attr-defined]
+    assert stopped.exit_code == 4  # type: ignore[attr-defined]
+    assert ledger_rows(sqlite_url) == ([], [])
+    assert Ledger.open(sqlite_url).cursors.get(STREAM) is None  # the cursor stayed
+
+    assert run(settings_for(sandbox, sqlite_url)).status == "ok"  # type: ignore[attr-defined]
+    assert ledger_rows(sqlite_url)[0]
+
+
+def _stop_once_taken(box: Sandbox) -> None:
+    deadline = time.monotonic() + 60
+    while len(box.salesforce.faults) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stopping.request()  # while the faulted request waits out its delay
+
+
 def _stop_once_bulk_polled(box: Sandbox) -> None:
     deadline = time.monotonic() + 60
     while box.salesforce.bulk_calls.get("LeadHistory", 0) < 2 and time.monotonic() < deadline:

@@ -1,9 +1,7 @@
 """The `connector` command: the Typer app and what every subcommand shares.
 
-Exit codes: 0 done (rows the data made unusable are recorded, not failures);
-1 unexpected error; 2 configuration or mapping error; 3 Salesforce could not
-be read; 4 some deliveries are still pending after retries (a later run
-sends them).
+Exit codes are `connector.exit_codes` (the table in README); each command's help
+lists the ones it can end with.
 
 Help is plain click formatting (`rich_markup_mode=None`): flags show no
 `<bool>` placeholder, choices show as `<a|b>`, and nothing is boxed or wrapped
