@@ -16,7 +16,9 @@ def read_ahead(items: Iterator[T]) -> Generator[T, None, None]:
 
     The worker advances `items` itself (its retries, sleeps and stats too), never two steps
     at once; an error it meets is raised here, where that item was due. A caller that stops
-    early waits for the fetch in the air (one request), then `items` is closed."""
+    early waits for the fetch in the air (one request); then the item it fetched, never
+    handed out, is closed if it can be (a page's response goes back to its pool), and so
+    is `items`."""
 
     def step() -> tuple[T] | None:
         for item in items:
@@ -35,6 +37,12 @@ def read_ahead(items: Iterator[T]) -> Generator[T, None, None]:
                 yield got[0]
         finally:
             worker.shutdown(wait=True)
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+            if upcoming.exception() is None and (unread := upcoming.result()) is not None:
+                _close(unread[0])
+            _close(items)
+
+
+def _close(thing: object) -> None:
+    close = getattr(thing, "close", None)
+    if close is not None:
+        close()

@@ -208,6 +208,10 @@ class _Page:
         self._response = response
         self.done = False
 
+    def close(self) -> None:
+        """Give the response's connection back unread (a page fetched ahead, never read)."""
+        self._response.close()
+
     def __iter__(self) -> Iterator[Record]:
         lines = self.lines()
         header = next(lines, None)

@@ -57,3 +57,18 @@ def test_a_reader_that_stops_early_closes_the_pages() -> None:
     assert next(reader) == 0
     reader.close()
     assert closed.is_set()
+
+
+def test_an_item_fetched_ahead_but_never_handed_out_is_closed() -> None:
+    class Page:
+        def __init__(self) -> None:
+            self.closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    pages = [Page(), Page(), Page()]
+    reader = read_ahead(iter(pages))
+    assert next(reader) is pages[0]
+    reader.close()  # page 1 was fetched meanwhile: its response goes back to the pool
+    assert [page.closed for page in pages] == [False, True, False]
