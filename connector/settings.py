@@ -121,7 +121,7 @@ class SalesforceSettings(BaseModel):
     overlap_seconds: int = Field(default=300, ge=0, le=86_400)
     # Stop pulling (cursor kept) once this share of the org's daily API calls is used.
     max_api_share: float = Field(default=0.8, gt=0, le=1)
-    # A first run with more history rows than this reads them through Bulk API 2.0.
+    # A read of more history rows than this (a backfill, a catch-up) goes through Bulk API 2.0.
     bulk_threshold: int = Field(default=20_000, ge=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
 

@@ -9,7 +9,7 @@ Each stream (`connector.source.streams`) is read with its cursor
 (`connector.source.cursor`): one SOQL query per stream per run (plus its pages);
 the lead's click ids, UTM fields, consent and contact data ride along as parent
 fields. Rows arrive in time order, which is what lets the cursor move safely
-page by page. A first run with more rows than `bulk_threshold` streams them
+page by page. A read of more rows than `bulk_threshold` streams them
 through Bulk API 2.0 instead, whose rows come in no order: its reader sorts them
 (`connector.source.bulk`), so they come on in the same order.
 """
@@ -150,7 +150,7 @@ class SalesforceSource:
     def _lead_history(self, pull: Pull) -> Iterator[CrmChange]:
         query = q.lead_history_query(self._mapping, pull.cursor.since)
         recorded = self._recorded_before(pull)
-        for page in self._stream(pull, query, bulk=pull.cursor.backfill):
+        for page in self._stream(pull, query):
             for record in page:
                 at = self._advance(pull, record["CreatedDate"])
                 if record["Id"] in recorded:
@@ -173,7 +173,7 @@ class SalesforceSource:
         spec = self._opportunity()
         stages = _Stages(spec)
         query = q.opportunity_history_query(self._mapping, pull.cursor.since)
-        pages = self._stream(pull, query, bulk=pull.cursor.backfill)
+        pages = self._stream(pull, query)
         # A deal's rows are days apart: one met again later needs no second lookup.
         held = LeadsByOpportunity(["Id", *q.lead_select(self._mapping)])
         recorded = self._recorded_before(pull)
@@ -411,16 +411,17 @@ class SalesforceSource:
 
     # reading pages --------------------------------------------------------------
 
-    def _stream(self, pull: Pull, query: q.Query, *, bulk: bool) -> Rows:
-        """The pages of one stream: REST pages, or a Bulk API 2.0 job for a backfill larger
-        than `bulk_threshold`. The first REST page's totalSize tells which, so a REST read
-        costs its pages alone; a Bulk one costs that page more (it is read again in the job)."""
+    def _stream(self, pull: Pull, query: q.Query) -> Rows:
+        """The pages of one stream: REST pages, or a Bulk API 2.0 job for a read larger than
+        `bulk_threshold` (a backfill, the rest of one stopped early, a long outage's catch-up).
+        The first REST page's totalSize tells which, so a REST read costs its pages alone; a
+        Bulk one costs that page more (it is read again in the job)."""
         if self._over_budget(pull):
             return
         page = self._fetch(pull, partial(self._query, query.soql, True))
         threshold = self._bulk_threshold
         rows = int(page.get("totalSize", 0))
-        if bulk and threshold is not None and rows > threshold:
+        if threshold is not None and rows > threshold:
             del page  # its rows come again in the job: not held for the whole of it
             yield from self._bulk(pull, query, rows)
             return

@@ -272,6 +272,20 @@ def test_a_bulk_pull_counts_every_call_of_its_job(sandbox: Sandbox) -> None:
     assert sandbox.salesforce.bulk_calls["LeadHistory"] >= 3 and pull.stats.calls == sent
 
 
+def test_a_large_read_after_the_first_run_goes_through_bulk_too(sandbox: Sandbox) -> None:
+    # A bookmark (a backfill stopped after its first chunk, a catch-up after an outage):
+    # the first page's totalSize chooses Bulk all the same, and the changes are the REST read's.
+    bookmarked = Cursor.resume(LEAD_HISTORY, NOW - timedelta(days=30), SalesforceSettings(), NOW)
+    by_rest = [c.new_status for c in source(sandbox).pull(bookmarked)]
+    rest_calls = sandbox.salesforce.query_calls["LeadHistory"]
+    bookmarked = Cursor.resume(LEAD_HISTORY, NOW - timedelta(days=30), SalesforceSettings(), NOW)
+    by_bulk = [c.new_status for c in source(sandbox, bulk_threshold=1).pull(bookmarked)]
+    assert by_bulk == by_rest == ["MQL", "SQL", "Closed - Converted"]
+    assert sandbox.salesforce.query_calls["LeadHistory"] == rest_calls + 1  # its first page
+    assert sandbox.salesforce.bulk_calls["LeadHistory"] >= 3  # create, poll, results
+    assert bookmarked.bookmark == NOW - timedelta(hours=60)
+
+
 def test_a_failing_page_is_retried_by_the_retry_policy(sandbox: Sandbox) -> None:
     sleeps: list[float] = []
     sandbox.salesforce.faults.push(Fault(status=503, path_contains="/query"), times=2)
