@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -101,16 +102,34 @@ class LeadFields(_Strict):
 
 
 class ConsentValues(_Strict):
+    """The CRM values meaning granted / denied, matched without regard to case: a picklist's
+    API values, or a checkbox's true / false (Salesforce sends it as a JSON boolean)."""
+
     granted: list[str] = Field(default_factory=lambda: ["Granted", "true", "Yes"])
     denied: list[str] = Field(default_factory=lambda: ["Denied", "false", "No"])
 
+    @field_validator("granted", "denied", mode="before")
+    @classmethod
+    def _as_text(cls, values: object) -> object:
+        # YAML reads `[true]` as a boolean: the checkbox value it means.
+        if isinstance(values, list):
+            return [_consent_text(v) if isinstance(v, bool) else v for v in values]
+        return values
+
+    @cached_property
+    def _meanings(self) -> dict[str, bool]:
+        # Read for every change: worked out once (a value in both lists means granted).
+        denied = {v.casefold(): False for v in self.denied}
+        return denied | {v.casefold(): True for v in self.granted}
+
     def read(self, raw: object) -> bool | None:
-        text = str(raw) if raw is not None else ""
-        if text in self.granted:
-            return True
-        if text in self.denied:
-            return False
-        return None
+        return self._meanings.get(_consent_text(raw).casefold())
+
+
+def _consent_text(raw: object) -> str:
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw).strip() if raw is not None else ""
 
 
 class Value(_Strict):

@@ -84,3 +84,14 @@ def test_an_unreadable_mapping_names_the_setting(
     with pytest.raises(ConfigError, match=says) as info:
         load_mapping(path)
     assert "CONNECTOR_MAPPING_PATH" in str(info.value)
+
+
+def test_consent_lists_may_name_a_checkbox_as_yaml_booleans() -> None:
+    from connector.mapping.rules import ConsentValues
+
+    checkbox = ConsentValues.model_validate({"granted": [True], "denied": [False]})
+    assert (checkbox.read(True), checkbox.read(False), checkbox.read("Granted")) == (
+        True,
+        False,
+        None,
+    )

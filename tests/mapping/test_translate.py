@@ -149,6 +149,18 @@ def test_a_consent_value_the_mapping_does_not_list_is_recorded() -> None:
     assert "consent_ad_user_data" not in translate(change(), MAPPING, "DE").change.problems
 
 
+@pytest.mark.parametrize(("value", "granted"), [(True, True), (False, False), ("DENIED", False)])
+def test_a_checkbox_consent_or_another_case_reads_as_the_lists_say(
+    value: object, granted: bool
+) -> None:
+    # Salesforce sends a checkbox field as a JSON boolean: unticked is denied, not unknown.
+    mapped = translate(change(consent_ad_user_data=value), MAPPING, "DE")
+    assert mapped.change.attributes["consent_ad_user_data"] is granted
+    assert "consent_ad_user_data" not in mapped.change.problems
+    skip = targets(mapped)[GOOGLE_ADS].skip_reason
+    assert skip == (None if granted else "no_consent")
+
+
 def test_a_restated_amount_goes_to_google_ads_only() -> None:
     crm = CrmChange(
         "h", "00Q1", "Closed Won", "Closed Won", WHEN, WHEN,

@@ -247,13 +247,16 @@ def _client_of(delivery: Delivery) -> object:
 
 def _group(events: list[GA4Event]) -> list[list[GA4Event]]:
     """Requests: a client's events together, in time order, at most 25 per request."""
-    # A request is one user: client id, and user id / user data when they are sent.
-    by_client: dict[tuple[str, str | None, bytes], list[GA4Event]] = defaultdict(list)
+    # A request is one user: client id, and user id / user data when they are sent. Its
+    # consent is one too (request level in MP): two leads of one browser, or one lead whose
+    # consent changed, never go under the other's.
+    by_client: dict[tuple[str, str | None, bytes, bytes], list[GA4Event]] = defaultdict(list)
     for event in events:
         key = (
             event.client_id,
             event.user_id,
             orjson.dumps(event.user_data, option=orjson.OPT_SORT_KEYS),
+            orjson.dumps(event.consent, option=orjson.OPT_SORT_KEYS),
         )
         by_client[key].append(event)
     requests = []
@@ -272,7 +275,6 @@ def _event_body(event: GA4Event) -> dict[str, Any]:
 
 
 def _body(request: list[GA4Event]) -> dict[str, Any]:
-    first = request[0].delivery.change.attributes
     events = [_event_body(e) for e in request]
     body: dict[str, Any] = {"client_id": request[0].client_id, "events": events}
     if request[0].user_id:
@@ -282,12 +284,8 @@ def _body(request: list[GA4Event]) -> dict[str, Any]:
             f"sha256_{'email_address' if kind == 'email' else 'phone_number'}": [digest]
             for kind, digest in user_data.items()
         }
-    consent = {
-        key: "GRANTED" if first.get(f"consent_{key}") else "DENIED"
-        for key in ("ad_user_data", "ad_personalization")
-        if first.get(f"consent_{key}") is not None
-    }
-    if consent:
+    # Every event of a request has the same consent (`_group`).
+    if consent := {k: "GRANTED" if v else "DENIED" for k, v in request[0].consent.items()}:
         body["consent"] = consent
     return body
 

@@ -142,6 +142,26 @@ def test_hashed_user_data_only_when_the_mapping_asks_and_consent_is_granted(
     assert "@" not in "".join(emulator.received_bodies)
 
 
+def test_leads_of_one_browser_with_other_consent_never_share_a_request(
+    destination: GA4Destination, emulator: GA4Emulator
+) -> None:
+    # Consent is request level in MP: a denied lead must not go under a granted one's.
+    granted = delivery(1, consent_ad_user_data=True, consent_ad_personalization=True)
+    denied = delivery(2, consent_ad_user_data=False, consent_ad_personalization=False)
+    denied = replace(denied, change=replace(denied.change, lead_id="00Q000000000002AAA"))
+    unknown = delivery(3)
+    outcomes = destination.deliver([granted, denied, unknown])
+    assert {o.status for o in outcomes} == {Status.DELIVERED}
+    sent = [json.loads(b) for b in emulator.received_bodies]
+    consents = sorted(json.dumps(b.get("consent"), sort_keys=True) for b in sent)
+    assert [len(b["events"]) for b in sent] == [1, 1, 1]
+    assert consents == [
+        "null",
+        '{"ad_personalization": "DENIED", "ad_user_data": "DENIED"}',
+        '{"ad_personalization": "GRANTED", "ad_user_data": "GRANTED"}',
+    ]
+
+
 def test_a_recorded_cookie_form_client_id_is_sent_in_the_recommended_form(
     destination: GA4Destination, emulator: GA4Emulator
 ) -> None:
