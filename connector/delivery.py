@@ -104,7 +104,7 @@ class DeliveryLoop:
             page = ahead.first()
             while page and not stopping.requested():
                 ahead.next_after((page[-1].claim_key, page[-1].id))
-                page, self._held = self._held + self._after_stop(page), []
+                page, self._held = self._held + self._after_stop(self._renewed(page)), []
                 self._attempts = {d.id: d.attempts for d in page}
                 found = waves(page)
                 for i, wave in enumerate(found):
@@ -144,6 +144,22 @@ class DeliveryLoop:
             after=after,
             any_in_flight=c.exclusive,
         )
+
+    def _renewed(self, page: list[Delivery]) -> list[Delivery]:
+        """The page's rows this worker still holds, their leases started again: a page
+        claimed ahead waited while the one before it was sent (the lease covers one page's
+        sending from here). A row another worker took meanwhile is theirs: not sent."""
+        held = self.ledger.queue.renew(
+            (d.id for d in page), self.claims.worker, lease=self.claims.lease
+        )
+        if len(held) < len(page):
+            log.warning(
+                "%d claimed rows went to another worker before they were sent (their lease "
+                "lapsed): left to it; CONNECTOR_LEASE_SECONDS may be too short",
+                len(page) - len(held),
+                extra={"destination": self.destination.name},
+            )
+        return [d for d in page if d.id in held]
 
     def _after_stop(self, page: list[Delivery]) -> list[Delivery]:
         """Rows a stopped worker had in flight: resent, and said; or set aside as unknown."""
@@ -226,7 +242,9 @@ class DeliveryLoop:
         if not outcomes:
             return
         outcomes = [self._marked(self._out_of_attempts(self._maybe_sent(o))) for o in outcomes]
-        self.ledger.queue.settle(outcomes, worker=self.claims.worker)
+        held = self.ledger.queue.settle(outcomes, worker=self.claims.worker)
+        if len(held) < len(outcomes):  # a lapsed lease: another worker's fate for these stands
+            outcomes = [o for o in outcomes if o.delivery_id in held]
         if self.destination.capabilities.request_status:
             self.ledger.requests.save(self.destination.name, accepted_requests(outcomes))
         self.tally.add_outcomes(outcomes)

@@ -130,9 +130,13 @@ class _Queue(DeliveryQueue):
     def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> int:
         return 0  # still pending, and (like a real keyset) not handed out again this run
 
-    def settle(self, outcomes: Sequence[Outcome], *, worker: str | None = None) -> None:
+    def settle(self, outcomes: Sequence[Outcome], *, worker: str | None = None) -> set[int]:
         self._memory.status.update((o.delivery_id, o.status) for o in outcomes)
         self._memory.reason.update((o.delivery_id, o.reason or o.error) for o in outcomes)
+        return {o.delivery_id for o in outcomes}
+
+    def renew(self, ids: Iterable[int], worker: str, *, lease: timedelta) -> set[int]:
+        return set(ids)  # claimed in memory: no other worker can take them
 
     def sent_before(self, lead_ids: Iterable[str]) -> dict[str, list[SentBefore]]:
         ids = set(lead_ids)

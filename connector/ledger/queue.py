@@ -160,30 +160,52 @@ class DeliveryQueue:
                 )
         return rows
 
-    def settle(self, outcomes: Sequence[Outcome], *, worker: str | None = None) -> None:
+    def settle(self, outcomes: Sequence[Outcome], *, worker: str | None = None) -> set[int]:
         """Record the fate of the deliveries of one or more upload requests, in one
         transaction: one UPDATE ... WHERE id IN (...) per distinct fate (a request's rows
-        mostly share theirs), not one statement per row.
+        mostly share theirs), not one statement per row. Returns the ids settled.
 
-        With `worker`, only rows that worker still holds are settled (a row whose lease
-        lapsed and went to another worker is theirs now).
+        With `worker`, only rows that worker still holds are settled: a row whose lease
+        lapsed went to another worker, whose fate for it (settled already, or to come)
+        stands.
         """
         if not outcomes:
-            return
+            return set()
         fates: dict[_Fate, list[int]] = defaultdict(list)
         for o in outcomes:
             fate = _Fate(str(o.status), o.reason, o.error, o.request_id, o.not_before)
             fates[fate].append(o.delivery_id)
         d = deliveries.c
         now = utcnow()
+        settled: set[int] = set()
         with self._db.engine.begin() as conn:
             for fate, ids in fates.items():
                 values = fate._asdict() | {"claimed_by": None, "lease_until": None}
                 stmt = update(deliveries).values(**values, attempts=d.attempts + 1, updated_at=now)
                 if worker is not None:
-                    stmt = stmt.where(or_(d.claimed_by == worker, d.claimed_by.is_(None)))
+                    stmt = stmt.where(d.claimed_by == worker)
                 for chunk in chunked(ids):
-                    conn.execute(stmt.where(d.id.in_(chunk)))
+                    found = conn.execute(stmt.where(d.id.in_(chunk)).returning(d.id))
+                    settled.update(found.scalars())
+        return settled
+
+    def renew(self, ids: Iterable[int], worker: str, *, lease: timedelta) -> set[int]:
+        """Start the lease of rows this worker holds again, from now; returns those it still
+        holds. A page claimed ahead waits while the one before it is sent: renewed when its
+        turn comes, it is never sent after its lease lapsed and another worker took it."""
+        d = deliveries.c
+        now = utcnow()
+        held: set[int] = set()
+        with self._db.engine.begin() as conn:
+            for chunk in chunked(sorted(set(ids))):
+                found = conn.execute(
+                    update(deliveries)
+                    .where(d.id.in_(chunk), d.claimed_by == worker)
+                    .values(lease_until=now + lease, updated_at=now)
+                    .returning(d.id)
+                )
+                held.update(found.scalars())
+        return held
 
     def release(self, ids: Iterable[int], worker: str, *, error: str | None = None) -> int:
         """Put claimed rows back as pending, untried (held back, or their destination stopped);

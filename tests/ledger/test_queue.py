@@ -99,6 +99,28 @@ def test_only_the_holder_settles_and_settled_rows_leave_the_queue(state_url: str
     assert counts == {"delivered": 1, "in_flight": 1}
 
 
+def test_a_worker_whose_lease_lapsed_leaves_the_row_to_the_one_that_took_it(
+    state_url: str,
+) -> None:
+    ledger = filled(state_url, leads=1)
+    (slow,) = ledger.queue.claim("google_ads", "w1", lease=timedelta(seconds=0), limit=10)
+    time.sleep(0.01)
+    (taken,) = ledger.queue.claim("google_ads", "w2", lease=LEASE, limit=10)
+    assert ledger.queue.settle([Outcome(taken.id, Status.DELIVERED)], worker="w2") == {taken.id}
+    # w1's slow request returns: its pending fate must not put the row back to be sent again.
+    assert ledger.queue.settle([Outcome(slow.id, Status.PENDING)], worker="w1") == set()
+    assert ledger.queue.renew([slow.id], "w1", lease=LEASE) == set()
+    assert ledger.queue.counts()["google_ads"] == {"delivered": 1}
+
+
+def test_a_renewed_lease_keeps_a_page_claimed_ahead_from_lapsing(state_url: str) -> None:
+    ledger = filled(state_url, leads=2)
+    a, b = ledger.queue.claim("google_ads", "w1", lease=timedelta(seconds=0), limit=10)
+    assert ledger.queue.renew([a.id, b.id], "w1", lease=LEASE) == {a.id, b.id}
+    time.sleep(0.01)
+    assert ledger.queue.claim("google_ads", "w2", lease=LEASE, limit=10) == []  # still w1's
+
+
 def test_failures_are_listed_and_requeued_after_a_fix(state_url: str) -> None:
     ledger = filled(state_url, leads=3)
     a, b, c = ledger.queue.claim("google_ads", "w", lease=LEASE, limit=10)
