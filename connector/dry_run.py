@@ -18,7 +18,7 @@ from typing import Any
 from connector.core import Delivery, Mapped, Outcome, StageChange, Status
 from connector.destinations.base import Destination, Plan, Settle
 from connector.ledger import Ledger, SentBefore
-from connector.ledger.changes import Changes, Reached, claim_key
+from connector.ledger.changes import Changes, Key, Reached, change_key, claim_key
 from connector.ledger.database import Database
 from connector.ledger.queue import DeliveryQueue, Keyset
 from connector.ledger.requests import UploadRequests
@@ -30,7 +30,7 @@ class _Memory:
     """What the run would have written: its delivery rows, and the fate of every delivery."""
 
     changes: list[Mapped] = field(default_factory=list)
-    keys: set[tuple[str, str, datetime]] = field(default_factory=set)
+    keys: set[Key] = field(default_factory=set)
     rows: list[Delivery] = field(default_factory=list)  # new rows, ids -1, -2, ...
     status: dict[int, Status] = field(default_factory=dict)  # by delivery id: new or stored
     claimed: set[int] = field(default_factory=set)  # handed out this run: each row once
@@ -73,7 +73,7 @@ class _Changes(Changes):
         self, run_id: int, batch: Sequence[Mapped], stream: str, cursor_value: datetime
     ) -> list[Mapped]:
         """The changes a real run would store as new (the cursor stays where it is)."""
-        keys = [(m.change.lead_id, m.change.stage, m.change.changed_at) for m in batch]
+        keys = [change_key(m.change) for m in batch]
         known = self.known(keys) | self._memory.keys
         new = []
         for mapped, key in zip(batch, keys, strict=True):

@@ -1,4 +1,5 @@
-"""Stage changes, stored once each (unique lead + stage + time), with their delivery rows.
+"""Stage changes, stored once each (unique lead + stage + time + deal), with their delivery
+rows.
 
 An overlapping pull is therefore harmless, and the stream's bookmark moves in
 the same transaction as the changes it covers: a crash never leaves it ahead.
@@ -19,7 +20,7 @@ from connector.ledger import cursors, driver, states
 from connector.ledger.database import Database, chunked
 from connector.ledger.schema import deliveries, stage_changes
 
-Key = tuple[str, str, datetime]  # (lead id, stage, time): what makes a change unique
+Key = tuple[str, str, datetime, str]  # (lead, stage, time, deal or ""): a change's identity
 
 
 class Reached(NamedTuple):
@@ -52,7 +53,7 @@ class Changes:
         return new
 
     def known(self, keys: Iterable[Key]) -> set[Key]:
-        """Which (lead id, stage, time) keys are already recorded (for dry runs)."""
+        """Which (lead, stage, time, deal) keys are already recorded (for dry runs)."""
         wanted = set(keys)
         if not wanted or not self._db.exists():
             return set()
@@ -60,8 +61,9 @@ class Changes:
         found: set[Key] = set()
         with self._db.engine.connect() as conn:
             for chunk in chunked(sorted({k[0] for k in wanted})):
-                query = select(sc.lead_id, sc.stage, sc.changed_at).where(sc.lead_id.in_(chunk))
-                found.update((r[0], r[1], r[2]) for r in conn.execute(query))
+                columns = (sc.lead_id, sc.stage, sc.changed_at, sc.opportunity_id)
+                query = select(*columns).where(sc.lead_id.in_(chunk))
+                found.update((r[0], r[1], r[2], r[3] or "") for r in conn.execute(query))
         return found & wanted
 
     def recorded_since(self, since: datetime) -> set[str]:
@@ -139,8 +141,8 @@ def stage_change(row: Mapping[str, Any] | RowMapping) -> StageChange:
     )
 
 
-def _key(change: StageChange) -> Key:
-    return (change.lead_id, change.stage, change.changed_at)
+def change_key(change: StageChange) -> Key:
+    return (change.lead_id, change.stage, change.changed_at, change.opportunity_id or "")
 
 
 # The columns a new change is written with, in the order `_change_values` gives them.
@@ -166,7 +168,7 @@ def _insert_changes(
     """
     first: dict[Key, Mapped] = {}
     for mapped in batch:  # a change read twice in one batch (the overlap) is stored once
-        first.setdefault(_key(mapped.change), mapped)
+        first.setdefault(change_key(mapped.change), mapped)
     if not first:
         return []
     sc, dialect = stage_changes.c, conn.dialect
@@ -175,15 +177,15 @@ def _insert_changes(
     for m in first.values():
         c = m.change
         changed_at = at(c.changed_at)
-        keys.append((c.lead_id, c.stage, changed_at))
+        keys.append((c.lead_id, c.stage, changed_at, c.opportunity_id or ""))
         rows.append((
             c.lead_id, c.stage, changed_at, c.crm_status, c.source_record_id,
             at(c.lead_created_at), document(c.attributes), document(c.problems),
             c.opportunity_id, c.restatement, c.retracts, run_id, recorded_at,
         ))  # fmt: skip
-    returning = ("id", "lead_id", "stage", "changed_at")
+    returning = ("id", "lead_id", "stage", "changed_at", "opportunity_id")
     found = driver.insert_returning(conn, stage_changes, _CHANGE_WRITE, rows, returning)
-    ids = {(lead, stage, when): int(i) for i, lead, stage, when in found}
+    ids = {(lead, stage, when, deal or ""): int(i) for i, lead, stage, when, deal in found}
     return [(m, ids[key]) for key, m in zip(keys, first.values(), strict=True) if key in ids]
 
 

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, inspect, select, text, update
+from sqlalchemy import (
+    Connection,
+    MetaData,
+    bindparam,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from connector.core import GA4, Status
 from connector.errors import ConfigError
@@ -18,6 +29,7 @@ from connector.ledger.schema import (
     SCHEMA_VERSION,
     deliveries,
     metadata,
+    runs,
     schema_version,
     stage_changes,
 )
@@ -27,6 +39,8 @@ _MOVED_FLAGS = ("opportunity_id", "restatement", "retracts")
 
 
 def migrate(db: Database) -> None:
+    if db.engine.dialect.name == "sqlite":
+        _rebuild_changes_keyed_by_deal(db)
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Workers starting together on a fresh database: one creates, the others wait.
@@ -61,9 +75,12 @@ def _upgrade(conn: Connection, version: int) -> None:
         _key_waiting_rows(conn)
     if version < 7:
         conn.execute(text("DROP INDEX IF EXISTS ix_deliveries_status"))
+    if version < 8 and conn.dialect.name == "postgresql":  # SQLite's: `migrate`, before this
+        conn.execute(text("ALTER TABLE stage_changes DROP CONSTRAINT IF EXISTS uq_stage_change"))
     for table in (deliveries, stage_changes):
         for index in table.indexes:  # create_all leaves an existing table's indexes alone
-            index.create(conn, checkfirst=True)
+            # IF NOT EXISTS, not checkfirst: SQLite's reflection cannot see an expression index.
+            conn.execute(CreateIndex(index, if_not_exists=True))
     conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
 
 
@@ -125,3 +142,37 @@ def _move_flags(conn: Connection) -> None:
             )
         )
         conn.execute(stmt, rows)
+
+
+def _rebuild_changes_keyed_by_deal(db: Database) -> None:
+    """Schema 8 on SQLite: stage_changes without the old unique key (lead, stage, time),
+    which left out the deal. SQLite cannot drop a constraint: the table is built again
+    (rows and ids kept) as its docs say, foreign keys off meanwhile, since deliveries
+    point at it. The new key's index comes with the others in `_upgrade`."""
+    with db.engine.connect() as conn:
+        # Origin "u": an index made by a UNIQUE constraint (schema 7 had only that one).
+        found = conn.exec_driver_sql("PRAGMA index_list(stage_changes)").mappings().all()
+        conn.rollback()
+        if not any(index["origin"] == "u" for index in found):
+            return  # a new store, or one rebuilt already
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, or it does nothing
+        try:
+            with conn.begin():
+                _copy_changes(conn)
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _copy_changes(conn: Connection) -> None:
+    scratch = MetaData()
+    runs.to_metadata(scratch)  # what its foreign key names
+    new = stage_changes.to_metadata(scratch, name="stage_changes_new")
+    conn.execute(CreateTable(new))  # the table alone: its indexes' names are the old ones'
+    columns = ", ".join(c.name for c in stage_changes.columns)
+    conn.execute(
+        text(f"INSERT INTO stage_changes_new ({columns}) SELECT {columns} FROM stage_changes")
+    )
+    conn.execute(text("DROP TABLE stage_changes"))
+    conn.execute(text("ALTER TABLE stage_changes_new RENAME TO stage_changes"))

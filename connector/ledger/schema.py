@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -34,7 +35,9 @@ from sqlalchemy.types import TypeDecorator
 # 5: deliveries.claim_key (claims walk the queue in index order, a GA4 client's events together)
 # 6: stage_changes.changed_at indexed (an overlapping read finds what it recorded already)
 # 7: ix_deliveries_status dropped (ix_deliveries_claim begins with its columns)
-SCHEMA_VERSION = 7
+# 8: a change is unique per deal too (uq_stage_change_deal): two deals of one lead won in one
+#    second are two changes
+SCHEMA_VERSION = 8
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -132,8 +135,17 @@ stage_changes = Table(
     Column("retracts", String(200)),  # the conversion id a reopened or lost won deal takes back
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
-    UniqueConstraint("lead_id", "stage", "changed_at", name="uq_stage_change"),
     Index("ix_stage_changes_changed_at", "changed_at"),
+)
+# What makes a change unique: lead, stage, time, and the deal (none for a lead's own stage).
+# An expression: a plain unique key would take every lead change's NULL deal as distinct.
+Index(
+    "uq_stage_change_deal",
+    stage_changes.c.lead_id,
+    stage_changes.c.stage,
+    stage_changes.c.changed_at,
+    func.coalesce(stage_changes.c.opportunity_id, ""),
+    unique=True,
 )
 
 deliveries = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -44,6 +45,22 @@ def test_changes_are_stored_once_and_cursor_moves_with_them(state_url: str) -> N
     assert {d.change.lead_id for d in ledger.queue.pending("google_ads")} == {"A", "B", "C"}
 
 
+def deal(lead: str, opportunity: str, stage: str = "won") -> Mapped:
+    m = mapped(lead, stage)
+    return replace(m, change=replace(m.change, opportunity_id=opportunity))
+
+
+def test_two_deals_of_one_lead_won_in_one_second_are_two_changes(state_url: str) -> None:
+    # A mass update (Data Loader, a Flow) closes both of a contact's deals in one second.
+    ledger = Ledger.open(state_url)
+    run = ledger.runs.start()
+    first = ledger.changes.record(run, [deal("A", "006A"), deal("A", "006B")], "s", T0)
+    again = ledger.changes.record(run, [deal("A", "006A"), deal("A", "006B"), mapped("A")], "s", T0)
+    assert len(first) == 2 and [m.change.opportunity_id for m in again] == [None]
+    deals = {d.change.opportunity_id for d in ledger.queue.pending("google_ads")}
+    assert deals == {"006A", "006B", None}
+
+
 def test_cursor_never_moves_backwards(state_url: str) -> None:
     ledger = Ledger.open(state_url)
     run = ledger.runs.start()
@@ -80,15 +97,15 @@ def test_transient_failure_keeps_row_pending_and_counts_attempts(state_url: str)
 def test_known_finds_recorded_keys(state_url: str) -> None:
     ledger = Ledger.open(state_url)
     ledger.changes.record(ledger.runs.start(), [mapped("A")], "s", T0)
-    keys = {("A", "mql", T0), ("B", "mql", T0)}
-    assert ledger.changes.known(keys) == {("A", "mql", T0)}
+    keys = {("A", "mql", T0, ""), ("B", "mql", T0, ""), ("A", "mql", T0, "006A")}
+    assert ledger.changes.known(keys) == {("A", "mql", T0, "")}
 
 
 def test_readonly_open_of_a_missing_sqlite_store_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     ledger = Ledger.open(f"sqlite:///{path}", readonly=True)
     assert ledger.cursors.get("s") is None
-    assert ledger.changes.known({("A", "mql", T0)}) == set()
+    assert ledger.changes.known({("A", "mql", T0, "")}) == set()
     assert not path.exists()
 
 
@@ -106,6 +123,7 @@ def test_a_version_1_store_is_upgraded_in_place(state_url: str) -> None:
     run_id = ledger.runs.start()
     ledger.changes.record(run_id, [mapped("00Q1")], "s", T0)
     with ledger.db.engine.begin() as conn:  # back to what a version-1 connector wrote
+        conn.execute(text("DROP INDEX uq_stage_change_deal"))  # it names opportunity_id
         for column in ("opportunity_id", "restatement", "retracts"):
             conn.execute(text(f"ALTER TABLE stage_changes DROP COLUMN {column}"))
         flags = {"opportunity_id": "006A", "restatement": True, "gclid": "Cj0KCQiA-abc"}
@@ -166,6 +184,57 @@ def test_a_version_6_store_loses_the_index_its_claim_index_covers(state_url: str
     with upgraded.db.engine.connect() as conn:
         names = {i["name"] for i in inspect(conn).get_indexes("deliveries")}
     assert "ix_deliveries_status" not in names and "ix_deliveries_claim" in names
+
+
+def test_a_version_7_store_keys_its_changes_by_deal_too(state_url: str) -> None:
+    from sqlalchemy import text
+
+    ledger = Ledger.open(state_url)
+    ledger.changes.record(ledger.runs.start(), [deal("A", "006A")], "s", T0)
+    with ledger.db.engine.begin() as conn:
+        conn.execute(text("UPDATE schema_version SET version = 7"))
+    ledger.db.engine.dispose()
+    _old_unique_key(ledger)  # back to what a version-7 connector wrote
+    upgraded = Ledger.open(state_url)
+    if upgraded.db.sqlite_path is not None:  # built again: every delivery finds its change
+        with upgraded.db.engine.connect() as conn:
+            assert not conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    (kept,) = upgraded.queue.pending("google_ads")  # its delivery still finds its change
+    assert kept.change.opportunity_id == "006A"
+    new = upgraded.changes.record(upgraded.runs.start(), [deal("A", "006B")], "s", T0)
+    assert len(new) == 1 and len(upgraded.queue.pending("google_ads")) == 2
+
+
+def _old_unique_key(ledger: Ledger) -> None:
+    """stage_changes as schema 7 had it: unique on (lead, stage, time), the deal left out."""
+    from sqlalchemy import text
+
+    drop = "DROP INDEX uq_stage_change_deal"
+    if ledger.db.sqlite_path is None:
+        with ledger.db.engine.begin() as conn:
+            conn.execute(text(drop))
+            conn.execute(
+                text(
+                    "ALTER TABLE stage_changes ADD CONSTRAINT uq_stage_change "
+                    "UNIQUE (lead_id, stage, changed_at)"
+                )
+            )
+        return
+    # SQLite adds no constraint to a table: it is made again with it. A plain connection
+    # has foreign keys off, and the legacy rename leaves the deliveries' references alone.
+    conn = sqlite3.connect(ledger.db.sqlite_path)
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'stage_changes'").fetchone()
+    old = (
+        sql.rstrip().removesuffix(")")
+        + ", CONSTRAINT uq_stage_change UNIQUE (lead_id, stage, changed_at))"
+    )
+    conn.executescript(
+        f"""PRAGMA legacy_alter_table=ON; BEGIN; {drop}; DROP INDEX ix_stage_changes_changed_at;
+        ALTER TABLE stage_changes RENAME TO stage_changes_v7; {old};
+        INSERT INTO stage_changes SELECT * FROM stage_changes_v7; DROP TABLE stage_changes_v7;
+        COMMIT;"""
+    )
+    conn.close()
 
 
 def test_a_claim_key_is_the_group_then_the_utc_change_time_to_the_microsecond() -> None:
