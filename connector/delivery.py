@@ -242,11 +242,13 @@ class DeliveryLoop:
         if not outcomes:
             return
         outcomes = [self._marked(self._out_of_attempts(self._maybe_sent(o))) for o in outcomes]
+        if self.destination.capabilities.request_status:
+            # Before its rows are settled delivered: a crash between the two leaves them in
+            # flight (sent again, deduplicated), never delivered by a request nobody checks.
+            self.ledger.requests.save(self.destination.name, accepted_requests(outcomes))
         held = self.ledger.queue.settle(outcomes, worker=self.claims.worker)
         if len(held) < len(outcomes):  # a lapsed lease: another worker's fate for these stands
             outcomes = [o for o in outcomes if o.delivery_id in held]
-        if self.destination.capabilities.request_status:
-            self.ledger.requests.save(self.destination.name, accepted_requests(outcomes))
         self.tally.add_outcomes(outcomes)
 
     def _marked(self, outcome: Outcome) -> Outcome:

@@ -181,6 +181,11 @@ def _store(
     if status.status == PROCESSING:
         ledger.requests.update(request_id, PROCESSING)
         return
+    # The rows first, then the request's end: a crash between the two leaves the request
+    # PROCESSING, checked again next run (the same fates again), never a verdict lost.
+    sent = ledger.queue.of_request(request_id)
+    outcomes = attributed(sent, status, request_id, utcnow(), prefix=name)
+    ledger.queue.settle(outcomes)
     ledger.requests.update(
         request_id,
         status.status,
@@ -193,9 +198,6 @@ def _store(
     totals.matched += status.matched
     for action in status.actions:
         totals.errors.update(action.errors)
-    sent = ledger.queue.of_request(request_id)
-    outcomes = attributed(sent, status, request_id, utcnow(), prefix=name)
-    ledger.queue.settle(outcomes)
     totals.settled.update(o.reason or o.error or o.status for o in outcomes)
 
 

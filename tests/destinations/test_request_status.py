@@ -104,6 +104,30 @@ def test_a_click_google_cannot_find_is_rejected_as_not_attributable(
     assert ledger.queue.pending("google_ads") == []
 
 
+def test_a_crash_while_the_verdict_is_stored_leaves_the_request_to_be_checked_again(
+    ledger: Ledger, destination: DataManagerDestination, emulator: DataManagerEmulator
+) -> None:
+    from sqlalchemy import text
+
+    emulator.unknown_clicks(["gclid-1"])
+    send(ledger, destination, [change(1)])
+    request_status.check(ledger, destination)  # PROCESSING at first
+    with ledger.db.engine.begin() as conn:  # the store fails as the rows are settled
+        conn.execute(
+            text(
+                "CREATE TRIGGER crash BEFORE UPDATE OF status ON deliveries "
+                "BEGIN SELECT RAISE(ABORT, 'crash'); END"
+            )
+        )
+    with pytest.raises(Exception, match="crash"):
+        request_status.check(ledger, destination)
+    with ledger.db.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER crash"))
+    assert ledger.requests.all("google_ads")[0]["status"] == PROCESSING  # not lost
+    assert request_status.check(ledger, destination).settled == {"click_not_found": 1}
+    assert list(statuses(ledger).values()) == [(Status.REJECTED, "click_not_found")]
+
+
 def test_a_too_recent_click_waits_six_hours(
     ledger: Ledger, destination: DataManagerDestination, emulator: DataManagerEmulator
 ) -> None:
