@@ -11,6 +11,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
 from connector.settings import Settings
 from connector_sandbox.datamanager import DataManagerEmulator
 from connector_sandbox.ga4 import GA4Emulator
@@ -37,6 +39,23 @@ SF_PASSWORD = "demo-password"  # noqa: S105
 SF_TOKEN = "demo-token"  # noqa: S105
 SF_CLIENT_SECRET = "demo-client-secret"  # noqa: S105
 GA4_SECRET = "demo-api-secret"  # noqa: S105
+
+
+class SandboxSettings(Settings):
+    """Settings from the values given and the defaults only. A plain Settings also merges
+    CONNECTOR_* variables and ./.env into every field left unset, so a demo started in a shell
+    set up for a real org would send to it, or fail on a value the demo never uses."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 @dataclass
@@ -124,5 +143,5 @@ class Sandbox:
                 values[key] = {**values[key], **value}
             else:
                 values[key] = value
-        # Built directly, not from the environment: a demo never picks up real credentials.
-        return Settings.model_validate(values)
+        # Never from the environment or .env: a demo never picks up real credentials.
+        return SandboxSettings(**values)

@@ -57,7 +57,7 @@ def demo_command(
                 upload_api=upload_api,
             )
     except ConnectorError as exc:
-        fail(exc)
+        fail(exc, as_json=as_json)
     if as_json:
         print_json(result.as_dict())
     else:
