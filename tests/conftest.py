@@ -23,12 +23,12 @@ POSTGRES_URL = os.environ.get("CONNECTOR_TEST_POSTGRES_URL")
 trust_test_ca_for_grpc()
 
 
-def _postgres_database() -> Iterator[str]:
+def _postgres_database(options: str = "") -> Iterator[str]:
     assert POSTGRES_URL
     name = f"connector_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}" {options}'))
     try:
         yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:

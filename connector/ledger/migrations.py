@@ -77,6 +77,10 @@ def _upgrade(conn: Connection, version: int) -> None:
         conn.execute(text("DROP INDEX IF EXISTS ix_deliveries_status"))
     if version < 8 and conn.dialect.name == "postgresql":  # SQLite's: `migrate`, before this
         conn.execute(text("ALTER TABLE stage_changes DROP CONSTRAINT IF EXISTS uq_stage_change"))
+    if version < 9 and conn.dialect.name == "postgresql":
+        conn.execute(
+            text('ALTER TABLE deliveries ALTER COLUMN claim_key TYPE VARCHAR(200) COLLATE "C"')
+        )
     for table in (deliveries, stage_changes):
         for index in table.indexes:  # create_all leaves an existing table's indexes alone
             # IF NOT EXISTS, not checkfirst: SQLite's reflection cannot see an expression index.

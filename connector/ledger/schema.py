@@ -37,7 +37,8 @@ from sqlalchemy.types import TypeDecorator
 # 7: ix_deliveries_status dropped (ix_deliveries_claim begins with its columns)
 # 8: a change is unique per deal too (uq_stage_change_deal): two deals of one lead won in one
 #    second are two changes
-SCHEMA_VERSION = 8
+# 9: deliveries.claim_key compared byte by byte on PostgreSQL too (COLLATE "C")
+SCHEMA_VERSION = 9
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -170,7 +171,15 @@ deliveries = Table(
     Column("lease_until", UTCDateTime),
     # Claimed in this order (`changes.claim_key`: group, then change time): one request's
     # rows (GA4: a client's events) come in one page, not split over requests.
-    Column("claim_key", String(200), nullable=False, default="", server_default=""),
+    # Byte order on both backends (SQLite's own; "C" on PostgreSQL, whatever the database's
+    # locale): a claim merges its two ranges in Python, which must agree with the keyset.
+    Column(
+        "claim_key",
+        String(200).with_variant(String(200, collation="C"), "postgresql"),
+        nullable=False,
+        default="",
+        server_default="",
+    ),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("change_id", "destination", name="uq_delivery"),
     # A claim page is an index range: what it costs does not grow with the queue. Its first

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
-from connector.core import GA4, Outcome, Status
+import pytest
+
+from connector.core import GA4, Mapped, Outcome, Status
 from connector.ledger import Ledger
+from tests.conftest import POSTGRES_URL, _postgres_database
 from tests.ledger.test_store import T0, mapped
 
 LEASE = timedelta(minutes=15)
@@ -164,3 +169,38 @@ def test_concurrent_claims_never_share_a_row(state_url: str) -> None:
     claimed = [i for ids in got.values() for i in ids]
     assert len(claimed) == len(set(claimed)) == 40
     assert ledger.queue.counts()["google_ads"] == {"in_flight": 40}
+
+
+@pytest.fixture(params=["sqlite", "postgresql-icu"])
+def locale_state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store on SQLite, or on a PostgreSQL database whose locale sorts text as people do
+    (the official Docker image's default is en_US.utf8)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'connector.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("CONNECTOR_TEST_POSTGRES_URL not set (.ci/run starts a PostgreSQL server)")
+    yield from _postgres_database("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+
+
+def test_one_pass_claims_every_due_row_whatever_the_databases_locale(
+    locale_state_url: str,
+) -> None:
+    # Client ids 1.2, 1.23 and 9 sort differently by bytes and by a locale; one is a
+    # lapsed claim, so the pass merges the two due ranges and walks them by keyset.
+    ledger = Ledger.open(locale_state_url)
+    run = ledger.runs.start()
+
+    def event(lead: str, client: str) -> Mapped:
+        m = mapped(lead, at=T0)
+        return replace(m, targets=[replace(m.targets[1], group=client)])
+
+    ledger.changes.record(run, [event("B", "1.23")], "s", T0)
+    ledger.queue.claim(GA4, "dead", lease=timedelta(0), limit=10)
+    ledger.changes.record(run, [event("A", "1.2"), event("C", "9")], "s", T0)
+    time.sleep(0.01)
+    claimed, after = [], None
+    while page := ledger.queue.claim(GA4, "w", lease=LEASE, limit=1, after=after):
+        claimed += [d.change.lead_id for d in page]
+        after = (page[-1].claim_key, page[-1].id)
+    assert sorted(claimed) == ["A", "B", "C"]
