@@ -575,9 +575,15 @@ def _number(value: object) -> float | None:
         return None
 
 
+GROUP_ROWS = 10_000  # opportunity history rows held at once (about 10 MB)
+
+
 def _by_opportunities(pages: Rows, known: Container[str]) -> Pages:
     """The rows of `pages`, in order, in groups naming at most LOOKUP_IDS opportunities that
-    are not `known` (whose leads the caller still holds: read as each group starts)."""
+    are not `known` (whose leads the caller still holds: read as each group starts), and
+    of about GROUP_ROWS rows at most: a backfill of few deals with long histories would
+    otherwise be one group. A full group ends only where the time moves on, so that the
+    rows of one save stay together."""
     group: list[dict[str, Any]] = []
     ids: set[str] = set()
     fresh = 0
@@ -585,7 +591,8 @@ def _by_opportunities(pages: Rows, known: Container[str]) -> Pages:
         for record in page:
             opportunity = str(record["OpportunityId"])
             new = opportunity not in ids and opportunity not in known
-            if new and fresh == q.LOOKUP_IDS:
+            full = len(group) >= GROUP_ROWS and record["CreatedDate"] != group[-1]["CreatedDate"]
+            if (new and fresh == q.LOOKUP_IDS) or full:
                 yield group
                 group, ids, fresh = [], set(), 0
                 new = opportunity not in known  # `known` is now the group just yielded

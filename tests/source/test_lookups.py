@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -108,3 +109,18 @@ def test_a_failed_lookup_is_retried_and_a_refused_one_names_the_error() -> None:
         box.salesforce.set_api_usage(box.salesforce.api_limit - 1)  # the history page only
         with pytest.raises(SourceError, match="REQUEST_LIMIT_EXCEEDED"):
             pull_all(box)
+
+
+def test_a_few_deals_with_long_histories_come_in_groups_of_bounded_size() -> None:
+    from connector.source.salesforce import GROUP_ROWS, _by_opportunities
+
+    # Three deals, 25,000 rows: one group by the lookup bound alone. The rows of one save
+    # (one time) at the cut stay together.
+    rows = [
+        {"OpportunityId": f"006{i % 3}", "CreatedDate": f"t{(i + 1) // 2:06d}"}
+        for i in range(25_000)
+    ]
+    groups = list(_by_opportunities(iter([rows]), known=set()))
+    assert [len(g) for g in groups] == [GROUP_ROWS + 1, GROUP_ROWS, 4_999]
+    assert [r for g in groups for r in g] == rows
+    assert all(g[0]["CreatedDate"] != before[-1]["CreatedDate"] for before, g in pairwise(groups))
