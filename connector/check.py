@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from connector import exit_codes
 from connector.core import GA4, GOOGLE_ADS, Delivery, StageChange, Status, utcnow
 from connector.destinations.google_ads.account import Expected, account_checks
 from connector.errors import ConnectorError
@@ -34,6 +35,9 @@ class CheckResult:
     ok: bool
     detail: str
     warning: bool = False  # ok, but worth a look (detail says what to do)
+    # A failure's exit code: a setting to fix (2), a destination's fix (5), or a system
+    # that did not answer (3: nothing to fix, try again).
+    exit_code: int = exit_codes.CONFIG
 
     @property
     def status(self) -> str:
@@ -43,6 +47,13 @@ class CheckResult:
         return {"check": self.name, "ok": self.ok, "status": self.status, "detail": self.detail}
 
 
+def exit_code(results: list[CheckResult]) -> int:
+    """The exit code of `check --online`: what most needs a person first."""
+    failed = {r.exit_code for r in results if not r.ok}
+    order = (exit_codes.CONFIG, exit_codes.DESTINATION_NEEDS_FIX, exit_codes.UNAVAILABLE)
+    return next((code for code in order if code in failed), exit_codes.OK)
+
+
 def online_checks(settings: Settings, mapping: Mapping) -> list[CheckResult]:
     results = _salesforce(settings, mapping)
     for destination in build_destinations(settings, mapping):
@@ -50,7 +61,7 @@ def online_checks(settings: Settings, mapping: Mapping) -> list[CheckResult]:
             samples = _samples(mapping, destination.name)
             outcomes = destination.deliver(samples, validate_only=True)
         except ConnectorError as exc:
-            results.append(CheckResult(destination.name, False, str(exc)))
+            results.append(CheckResult(destination.name, False, str(exc), exit_code=exc.exit_code))
             continue
         finally:
             destination.close()
@@ -58,9 +69,9 @@ def online_checks(settings: Settings, mapping: Mapping) -> list[CheckResult]:
         for outcome in outcomes:
             ok = outcome.status == Status.DELIVERED
             detail = "accepted by validation" if ok else (outcome.reason or outcome.error or "")
-            results.append(
-                CheckResult(f"{destination.name} {names[outcome.delivery_id]}", ok, detail)
-            )
+            code = exit_codes.UNAVAILABLE if outcome.status == Status.PENDING else exit_codes.CONFIG
+            name = f"{destination.name} {names[outcome.delivery_id]}"
+            results.append(CheckResult(name, ok, detail, exit_code=code))
     results += _ga4_datamanager_advice(settings, mapping)
     results += [
         CheckResult(c.name, c.status != "fail", c.detail, warning=c.status == "warn")
@@ -116,7 +127,7 @@ def _salesforce(settings: Settings, mapping: Mapping) -> list[CheckResult]:
         client = connect(settings.salesforce)
         described = client.restful("sobjects/Lead/describe")
     except ConnectorError as exc:
-        return [CheckResult("salesforce", False, str(exc))]
+        return [CheckResult("salesforce", False, str(exc), exit_code=exc.exit_code)]
     except Exception as exc:  # simple-salesforce errors carry URLs and bodies: name the kind
         return [CheckResult("salesforce", False, f"describe Lead failed: {type(exc).__name__}")]
     known = {field["name"] for field in (described or {}).get("fields", [])}

@@ -164,6 +164,17 @@ def test_check_online_names_a_field_the_org_lacks(sandbox: Sandbox, tmp_path: Pa
     assert "ok google_ads account: customer" in result.stdout
 
 
+def test_check_online_exits_3_when_salesforce_does_not_answer(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # Nothing to fix, only to try again: not exit 2 (a setting), which pages a person.
+    env = env_for(sandbox, tmp_path, CONNECTOR_SALESFORCE__LOGIN_URL="https://127.0.0.1:1")
+    result = connector("check", "--online", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    assert not checks["salesforce"]["ok"] and checks["ga4 qualify_lead"]["ok"]
+
+
 def test_demo_through_the_legacy_google_ads_api_path(tmp_path: Path) -> None:
     # In-process (a subprocess costs seconds to start): the option, the run, the JSON.
     result = CliRunner().invoke(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from connector.cli.app import (
     JsonOption,
     app,
+    console,
     fail,
     load_mapping_of,
     load_settings_or_exit,
@@ -36,7 +36,12 @@ def check_command(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Validate the configuration and the mapping (offline unless --online)."""
+    """Validate the configuration and the mapping (offline unless --online).
+
+    Exit codes: 0 ok; 2 a setting or the mapping to fix (a check failed: its line says
+    what to do); 3 a system did not answer (nothing to fix: try again); 5 a destination
+    needs a fix (credentials, permission, terms).
+    """
     settings = load_settings_or_exit()
     try:
         mapping = load_mapping_of(settings)
@@ -64,7 +69,7 @@ def check_command(
     if as_json:
         print_json(result)
     else:
-        Console().print(
+        console().print(
             f"configuration ok: mapping {result['mapping']} with {len(mapping.stages)} statuses, "
             f"destinations {', '.join(result['destinations'])}"
         )
@@ -84,20 +89,20 @@ def _refuse_copied_values(settings: Settings) -> None:
 
 
 def _check_online(settings: Settings, mapping: Mapping, as_json: bool) -> None:
-    from connector.check import online_checks
+    from connector.check import exit_code, online_checks
 
     results = online_checks(settings, mapping)
     ok = all(r.ok for r in results)
     if as_json:
         print_json({"status": "ok" if ok else "failed", "checks": [r.as_dict() for r in results]})
     else:
-        console = Console()
+        out = console()
         marks = {
             "ok": "[green]ok[/green]",
             "warn": "[yellow]warn[/yellow]",
             "fail": "[red]FAIL[/red]",
         }
         for r in results:
-            console.print(f"{marks[r.status]} {r.name}: {r.detail}")
+            out.print(f"{marks[r.status]} {r.name}: {r.detail}")
     if not ok:
-        raise typer.Exit(2)
+        raise typer.Exit(exit_code(results))
