@@ -30,7 +30,7 @@ from connector.core import Mapped, utcnow
 from connector.delivery import Claims, DeliveryLoop
 from connector.destinations.base import Destination
 from connector.dry_run import DryLedger, ValidateOnly
-from connector.errors import ConnectorError, SourceError, StateStoreError
+from connector.errors import ConfigError, ConnectorError, SourceError, StateStoreError
 from connector.ledger import Ledger
 from connector.ledger.database import state_errors
 from connector.ledger.locks import RunLock, run_lock, stream_lock
@@ -456,5 +456,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"--payloads-file {path} cannot be written ({exc.strerror or type(exc).__name__}): "
+            "name a file in a writable directory"
+        ) from None

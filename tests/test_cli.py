@@ -109,6 +109,17 @@ def test_dry_run_json_names_the_payload_file(sandbox: Sandbox, tmp_path: Path) -
     assert_no_secret(result)
 
 
+def test_a_payloads_file_that_cannot_be_written_is_exit_2_naming_it(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = env_for(sandbox, tmp_path)
+    args = ("sync", "--dry-run", "--json", "--payloads-file", str(tmp_path))  # a directory
+    result = connector(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert json.loads(result.stdout)["status"] == "failed"
+    assert "--payloads-file" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("command", [[], ["sync"], ["demo"], ["check"], ["runs"], ["sandbox"]])
 def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     result = connector(*command, "--help", env=dict(os.environ), cwd=tmp_path)
