@@ -1,8 +1,10 @@
 """What can go wrong, grouped by what the caller should do about it.
 
     ConnectorError
-    ├── ConfigError        a setting or the mapping is wrong: fix it, rerun (exit 2)
-    ├── SourceError        Salesforce refused or failed: the run stops, cursor unmoved (exit 3)
+    ├── ConfigError        a setting or the mapping is wrong (a refused Salesforce login too):
+    │                      fix it, rerun (exit 2)
+    ├── SourceError        Salesforce failed or is unreachable: the run stops, cursor unmoved
+    │                      (exit 3)
     ├── StateStoreError    the state store failed: the run stops, nothing half-written (exit 3)
     ├── StoreBusy          another run holds the state store (exit 6)
     └── DestinationError   a destination refused the credentials, permission or account:

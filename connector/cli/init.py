@@ -6,13 +6,19 @@ Google Ads settings set, the account's conversion actions are listed: a
 terminal asks which one each stage sends to, a script passes
 `--conversion-action STAGE=NAME` or keeps the drafted names (those the account
 lacks are reported). Prompts and the list go to stderr: stdout stays the
-result (`--json`).
+result (`--json`). An existing `.env` (`--force`) is updated in place: what init does not
+write, above all the state URL, stays as it was.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import re
+import shlex
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,7 +32,7 @@ from connector.summary_view import print_json
 if TYPE_CHECKING:
     from connector.destinations.google_ads.actions import ConversionActionInfo
     from connector.draft import OrgFacts
-    from connector.settings import GoogleAdsSettings, SalesforceSettings
+    from connector.settings import GoogleAdsSettings, SalesforceSettings, Settings
 
 # Asked for in a terminal when unset: (field, prompt, secret).
 PROMPTS = (
@@ -85,7 +91,14 @@ def init_command(
         "mappings/salesforce.yaml"
     ),
     conversion_action: ActionsOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Overwrite the mapping, and update an existing .env: only the settings init "
+            "writes are replaced, the others (state URL, GA4, ...) kept.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Draft .env and a mapping from the Salesforce org; choose the Google Ads conversion actions.
@@ -101,6 +114,9 @@ def init_command(
     output names those the account does not have. The Google Ads settings given are written
     to .env with the Salesforce ones (mode 0600). Without them nothing is listed: set them and
     rerun init --force, or let `connector check --online` check the actions a mapping names.
+
+    With --force an existing .env is updated, not replaced: every setting init does not write
+    (the state URL, GA4, the log format, ...) and every comment stay as they were.
     """
     from connector.draft import draft_mapping, read_org, sent_stages
     from connector.source.auth import connect
@@ -114,11 +130,13 @@ def init_command(
         salesforce = _complete(settings.salesforce)
         facts = read_org(connect(salesforce))
         ads = _choose_actions(settings.google_ads, sent_stages(facts), given)
+        existing = _read_env(env_file)  # before anything is written: it may be unreadable
     except ConnectorError as exc:
         fail(exc, as_json)
     mapping.parent.mkdir(parents=True, exist_ok=True)
     mapping.write_text(draft_mapping(facts, actions=ads.chosen), encoding="utf-8")
-    _write_env(env_file, salesforce, settings.google_ads, mapping)
+    decided = _decided(settings, salesforce, mapping, existing)
+    _write_env(env_file, existing, decided, settings.google_ads)
     result = {
         "env_file": str(env_file.resolve()),
         "mapping": str(mapping.resolve()),
@@ -264,9 +282,51 @@ def _pick(answer: str, listed: list[ConversionActionInfo]) -> str | None:
 # --------------------------------------------------------------------------- output
 
 
-def _write_env(
-    path: Path, salesforce: SalesforceSettings, google_ads: GoogleAdsSettings, mapping: Path
-) -> None:
+@dataclass(frozen=True)
+class EnvFile:
+    """A settings file as it was before init: its lines, and the values they set."""
+
+    lines: list[str]
+    values: dict[str, str]  # key (upper case) -> value, as the settings read it (python-dotenv)
+    counts: dict[str, int]  # key -> how many active lines assign it
+
+
+_ACTIVE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
+# A commented-out assignment (`# CONNECTOR_GA4__API_SECRET=...`, as in .env.example).
+_COMMENTED = re.compile(r"\s*#\s*(?:export\s+)?(CONNECTOR_[A-Za-z0-9_]+)\s*=")
+_HEADER = "# Written by `connector init`; every setting is described in .env.example."
+_ADDED = "# Added by `connector init` (every setting is described in .env.example):"
+
+
+def _read_env(path: Path) -> EnvFile:
+    if not path.exists():
+        return EnvFile([], {}, {})
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path} cannot be read ({type(exc).__name__}): fix it, or move it away and rerun"
+        ) from None
+    from dotenv import dotenv_values
+
+    # The parser pydantic-settings reads .env with: values exactly as a run would see them.
+    parsed = dotenv_values(stream=io.StringIO(text))
+    values = {key.upper(): value for key, value in parsed.items() if value is not None}
+    lines = text.splitlines()
+    counts = Counter(key for line in lines if (key := _key(_ACTIVE, line)))
+    return EnvFile(lines, values, dict(counts))
+
+
+def _key(pattern: re.Pattern[str], line: str) -> str:
+    found = pattern.match(line)
+    return found[1].upper() if found else ""
+
+
+def _decided(
+    settings: Settings, salesforce: SalesforceSettings, mapping: Path, existing: EnvFile
+) -> dict[str, str]:
+    """Key -> `KEY=value` line for each setting init writes: the mapping it drafted, the
+    Salesforce and Google Ads settings given, and a state URL only where the file has none."""
     from connector.cli.sandbox import env_lines
 
     # Every field set (from the environment, or answered) is a field the user chose.
@@ -274,23 +334,96 @@ def _write_env(
     chosen.model_fields_set.update(
         name for name, _, _ in PROMPTS if getattr(salesforce, name) is not None
     )
-    lines = [
-        "# Written by `connector init`; every setting is described in .env.example.",
-        f"CONNECTOR_MAPPING_PATH={mapping.resolve()}",
-        f"CONNECTOR_STATE_URL=sqlite:///{(Path.cwd() / 'state' / 'connector.db').resolve()}",
-        *env_lines(chosen, "CONNECTOR_SALESFORCE__"),
+    lines = [_assign("CONNECTOR_MAPPING_PATH", str(mapping.resolve()))]
+    # The ledger behind a state URL holds the cursors and what was sent: another URL would
+    # start over on an empty store, re-pull the backfill and re-send GA4 events.
+    if not existing.values.get("CONNECTOR_STATE_URL"):
+        lines.append(_assign("CONNECTOR_STATE_URL", _state_url(settings)))
+    lines += env_lines(chosen, "CONNECTOR_SALESFORCE__")
+    lines += env_lines(settings.google_ads, "CONNECTOR_GOOGLE_ADS__")  # the ones given
+    return {line.partition("=")[0]: line for line in lines}
+
+
+def _state_url(settings: Settings) -> str:
+    """The state URL set (in the environment or the cwd .env), else SQLite beside the cwd."""
+    if "state_url" in settings.model_fields_set:
+        return settings.state_url
+    return f"sqlite:///{(Path.cwd() / 'state' / 'connector.db').resolve()}"
+
+
+def _assign(key: str, value: str) -> str:
+    return f"{key}={shlex.quote(value)}"
+
+
+def _write_env(
+    path: Path, existing: EnvFile, decided: dict[str, str], google_ads: GoogleAdsSettings
+) -> None:
+    """A new file: init's settings, with commented-out hints for the destinations. An existing
+    one (--force): updated in place, every line init does not decide kept."""
+    hints = [] if google_ads.enabled else ["# CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID="]
+    if not google_ads.enabled and not google_ads.credentials_file:
+        hints.append("# CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE=")
+    hints += ["# CONNECTOR_GA4__MEASUREMENT_ID=", "# CONNECTOR_GA4__API_SECRET="]
+    lines = _merged(existing, decided, hints) if existing.lines else _fresh(decided, hints)
+    _write_private(path, "\n".join(lines) + "\n")
+
+
+def _fresh(decided: dict[str, str], hints: list[str]) -> list[str]:
+    ads = [line for key, line in decided.items() if key.startswith("CONNECTOR_GOOGLE_ADS__")]
+    others = [line for key, line in decided.items() if not key.startswith("CONNECTOR_GOOGLE_ADS__")]
+    return [
+        _HEADER,
+        *others,
         "# Google Ads (Data Manager) and GA4: fill in what you send to.",
-        *env_lines(google_ads, "CONNECTOR_GOOGLE_ADS__"),  # the ones given, as given
+        *ads,
+        *hints,
     ]
-    if not google_ads.enabled:
-        lines += ["# CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID="]
-        lines += (
-            [] if google_ads.credentials_file else ["# CONNECTOR_GOOGLE_ADS__CREDENTIALS_FILE="]
-        )
-    lines += ["# CONNECTOR_GA4__MEASUREMENT_ID=", "# CONNECTOR_GA4__API_SECRET="]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path.chmod(0o600)  # it holds the Salesforce secrets
+
+
+def _merged(existing: EnvFile, decided: dict[str, str], hints: list[str]) -> list[str]:
+    """The file as it was, but for the settings init writes: each set where the file assigns
+    it (or, where it only has it commented out, there), the rest appended."""
+    mentioned = {
+        k for line in existing.lines for k in (_key(_ACTIVE, line), _key(_COMMENTED, line))
+    }
+    placed: set[str] = set()
+    lines = []
+    for line in existing.lines:
+        active, commented = _key(_ACTIVE, line), _key(_COMMENTED, line)
+        key = active or (commented if commented not in existing.counts else "")
+        if key not in decided or (not active and key in placed):
+            lines.append(line)  # not init's to decide: kept as it is, comments too
+        elif key not in placed:
+            placed.add(key)
+            lines.append(line if _unchanged(existing, key, decided[key]) else decided[key])
+        # else a second assignment of a key init writes: dropped, it would win over the first
+    added = [line for key, line in decided.items() if key not in placed]
+    added += [hint for hint in hints if _key(_COMMENTED, hint) not in mentioned]
+    return [*lines, "", _ADDED, *added] if added else lines
+
+
+def _unchanged(existing: EnvFile, key: str, line: str) -> bool:
+    """Whether the file's one assignment of `key` already gives the value `line` does: then
+    its line is kept as written (its quoting, its `export`)."""
+    value = existing.values.get(key)
+    return existing.counts.get(key) == 1 and value is not None and _assign(key, value) == line
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` readable by the owner only (it holds the Salesforce secrets), replacing
+    the file at once: a failure part-way leaves the old one whole."""
+    target = path.resolve()  # a symlinked .env (a mounted secret) is written where it points
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.init-tmp")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # O_CREAT's mode applies to a new file only
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # no stray copy of the secrets
+        raise
 
 
 def _print_result(result: dict[str, Any], facts: OrgFacts, ads: AdsChoice) -> None:

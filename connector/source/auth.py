@@ -54,7 +54,8 @@ def _password_grant(settings: SalesforceSettings, session: requests.Session) -> 
 
 
 _LOGIN_HINT = (
-    "check the username, password + security token and the connected app's client id and secret"
+    "check CONNECTOR_SALESFORCE__USERNAME, __PASSWORD and __SECURITY_TOKEN (a password reset "
+    "issues a new token), the connected app's __CLIENT_ID and __CLIENT_SECRET, and __LOGIN_URL"
 )
 _JWT_HINT = (
     "check that CONNECTOR_SALESFORCE__PRIVATE_KEY_FILE is the key of the certificate uploaded to "
@@ -127,6 +128,10 @@ def _sign(claims: dict[str, object], key: str) -> str:
         ) from None
 
 
+# OAuth 2.0 answers a refused grant or client with 400 or 401 (RFC 6749 section 5.2).
+_REFUSED = frozenset({400, 401})
+
+
 def _read_grant(response: requests.Response, login_url: str, hint: str) -> tuple[str, str]:
     body = _json_object(response)  # {} for a proxy's HTML page, a list or an empty body
     if response.status_code == 200 and not {"instance_url", "access_token"} <= body.keys():
@@ -138,9 +143,16 @@ def _read_grant(response: requests.Response, login_url: str, hint: str) -> tuple
         )
     if response.status_code != 200:
         # Salesforce's error codes name the problem without echoing credentials.
+        reason = (
+            f"{body.get('error', response.status_code)}"
+            f" ({body.get('error_description', 'no description')})"
+        )
+        if response.status_code in _REFUSED:
+            # The login itself was refused (invalid_grant, invalid_client, ...): trying again
+            # with the same settings fails the same way, so it is theirs to fix (exit 2).
+            raise ConfigError(f"Salesforce login at {login_url} refused: {reason}; {hint}")
         raise SourceError(
-            f"Salesforce login at {login_url} failed: {body.get('error', response.status_code)}"
-            f" ({body.get('error_description', 'no description')}); {hint}",
+            f"Salesforce login at {login_url} failed: {reason}; {hint}",
             retryable=response.status_code >= 500,
         )
     return str(body["instance_url"]).rstrip("/"), str(body["access_token"])

@@ -51,8 +51,8 @@ def test_a_failed_run_is_counted_and_a_dry_run_writes_nothing(
         CONNECTOR_METRICS_FILE=str(metrics),
         CONNECTOR_SALESFORCE__PASSWORD="wrong-password",
     )
-    assert invoke("sync", "--dry-run", env=env).exit_code == 3 and not metrics.exists()
-    assert invoke("sync", env=env).exit_code == 3
+    assert invoke("sync", "--dry-run", env=env).exit_code == 2 and not metrics.exists()
+    assert invoke("sync", env=env).exit_code == 2  # a refused login: a setting to fix
     found = samples(metrics)
     assert found["connector_last_run_success"] == 0
     assert found['connector_runs_total{status="failed"}'] == 1

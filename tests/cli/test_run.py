@@ -73,7 +73,13 @@ def test_sigterm_to_any_thread_ends_the_wait_between_runs(sandbox: Sandbox, tmp_
 
 
 def test_a_failed_run_backs_off(sandbox: Sandbox, tmp_path: Path) -> None:
-    env = env_for(sandbox, tmp_path, CONNECTOR_SALESFORCE__PASSWORD="wrong-password")
+    # Salesforce unreachable (a refused login would be a configuration error: the loop stops).
+    env = env_for(
+        sandbox,
+        tmp_path,
+        CONNECTOR_SALESFORCE__LOGIN_URL="https://127.0.0.1:9",
+        CONNECTOR_SALESFORCE__TIMEOUT_SECONDS="1",
+    )
     lines = run_until(env, 2)
     errors = [line for line in lines if line["level"] == "error"]
     assert errors and "Salesforce login" in errors[0]["message"] and errors[0]["exit_code"] == 3

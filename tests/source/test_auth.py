@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,12 @@ from pydantic import SecretStr
 from connector.errors import ConfigError, SourceError
 from connector.settings import SalesforceSettings
 from connector.source.auth import connect
+from connector_sandbox.faults import Fault
 from connector_sandbox.salesforce import certificate_pem
 from connector_sandbox.stack import Sandbox
+from tests.cli.conftest import invoke
 from tests.conftest import MAPPING
+from tests.sandbox_env import SECRETS, sandbox_env
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +94,7 @@ def test_jwt_login_with_a_wrong_key_issuer_or_audience_is_refused_clearly(
         "audience": {"login_url": settings.login_url.replace("127.0.0.1", "localhost")},
     }
     settings = settings.model_copy(update=overrides.get(wrong, {}))
-    with pytest.raises(SourceError) as info:
+    with pytest.raises(ConfigError) as info:  # a setting to fix, not an outage to wait out
         connect(settings)
     message = str(info.value)
     assert error in message
@@ -115,9 +119,61 @@ def test_session_id_login(sandbox: Sandbox, tmp_path: Path) -> None:
     query_ok(settings)
 
 
-def test_wrong_password_is_a_clear_source_error(sandbox: Sandbox, tmp_path: Path) -> None:
-
-    settings = base(sandbox, tmp_path).model_copy(update={"password": SecretStr("nope")})
-    with pytest.raises(SourceError, match="invalid_grant") as info:
+@pytest.mark.parametrize(
+    ("wrong", "error"),
+    [
+        ({"password": SecretStr("wrongpassword9")}, "invalid_grant (authentication failure)"),
+        ({"username": "someone@else.com"}, "invalid_grant (authentication failure)"),
+        ({"client_secret": SecretStr("wrong-secret-7")}, "invalid_client (invalid client"),
+        ({"client_id": "other-consumer-key"}, "invalid_client_id (client identifier invalid)"),
+    ],
+)
+def test_a_refused_login_is_a_configuration_error_naming_the_settings(
+    sandbox: Sandbox, tmp_path: Path, wrong: dict[str, object], error: str
+) -> None:
+    settings = base(sandbox, tmp_path).model_copy(update=wrong)
+    with pytest.raises(ConfigError) as info:
         connect(settings)
-    assert "nope" not in str(info.value)
+    message = str(info.value)
+    assert f"Salesforce login at {settings.login_url} refused: {error}" in message
+    for name in ("USERNAME", "__PASSWORD", "__SECURITY_TOKEN", "__CLIENT_ID", "__CLIENT_SECRET"):
+        assert name in message
+    assert info.value.exit_code == 2
+    for secret in ("wrongpassword9", "wrong-secret-7", *SECRETS):
+        assert secret not in message
+
+
+def test_a_failing_token_endpoint_is_a_source_error_to_retry(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sandbox.salesforce.faults.push(Fault(status=503, path_contains="/oauth2/token"), times=3)
+    with pytest.raises(SourceError, match="failed after retries: it answered 503") as info:
+        connect(base(sandbox, tmp_path))
+    assert info.value.retryable and info.value.exit_code == 3
+    assert len(sandbox.salesforce.faults) == 0  # tried three times
+
+
+def test_an_unreachable_token_endpoint_is_a_source_error_to_retry(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = SalesforceSettings(
+        login_url=f"https://127.0.0.1:{port}",
+        username="demo@example.com",
+        password=SecretStr("pw"),
+        client_id="demo-client-id",
+        client_secret=SecretStr("secret"),
+    )
+    with pytest.raises(SourceError, match="cannot reach it") as info:
+        connect(settings)
+    assert info.value.retryable and info.value.exit_code == 3
+
+
+def test_sync_with_a_wrong_password_exits_2_not_3(sandbox: Sandbox, tmp_path: Path) -> None:
+    # The reviewer's case: a scheduler reruns exit 3 forever, and alerts on exit 2.
+    env = sandbox_env(sandbox, f"sqlite:///{tmp_path / 's.db'}")
+    env |= {"CONNECTOR_SALESFORCE__PASSWORD": "wrongpassword9", "CONNECTOR_LOG_FORMAT": "json"}
+    result = invoke("sync", "--json", env=env)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "invalid_grant" in result.stderr and "CONNECTOR_SALESFORCE__USERNAME" in result.stderr
+    assert "wrongpassword9" not in result.stdout + result.stderr
