@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from connector.analytics.google_ads_costs import fetch_costs
+from connector.errors import ConfigError
 from connector.ledger import Ledger
 from connector.mapping.rules import load_mapping
 from connector.pipeline import Progress, SyncOptions, sync
@@ -111,7 +112,13 @@ def run_demo(
     upload_api: Literal["datamanager", "ads_api"] = "datamanager",
 ) -> DemoResult:
     directory = state_dir or new_state_dir("demo")
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--state-dir {directory} cannot be made ({exc.strerror or type(exc).__name__}): "
+            "name a directory you can write to"
+        ) from None
     directory = directory.resolve()  # the printed commands work from any directory
     state_url = f"sqlite:///{directory / 'connector.db'}"
     period = Period.parse(None, None)

@@ -43,7 +43,11 @@ def demo_command(
     ] = "datamanager",
     as_json: JsonOption = False,
 ) -> None:
-    """Run a full sync against local emulators with a generated dataset: no credentials."""
+    """Run a full sync against local emulators with a generated dataset: no credentials.
+
+    Exit codes: 0 done; 2 configuration (--state-dir); 3 the state store could not be used;
+    4 the first sync left work for a later run.
+    """
     from connector.demo import run_demo
 
     logs.setup("auto", "INFO", [])

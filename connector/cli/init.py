@@ -117,6 +117,9 @@ def init_command(
 
     With --force an existing .env is updated, not replaced: every setting init does not write
     (the state URL, GA4, the log format, ...) and every comment stay as they were.
+
+    Exit codes: 0 written; 2 a file exists (without --force), a setting to fix, or a refused
+    Salesforce login; 3 Salesforce or Google Ads did not answer.
     """
     from connector.draft import draft_mapping, read_org, sent_stages
     from connector.source.auth import connect

@@ -43,7 +43,10 @@ def sandbox_command(
     ] = "datamanager",
     as_json: JsonOption = False,
 ) -> None:
-    """Run the emulators with the demo dataset until Ctrl-C, and write an env file for them."""
+    """Run the emulators with the demo dataset until Ctrl-C, and write an env file for them.
+
+    Exit codes: 0 stopped by Ctrl-C or SIGTERM.
+    """
     # Imported here: the emulators are needed by this command only.
     from connector.demo import demo_mapping, demo_sandbox, new_state_dir
 

@@ -37,3 +37,12 @@ def test_the_demo_ignores_real_settings_in_the_environment_and_dotenv(
     # Pulled from the Salesforce emulator (the session's instance refuses every connection).
     assert demo["first_sync"]["status"] == "ok" and demo["first_sync"]["pulled"] > 0
     assert demo["emulators"]["google_ads_conversions"] > 0
+
+
+def test_a_state_dir_that_cannot_be_made_is_exit_2_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    result = invoke("demo", "--leads", "10", "--state-dir", str(blocker / "d"), "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["status"] == "failed"
+    assert "--state-dir" in json.loads(result.stdout)["error"]
