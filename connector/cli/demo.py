@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -50,7 +51,10 @@ def demo_command(
     """
     from connector.demo import run_demo
 
-    logs.setup("auto", "INFO", [])
+    # The demo reads no settings (its own are fixed), but honours the log level, so that
+    # "rerun with CONNECTOR_LOG_LEVEL=DEBUG" shows the traceback here too.
+    level = os.environ.get("CONNECTOR_LOG_LEVEL", "INFO").upper()
+    logs.setup("auto", level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO", [])
     try:
         with progress_display() as progress:
             result = run_demo(
