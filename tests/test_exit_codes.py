@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import trustme
 
 from connector import exit_codes
 from connector.ledger import Ledger
@@ -42,6 +43,21 @@ def sandbox(box: Sandbox) -> Sandbox:
 
 def permission_denied() -> Fault:
     return refusal_fault(403, "PERMISSION_DENIED", "The caller does not have permission.")
+
+
+def test_a_tls_handshake_failure_leaves_the_json_logs_one_object_per_line(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # gRPC's C core logs a failed handshake itself, in a line of its own format.
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    env = env_for(sandbox, tmp_path, CONNECTOR_GOOGLE_ADS__DATAMANAGER_CA_BUNDLE=str(other))
+    env["CONNECTOR_LOG_FORMAT"] = "json"
+    env.pop("GRPC_VERBOSITY", None)
+    result = connector("sync", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == exit_codes.DESTINATION_NEEDS_FIX, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and all(json.loads(line) for line in lines)
 
 
 def test_a_destination_needing_a_fix_exits_5_says_what_to_fix_and_keeps_its_rows(

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+# gRPC's C core writes INFO lines of its own to stderr (a failed TLS handshake, say), which
+# would break a container's one-JSON-object-per-line logs; what matters comes back as the
+# call's error, reported by the connector. Read when gRPC loads: set before any command runs.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from connector import exit_codes
 from connector.cli import (
