@@ -128,18 +128,19 @@ def _sign(claims: dict[str, object], key: str) -> str:
         ) from None
 
 
-# OAuth 2.0 answers a refused grant or client with 400 or 401 (RFC 6749 section 5.2).
-_REFUSED = frozenset({400, 401})
+# OAuth 2.0 answers a refused grant or client with 400 or 401 (RFC 6749 section 5.2); 403
+# is an org's policy (IP ranges, a blocked user), 404 a login URL with no token endpoint.
+_REFUSED = frozenset({400, 401, 403, 404})
 
 
 def _read_grant(response: requests.Response, login_url: str, hint: str) -> tuple[str, str]:
     body = _json_object(response)  # {} for a proxy's HTML page, a list or an empty body
     if response.status_code == 200 and not {"instance_url", "access_token"} <= body.keys():
-        raise SourceError(
+        # Not Salesforce's answer (a proxy's page, another service): the URL is to fix.
+        raise ConfigError(
             f"Salesforce login at {login_url} answered 200 without a session "
             f"({response.headers.get('Content-Type', 'no content type')}): check "
-            "CONNECTOR_SALESFORCE__LOGIN_URL points at the org's login or My Domain URL",
-            retryable=False,
+            "CONNECTOR_SALESFORCE__LOGIN_URL points at the org's login or My Domain URL"
         )
     if response.status_code != 200:
         # Salesforce's error codes name the problem without echoing credentials.

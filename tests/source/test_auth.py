@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,20 @@ def test_a_refused_login_is_a_configuration_error_naming_the_settings(
     assert info.value.exit_code == 2
     for secret in ("wrongpassword9", "wrong-secret-7", *SECRETS):
         assert secret not in message
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [Fault(status=404), Fault(status=200, body={"hello": "not Salesforce"})],
+    ids=["no-token-endpoint", "200-without-a-session"],
+)
+def test_a_login_url_that_is_not_salesforces_is_a_configuration_error(
+    sandbox: Sandbox, tmp_path: Path, answer: Fault
+) -> None:
+    sandbox.salesforce.faults.push(replace(answer, path_contains="/oauth2/token"))
+    with pytest.raises(ConfigError, match="__LOGIN_URL") as info:
+        connect(base(sandbox, tmp_path))
+    assert info.value.exit_code == 2
 
 
 def test_a_failing_token_endpoint_is_a_source_error_to_retry(
