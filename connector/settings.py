@@ -320,7 +320,14 @@ class Settings(BaseSettings):
             self.google_ads.developer_token,
             self.ga4.api_secret,
         ]
-        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        set_values = [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        return set_values + self._state_url_passwords()
+
+    def _state_url_passwords(self) -> list[str]:
+        # A PostgreSQL state URL may carry a password (user:pw@, ?password=).
+        from connector.state_url import url_passwords
+
+        return url_passwords(self.state_url)
 
     def require_for_sync(self) -> None:
         """Fail with the names of the settings a sync needs but lacks."""

@@ -213,11 +213,3 @@ def progress_display() -> Iterator[Progress | None]:
 
     with bar, logs.route_to(err):
         yield advance
-
-
-def safe_url(url: str) -> str:
-    # A PostgreSQL URL may carry a password: show the shape, not the secret.
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url

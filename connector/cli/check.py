@@ -13,9 +13,9 @@ from connector.cli.app import (
     fail,
     load_mapping_of,
     load_settings_or_exit,
-    safe_url,
 )
 from connector.errors import ConfigError, ConnectorError
+from connector.state_url import safe_url
 from connector.summary_view import print_json
 
 if TYPE_CHECKING:

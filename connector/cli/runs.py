@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from connector.cli.app import JsonOption, app, console, fail, load_settings_or_exit, safe_url
+from connector.cli.app import JsonOption, app, console, fail, load_settings_or_exit
 from connector.errors import ConnectorError
+from connector.state_url import safe_url
 from connector.summary_view import print_json
 
 if TYPE_CHECKING:

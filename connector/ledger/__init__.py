@@ -24,7 +24,7 @@ from connector.ledger.changes import Changes
 from connector.ledger.channels import ChannelCache, LeadChannel
 from connector.ledger.costs import AdsCosts
 from connector.ledger.cursors import Cursors
-from connector.ledger.database import Database, open_database
+from connector.ledger.database import Database, open_database, state_errors
 from connector.ledger.migrations import migrate
 from connector.ledger.queue import DeliveryQueue, SentBefore
 from connector.ledger.rates import CurrencyRate, CurrencyRates
@@ -56,10 +56,15 @@ class Ledger:
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False) -> Ledger:
-        """Open (and, unless read-only, create or migrate) the store at `url`."""
-        db = open_database(url, readonly=readonly)
-        if not readonly:
-            migrate(db)
+        """Open (and, unless read-only, create or migrate) the store at `url`.
+
+        A store that cannot be opened (server down, a corrupt file, a path that cannot hold
+        one) is a StateStoreError naming CONNECTOR_STATE_URL, whichever command opens it.
+        """
+        with state_errors(url):
+            db = open_database(url, readonly=readonly)
+            if not readonly:
+                migrate(db)
         return cls(db)
 
     @property

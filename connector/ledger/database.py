@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError, ProgrammingError
 
 from connector.errors import ConfigError, StateStoreError
 from connector.ledger.schema import schema_version
+from connector.state_url import SHORTEST_SECRET, safe_url, url_passwords, userinfo_password
 
 CHUNK = 500  # ids per IN (...) list: far under every backend's parameter limit
 
@@ -33,9 +34,15 @@ class Database:
     """An engine, and whether this run may write to it (a dry run may not)."""
 
     def __init__(
-        self, engine: Engine, *, readonly: bool = False, sqlite_path: Path | None = None
+        self,
+        engine: Engine,
+        *,
+        url: str,
+        readonly: bool = False,
+        sqlite_path: Path | None = None,
     ) -> None:
         self.engine = engine
+        self.url = url  # for error messages, which show it through safe_url only
         self.readonly = readonly
         self.sqlite_path = sqlite_path  # the file of a SQLite store (None on PostgreSQL)
         # A store that exists, and its tables, do not go away while this process runs:
@@ -44,16 +51,19 @@ class Database:
         self._tables: set[str] = set()
 
     def exists(self) -> bool:
-        """Whether the store was ever written (a read-only look may find nothing)."""
+        """Whether the store was ever written (a read-only look may find nothing).
+
+        Only a SQLite file not there yet, or a database without our tables, is empty: a
+        store that cannot be opened or read (server down, a directory, a corrupt file) is a
+        StateStoreError, so no command reports an unreachable store as an empty one.
+        """
         if self._exists:
             return True
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(select(schema_version.c.version)).scalar()
-        except (OperationalError, ProgrammingError):
+        if self.sqlite_path is not None and not _sqlite_file_exists(self.sqlite_path, self.url):
             return False
-        self._exists = True
-        return True
+        with state_errors(self.url), self.engine.connect() as conn:
+            self._exists = self.has_table(conn, schema_version.name)
+        return self._exists
 
     def has_table(self, conn: Connection, name: str) -> bool:
         """A read-only look at a store from an older connector may lack newer tables."""
@@ -69,48 +79,86 @@ def state_errors(url: str) -> Iterator[None]:
         yield
     except (OperationalError, ProgrammingError, DatabaseError, InterfaceError) as exc:
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
-        raise StateStoreError(
-            f"the state store at {safe_url(url)} failed: {cause}; check CONNECTOR_STATE_URL "
-            "(the file or database, its permissions, free space, and that the server is up)"
-        ) from None
+        raise _store_error(url, cause) from None
 
 
-def safe_url(url: str) -> str:
-    """The URL without its password: `postgresql://user:***@host/db`."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show none of it
-        return "CONNECTOR_STATE_URL"
+def _store_error(url: str, cause: str) -> StateStoreError:
+    """The store at `url` failed for `cause`: said without any of the URL's passwords."""
+    # A driver's message may echo what it was given: a host name holding the end of a
+    # password that has an unencoded @, say.
+    for secret in sorted(url_passwords(url), key=len, reverse=True):
+        if len(secret) >= SHORTEST_SECRET:
+            cause = cause.replace(secret, "***")
+    if "@" in userinfo_password(url):  # the driver took its end for the host name
+        cause += " (an @ in the password must be written %40)"
+    return StateStoreError(
+        f"the state store at {safe_url(url)} failed: {cause}; check CONNECTOR_STATE_URL "
+        "(the file or database, its permissions, free space, and that the server is up)"
+    )
 
 
 def open_database(url: str, *, readonly: bool = False) -> Database:
-    path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-    return Database(_engine(url, readonly), readonly=readonly, sqlite_path=path)
+    parsed = _parse(url)
+    path = _sqlite_file(parsed)
+    engine = _sqlite_engine(parsed, path, readonly) if path else _engine(parsed, pool_pre_ping=True)
+    return Database(engine, url=url, readonly=readonly, sqlite_path=path)
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite store, whatever its driver is written as (`sqlite:///`,
+    `sqlite+pysqlite:///`): None for an in-memory one, or another database."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
 
 
 def chunked(values: list[Any]) -> list[list[Any]]:
     return [values[start : start + CHUNK] for start in range(0, len(values), CHUNK)]
 
 
-def _engine(url: str, readonly: bool) -> Engine:
-    if url.startswith("sqlite:///"):
-        return _sqlite_engine(Path(url.removeprefix("sqlite:///")), readonly)
+def _parse(url: str) -> URL:
     try:
-        return create_engine(url, pool_pre_ping=True, **_JSON)
+        return make_url(url)
+    except Exception as exc:  # not a URL at all: say which setting to fix
+        raise _unusable(exc) from None
+
+
+def _unusable(exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"CONNECTOR_STATE_URL is not usable ({type(exc).__name__}): expected "
+        "sqlite:///path/to.db or postgresql+psycopg://user@host/db"
+    )
+
+
+def _engine(url: URL, **options: Any) -> Engine:
+    try:
+        return create_engine(url, **options, **_JSON)
     except Exception as exc:  # bad URL or missing driver: say which setting to fix
-        raise ConfigError(
-            f"CONNECTOR_STATE_URL is not usable ({type(exc).__name__}): expected "
-            "sqlite:///path/to.db or postgresql+psycopg://user@host/db"
-        ) from None
+        raise _unusable(exc) from None
 
 
-def _sqlite_engine(path: Path, readonly: bool) -> Engine:
+def _sqlite_file_exists(path: Path, url: str) -> bool:
+    """Whether the file is there; a path that can never hold one is an error, not "absent"."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # a part of the path is a file, or may not be searched
+        raise _store_error(url, f"{exc.strerror}: {exc.filename}") from None
+    return True
+
+
+def _sqlite_engine(url: URL, path: Path, readonly: bool) -> Engine:
     if readonly:
         # mode=ro: a dry run must leave the file byte-for-byte as it was (or absent).
-        engine = create_engine("sqlite://", creator=lambda: _sqlite_ro_connect(path), **_JSON)
+        engine = _engine(make_url("sqlite://"), creator=lambda: _sqlite_ro_connect(path))
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(f"sqlite:///{path}", **_JSON)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a part of the path is a file, or not writable
+            cause = f"cannot create the directory {path.parent}: {exc.strerror}"
+            raise _store_error(url.render_as_string(), cause) from None
+        engine = _engine(url)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
