@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from connector.errors import ConfigError
 
@@ -380,8 +380,10 @@ def _leaves(model: BaseModel, path: tuple[str, ...] = ()) -> Iterator[tuple[tupl
 
 
 def known_env_names() -> frozenset[str]:
-    """Every CONNECTOR_ variable a setting reads."""
-    return frozenset(env_name(*path) for path, _ in _leaves(Settings.model_construct()))
+    """Every CONNECTOR_ variable a setting reads: each field, and each group as a whole
+    (CONNECTOR_GA4 takes the group as a JSON object)."""
+    paths = [path for path, _ in _leaves(Settings.model_construct())]
+    return frozenset(env_name(*path[:end]) for path in paths for end in range(1, len(path) + 1))
 
 
 def unknown_env_names(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -412,6 +414,11 @@ def load_settings(**overrides: object) -> Settings:
     """Read settings; turn a validation failure into a ConfigError naming each variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:  # a group given as JSON (CONNECTOR_GA4=...) that is not
+        raise ConfigError(
+            f"invalid settings: {exc}; set a group's fields one by one "
+            "(CONNECTOR_GA4__MEASUREMENT_ID=...) or as a JSON object"
+        ) from None
     except ValidationError as exc:
         problems = [
             f"{env_name(*(str(p) for p in err['loc']))}: {err['msg']}" for err in exc.errors()

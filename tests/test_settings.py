@@ -81,3 +81,13 @@ def test_a_bad_value_is_named_but_never_echoed(monkeypatch: pytest.MonkeyPatch) 
         load_settings()
     assert "CONNECTOR_GA4__MP_BASE_URL: Value error, must start with https://" in str(info.value)
     assert "hunter2" not in str(info.value)
+
+
+def test_a_group_given_as_json_is_a_setting_and_broken_json_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert unknown_env_names({"CONNECTOR_GA4": '{"measurement_id": "G-ABC1234567"}'}) == []
+    monkeypatch.setenv("CONNECTOR_SALESFORCE", "not-json-hunter2")
+    with pytest.raises(ConfigError, match="salesforce") as info:
+        load_settings()
+    assert "hunter2" not in str(info.value)

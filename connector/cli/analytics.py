@@ -43,7 +43,7 @@ def reconcile_command(
         first, last = window(since, until)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since / --until") from None
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         events = event_names(load_mapping_of(settings))
         ledger = Ledger.open(settings.state_url, readonly=True)
@@ -74,7 +74,7 @@ def channels_command(
     from connector.analytics import GA4Data, leads_to_look_up, lookup_channels
     from connector.ledger import Ledger
 
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         ledger = Ledger.open(settings.state_url)
         wanted = leads_to_look_up(ledger, refresh=refresh)

@@ -88,14 +88,14 @@ def load_mapping_of(settings: Settings) -> Mapping:
     return load_mapping(settings.mapping_path)
 
 
-def load_settings_or_exit() -> Settings:
+def load_settings_or_exit(as_json: bool = False) -> Settings:
     from connector.settings import load_settings
 
     try:
         settings = load_settings()
     except ConnectorError as exc:
         logs.setup("auto", "INFO", [])  # the settings themselves are what failed
-        fail(exc)
+        fail(exc, as_json)
     setup_logging(settings)
     from connector.settings import unknown_env_names
 

@@ -42,7 +42,7 @@ def check_command(
     what to do); 3 a system did not answer (nothing to fix: try again); 5 a destination
     needs a fix (credentials, permission, terms).
     """
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         mapping = load_mapping_of(settings)
         settings.require_for_sync()

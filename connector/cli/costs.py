@@ -31,7 +31,7 @@ def costs_command(
         period = Period.parse(since, until)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since / --until") from None
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     if not settings.google_ads.enabled:
         fail(ConfigError("set CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID to read costs"), as_json)
     try:

@@ -41,7 +41,7 @@ def failures_command(
     """List rejected rows, dead letters (attempts ran out) and rows of unknown fate."""
     from connector.ledger import Ledger
 
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         first = _day(since)
         ledger = Ledger.open(settings.state_url, readonly=True)
@@ -71,7 +71,7 @@ def retry_command(
 
     if not (ids or destination or reason):
         raise typer.BadParameter("name ids, --destination or --reason", param_hint="IDS")
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         ledger = Ledger.open(settings.state_url)
         count = ledger.queue.requeue(ids=ids or (), destination=destination, reason=reason)

@@ -127,7 +127,7 @@ def init_command(
     for path in (env_file, mapping):
         if path.exists() and not force:
             fail(ConfigError(f"{path} exists: pass --force to overwrite it"), as_json)
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         given = _parse_given(conversion_action or [])
         salesforce = _complete(settings.salesforce)

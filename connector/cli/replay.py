@@ -64,7 +64,7 @@ def replay_command(
     Exit codes: 0 done; 2 configuration, mapping or --since; 3 the state store is
     unavailable; 6 another run holds the store.
     """
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         result = _replay(
             settings.state_url, _since(since), _mapping(settings, mapping_file), dry_run
@@ -96,19 +96,16 @@ def _replay(url: str, since: datetime, mapping: Any, dry_run: bool) -> ReplayRes
 def _mapping(settings: Any, path: Path | None) -> Any:
     from connector.mapping.rules import load_mapping
 
-    try:
-        return load_mapping(path) if path else load_mapping_of(settings)
-    except ConnectorError as exc:
-        fail(exc)
+    return load_mapping(path) if path else load_mapping_of(settings)
 
 
 def _since(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        fail(
-            ConfigError(f"--since {text!r} is not a date: use e.g. 2026-11-01 or 2026-11-01T08:00")
-        )
+        raise ConfigError(
+            f"--since {text!r} is not a date: use e.g. 2026-11-01 or 2026-11-01T08:00"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -65,7 +65,7 @@ def report_command(
         period = Period.parse(since, until)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since / --until") from None
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         mapping = load_mapping_of(settings)
         ledger = Ledger.open(settings.state_url, readonly=True)

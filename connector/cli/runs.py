@@ -26,7 +26,7 @@ def runs_command(
     """List recent sync runs: status, counts per destination, duration, error."""
     from connector.ledger import Ledger
 
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     try:
         records = Ledger.open(settings.state_url, readonly=True).runs.recent(limit)
     except ConnectorError as exc:

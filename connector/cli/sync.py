@@ -57,7 +57,7 @@ def sync_command(
     """
     if leads and not dry_run:
         raise typer.BadParameter("--lead limits a dry run's rows: use it with --dry-run")
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(as_json)
     payloads = payloads_file if dry_run else None
     summary = run_sync(settings, dry_run, payloads, wait, as_json, frozenset(leads or ()))
     finish(summary, as_json)
