@@ -33,9 +33,11 @@ log = logging.getLogger("connector.retry")
 
 class RetryableError(ConnectorError):
     """A transient failure of any remote call (its kind is the caller's to say when it gives
-    up); `retry_after` is the server's hint in seconds, if it gave one."""
+    up); `retry_after` is the server's hint in seconds, if it gave one. One that ends a
+    command (a report read still failing after retries) is exit 3: nothing to fix."""
 
     retryable = True
+    exit_code = 3
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float = 0.0):
         super().__init__(message)

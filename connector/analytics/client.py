@@ -28,7 +28,10 @@ PAGE_SIZE = 10_000  # the API's default page; at most 250,000
 
 
 class DataApiError(ConnectorError):
-    """The GA4 Data API kept failing (after retries) or refused the request."""
+    """The GA4 Data API kept failing after retries: nothing to fix, try later (a refusal is a
+    ConfigError: a setting to fix)."""
+
+    exit_code = 3
 
 
 class GA4Data:

@@ -33,7 +33,9 @@ def reconcile_command(
 ) -> None:
     """Compare delivered GA4 events (ledger) with GA4's own counts per event and day.
 
-    Exits 4 when any differ: events GA4 did not count, or counted beyond what was sent.
+    Exit codes: 0 GA4 counted every event sent (counting more is no failure: the website's
+    own hits count too); 2 configuration; 3 GA4's Data API or the state store did not
+    answer; 4 GA4 counted fewer events than were sent, on some event and day.
     """
     # Imported here: the Data API client is only needed by the GA4 commands.
     from connector.analytics import GA4Data, event_names, print_reconciliation, reconcile, window
@@ -68,7 +70,11 @@ def channels_command(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Look up each lead's channel in GA4 (its website generate_lead hit) and store it."""
+    """Look up each lead's channel in GA4 (its website generate_lead hit) and store it.
+
+    Exit codes: 0 looked up; 2 configuration; 3 GA4's Data API or the state store did not
+    answer.
+    """
     from collections import Counter
 
     from connector.analytics import GA4Data, leads_to_look_up, lookup_channels

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
-from connector.cli.app import JsonOption, SinceOption, UntilOption, app, fail, load_settings_or_exit
+from connector.cli.app import (
+    JsonOption,
+    SinceOption,
+    UntilOption,
+    app,
+    console,
+    fail,
+    load_settings_or_exit,
+)
 from connector.errors import ConfigError, ConnectorError
 from connector.summary_view import print_json
 
@@ -17,7 +24,11 @@ def costs_command(
     as_json: JsonOption = False,
 ) -> None:
     """Read Google Ads cost per campaign and day, and the campaign of each lead's gclid
-    (click_view, last 90 days), into the ledger for `connector report`. OAuth only."""
+    (click_view, last 90 days), into the ledger for `connector report`. OAuth only.
+
+    Exit codes: 0 read; 2 a setting to fix (the account id, the credentials); 3 Google Ads
+    or the state store did not answer (try again).
+    """
     # Imported here: the Google Ads client is only needed by this command.
     from google.ads.googleads.errors import GoogleAdsException
     from google.api_core import exceptions as gexc
@@ -40,11 +51,13 @@ def costs_command(
     except ConnectorError as exc:
         fail(exc, as_json)
     except (GoogleAdsException, gexc.GoogleAPICallError) as exc:
-        fail(ConnectorError(f"{describe(exc)}: check the customer id and the credentials"), as_json)
+        # Refused (transient failures were retried, and end as exit 3): settings to fix.
+        what = f"{describe(exc)}: check CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID"
+        fail(ConfigError(f"{what}, __LOGIN_ACCOUNT_ID and the credentials"), as_json)
     if as_json:
         print_json(stored)
         return
-    Console().print(
+    console().print(
         f"Google Ads {stored['since']} to {stored['until']}: {stored['campaign_days']} campaign "
         f"days, cost {stored['cost']:,.2f} {stored['currency']}; {stored['clicks_found']} of "
         f"{stored['clicks_looked_up']} lead clicks placed in a campaign "

@@ -7,13 +7,12 @@ import io
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from connector.cli.app import JsonOption, app, fail, load_settings_or_exit
+from connector.cli.app import JsonOption, app, console, fail, load_settings_or_exit
 from connector.errors import ConfigError, ConnectorError
 from connector.summary_view import print_json
 
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from connector.ledger.queue import Failure
 
 DestinationOption = Annotated[
-    str | None, typer.Option(help="Only this destination: google_ads or ga4.")
+    Literal["google_ads", "ga4"] | None, typer.Option(help="Only this destination.")
 ]
 _COLUMNS = ("id", "destination", "status", "reason", "lead_id", "stage", "updated_at")
 ReasonOption = Annotated[str | None, typer.Option(help="Only rows with this reason.")]
@@ -38,7 +37,11 @@ def failures_command(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List rejected rows, dead letters (attempts ran out) and rows of unknown fate."""
+    """List rejected rows, dead letters (attempts ran out) and rows of unknown fate.
+
+    Exit codes: 0 listed (none too); 2 configuration or an option; 3 the state store is
+    unavailable.
+    """
     from connector.ledger import Ledger
 
     settings = load_settings_or_exit(as_json)
@@ -66,7 +69,11 @@ def retry_command(
     reason: ReasonOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-queue failed rows (by id, reason or destination) after a fix: the next sync sends them."""
+    """Re-queue failed rows (by id, reason or destination) after a fix: the next sync sends them.
+
+    Exit codes: 0 re-queued (none matching too); 2 configuration or an option; 3 the state
+    store is unavailable.
+    """
     from connector.ledger import Ledger
 
     if not (ids or destination or reason):
@@ -80,7 +87,7 @@ def retry_command(
     if as_json:
         print_json({"requeued": count})
     else:
-        Console().print(f"re-queued {count} rows: the next sync sends them")
+        console().print(f"re-queued {count} rows: the next sync sends them")
 
 
 def _day(text: str | None) -> datetime | None:
@@ -106,9 +113,9 @@ def _print_csv(records: list[dict[str, object]]) -> None:
 
 
 def _print_table(records: list[dict[str, object]]) -> None:
-    console = Console()
+    out = console()
     if not records:
-        console.print("no rejected, dead or unknown rows")
+        out.print("no rejected, dead or unknown rows")
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("id", "destination", "status", "reason", "lead_id", "stage", "updated_at"):
@@ -120,5 +127,5 @@ def _print_table(records: list[dict[str, object]]) -> None:
                 for c in ("id", "destination", "status", "reason", "lead_id", "stage", "updated_at")
             )
         )
-    console.print(table)
-    console.print(f"{len(records)} rows; `connector retry ID ...` re-queues chosen ones")
+    out.print(table)
+    out.print(f"{len(records)} rows; `connector retry ID ...` re-queues chosen ones")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -15,6 +17,7 @@ from connector.cli.app import (
     SinceOption,
     UntilOption,
     app,
+    console,
     fail,
     load_mapping_of,
     load_settings_or_exit,
@@ -40,7 +43,9 @@ def report_command(
     ] = "table",
     output: Annotated[
         Path | None,
-        typer.Option(help="File for html / csv (default report.html / report.csv); - for stdout."),
+        typer.Option(
+            help="File to write (html / csv default to report.html / report.csv); - for stdout."
+        ),
     ] = None,
     unattributed: Annotated[
         bool,
@@ -50,7 +55,11 @@ def report_command(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Attribution and funnel report for the leads first seen in a period, from the ledger."""
+    """Attribution and funnel report for the leads first seen in a period, from the ledger.
+
+    Exit codes: 0 written (an empty store too); 2 configuration, the mapping or an option;
+    3 the state store is unavailable.
+    """
     # Imported here: the report's modules are only needed by this command.
     from connector.ledger import Ledger
     from connector.report import Period, build_report, load
@@ -97,7 +106,7 @@ def _report(report: Report, fmt: str, output: Path | None) -> None:
     if fmt == "json":
         _emit(json.dumps(report_dict(report), indent=2) + "\n", output, "json")
     elif fmt == "table":
-        print_table(report, Console())
+        _table(print_table, report, output)
     else:
         render = {"html": to_html, "csv": to_csv, "wide-csv": to_wide_csv}.get(fmt, to_csv)
         default = "html" if fmt == "html" else "csv"
@@ -113,7 +122,17 @@ def _unattributed(report: Report, fmt: str, output: Path | None) -> None:
     elif fmt == "csv":
         _emit(unattributed_csv(report), output or Path("unattributed.csv"), "csv")
     else:
-        print_unattributed(report, Console())
+        _table(print_unattributed, report, output)
+
+
+def _table(draw: Callable[[Report, Console], None], report: Report, output: Path | None) -> None:
+    """The table on stdout, or with --output into that file as plain text."""
+    if output is None or str(output) == "-":
+        draw(report, console())
+        return
+    text = io.StringIO()
+    draw(report, Console(file=text, width=200, no_color=True))
+    _emit(text.getvalue(), output, "table")
 
 
 def _emit(text: str, output: Path | None, kind: str) -> None:
@@ -127,4 +146,7 @@ def _emit(text: str, output: Path | None, kind: str) -> None:
         output.write_text(text, "utf-8")
     except OSError as exc:
         fail(ConfigError(f"cannot write the report to {output}: {exc.strerror}"))
-    Console(stderr=kind == "json").print(f"report written to {output.resolve()}")
+    # Plain print: a path is never wrapped, and JSON's stdout stays JSON.
+    print(
+        f"report written to {output.resolve()}", file=sys.stderr if kind == "json" else sys.stdout
+    )

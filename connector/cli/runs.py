@@ -23,7 +23,11 @@ def runs_command(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs, newest first.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """List recent sync runs: status, counts per destination, duration, error."""
+    """List recent sync runs: status, counts per destination, duration, error.
+
+    Exit codes: 0 listed (none recorded yet too); 2 configuration; 3 the state store is
+    unavailable.
+    """
     from connector.ledger import Ledger
 
     settings = load_settings_or_exit(as_json)

@@ -183,3 +183,35 @@ def test_costs_command(
     table = CliRunner().invoke(app, ["costs", *period])
     assert "cost 450.00 EUR" in table.output
     assert CliRunner().invoke(app, ["costs", "--since", "someday"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("update", "code"),
+    [
+        ({"CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID": "9999999999"}, 2),  # no access to it
+        ({"CONNECTOR_GOOGLE_ADS__API_ENDPOINT": "127.0.0.1:9"}, 3),  # nothing answers
+    ],
+    ids=["refused", "unreachable"],
+)
+def test_costs_exits_by_what_failed(
+    emulator: GoogleAdsApiEmulator,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    update: dict[str, str],
+    code: int,
+) -> None:
+    env = {
+        "CONNECTOR_STATE_URL": sqlite_url,
+        "CONNECTOR_MAPPING_PATH": str(MAPPING),
+        "CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID": CUSTOMER,
+        "CONNECTOR_GOOGLE_ADS__API_ENDPOINT": emulator.endpoint,
+        "CONNECTOR_GOOGLE_ADS__API_CA_BUNDLE": str(sandbox_ca().bundle_path),
+        "CONNECTOR_GOOGLE_ADS__ANONYMOUS_CREDENTIALS": "true",
+        "CONNECTOR_GOOGLE_ADS__TIMEOUT_SECONDS": "2",
+        **update,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["costs", "--json"])
+    assert result.exit_code == code, result.output
+    assert json.loads(result.stdout)["status"] == "failed"
