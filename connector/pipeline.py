@@ -253,6 +253,11 @@ class _Run:
                     extra={"stream": cursor.stream.name},
                 )
                 return
+            if not self.lock.exclusive:
+                # Workers share the store: one may have pulled this stream since this run
+                # read its bookmark. Read from where that one left off, not from the old
+                # bookmark (or a whole backfill again).
+                cursor.initial = self.ledger.cursors.get(cursor.stream.name)
             collect_less()  # the clients and destinations are set up: frozen from here on
             try:
                 self._pull_stream(run_id, cursor)

@@ -25,12 +25,17 @@ from connector.ledger.schema import deliveries, stage_changes
 from connector.mapping.rules import load_mapping
 from connector.pipeline import OPPORTUNITY_STREAM, STREAM, SyncOptions, sync
 from connector.settings import Settings
-from connector_sandbox.datamanager import INGEST_PATH, status_body, unavailable_fault
+from connector_sandbox.datamanager import (
+    INGEST_PATH,
+    STATUS_PATH,
+    status_body,
+    unavailable_fault,
+)
 from connector_sandbox.dataset import generate, sf_datetime
 from connector_sandbox.faults import Fault
 from connector_sandbox.ga4 import rate_limited_fault
 from connector_sandbox.stack import Sandbox
-from tests.conftest import MAPPING
+from tests.conftest import MAPPING, POSTGRES_URL, _postgres_database
 from tests.source.test_lookups import org as deal_org
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -440,6 +445,41 @@ def _stop_once_taken(box: Sandbox) -> None:
     while len(box.salesforce.faults) and time.monotonic() < deadline:
         time.sleep(0.02)
     stopping.request()  # while the faulted request waits out its delay
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    if not POSTGRES_URL:
+        pytest.skip("CONNECTOR_TEST_POSTGRES_URL not set (.ci/run starts a PostgreSQL server)")
+    yield from _postgres_database()
+
+
+def test_a_worker_that_reaches_a_stream_another_pulled_meanwhile_reads_on_from_there(
+    data_tables: dict[str, list[dict[str, object]]], postgres_url: str
+) -> None:
+    from connector.ledger import Ledger
+
+    tables = {name: [dict(r) for r in rows] for name, rows in data_tables.items()}
+    with Sandbox(tables) as box:
+        settings = settings_for(box, postgres_url)
+        # Both runs first ask Google about an earlier request; the late one waits there,
+        # having read the bookmarks (none yet), while the other pulls every stream.
+        Ledger.open(postgres_url).requests.save("google_ads", {"request-before": 1})
+        box.datamanager.faults.push(
+            Fault(delay_seconds=5, then_serve=True, path_contains=STATUS_PATH)
+        )
+        late: list[object] = []
+        worker = threading.Thread(target=lambda: late.append(run(settings)), daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while len(box.datamanager.faults) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first = run(settings)
+        worker.join(60)
+    assert first.new > 0  # type: ignore[attr-defined]
+    # From the first one's bookmark (its overlap window), not a second backfill.
+    assert late[0].new == 0  # type: ignore[attr-defined]
+    assert late[0].pulled < first.pulled / 4  # type: ignore[attr-defined]
 
 
 def _stop_once_bulk_polled(box: Sandbox) -> None:
