@@ -162,20 +162,28 @@ def test_every_format_shows_the_cost_rows(emulator: GoogleAdsApiEmulator, sqlite
     }
 
 
-def test_costs_command(
-    emulator: GoogleAdsApiEmulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+def set_costs_env(
+    monkeypatch: pytest.MonkeyPatch, emulator: GoogleAdsApiEmulator, state_url: str, **extra: str
 ) -> None:
-    fill(Ledger.open(sqlite_url))
+    """`connector costs` against the emulator, OAuth left out (anonymous credentials)."""
     env = {
-        "CONNECTOR_STATE_URL": sqlite_url,
+        "CONNECTOR_STATE_URL": state_url,
         "CONNECTOR_MAPPING_PATH": str(MAPPING),
         "CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID": CUSTOMER,
         "CONNECTOR_GOOGLE_ADS__API_ENDPOINT": emulator.endpoint,
         "CONNECTOR_GOOGLE_ADS__API_CA_BUNDLE": str(sandbox_ca().bundle_path),
         "CONNECTOR_GOOGLE_ADS__ANONYMOUS_CREDENTIALS": "true",
+        **extra,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+
+
+def test_costs_command(
+    emulator: GoogleAdsApiEmulator, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(Ledger.open(sqlite_url))
+    set_costs_env(monkeypatch, emulator, sqlite_url)
     period = ["--since", DAY1.isoformat(), "--until", DAY2.isoformat()]
     result = CliRunner().invoke(app, ["costs", *period, "--json"])
     assert result.exit_code == 0, result.output
@@ -200,18 +208,9 @@ def test_costs_exits_by_what_failed(
     update: dict[str, str],
     code: int,
 ) -> None:
-    env = {
-        "CONNECTOR_STATE_URL": sqlite_url,
-        "CONNECTOR_MAPPING_PATH": str(MAPPING),
-        "CONNECTOR_GOOGLE_ADS__OPERATING_ACCOUNT_ID": CUSTOMER,
-        "CONNECTOR_GOOGLE_ADS__API_ENDPOINT": emulator.endpoint,
-        "CONNECTOR_GOOGLE_ADS__API_CA_BUNDLE": str(sandbox_ca().bundle_path),
-        "CONNECTOR_GOOGLE_ADS__ANONYMOUS_CREDENTIALS": "true",
-        "CONNECTOR_GOOGLE_ADS__TIMEOUT_SECONDS": "2",
-        **update,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    set_costs_env(
+        monkeypatch, emulator, sqlite_url, CONNECTOR_GOOGLE_ADS__TIMEOUT_SECONDS="2", **update
+    )
     result = CliRunner().invoke(app, ["costs", "--json"])
     assert result.exit_code == code, result.output
     assert json.loads(result.stdout)["status"] == "failed"
