@@ -2,10 +2,15 @@
 
 A Bulk API 2.0 job returns its rows in no promised order, and a backfill's rows
 can outgrow memory. Here they go into a SQLite file in the temporary directory
-(TMPDIR), keyed by their sort key, and come back in key order; the file goes
-when the spill is closed. SQLite holds a few MB of its pages in memory whatever
-the row count; the disk holds about 350 bytes a row of a history read (a
-million-row backfill: about 350 MB). Nothing here is state: it lives for one read.
+(TMPDIR), keyed by their sort key, and come back in key order. SQLite holds a few
+MB of its pages in memory whatever the row count; the disk holds about 350 bytes a
+row of a history read (a million-row backfill: about 350 MB). Nothing here is
+state: it lives for one read.
+
+The rows hold the leads' contact data in clear (it is hashed later, when mapped), so
+the file loses its name as soon as it is open: no other process can find it, and
+the space goes back when the spill is closed or the process ends, a SIGKILL or an
+out-of-memory kill too (SQLite keeps working on the open file: no journal is kept).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ CACHE_KIB = 8192  # SQLite's page cache for the file
 class Spill:
     """Add (key, row) pairs in any order; read the rows back by key, ties in arrival order.
 
-    Close it when done (`contextlib.closing`): that deletes the scratch file."""
+    Close it when done (`contextlib.closing`): that frees the scratch file's space."""
 
     def __init__(self) -> None:
         try:
@@ -42,6 +47,7 @@ class Spill:
             "CREATE TABLE rows (key TEXT, seq INTEGER, row BLOB, PRIMARY KEY (key, seq))"
             " WITHOUT ROWID"
         )
+        self._directory.cleanup()  # open now: the name goes, the file stays until closed
         self.count = 0
 
     def add(self, rows: Iterable[tuple[str, Row]]) -> None:
@@ -61,14 +67,11 @@ class Spill:
     def rows(self) -> Iterator[Row]:
         """Every row held, in key order."""
         for (blob,) in self._db.execute("SELECT row FROM rows ORDER BY key, seq"):
-            # Bytes this process wrote, in a directory only its user can open (mode 0700).
+            # Bytes this process wrote, to a file with no name any other process could open.
             yield marshal.loads(blob)  # noqa: S302
 
     def close(self) -> None:
-        try:
-            self._db.close()
-        finally:
-            self._directory.cleanup()  # the scratch file goes whatever happened
+        self._db.close()  # the file, nameless since it was opened, goes with it
 
 
 def _no_room(exc: Exception) -> SourceError:

@@ -28,15 +28,17 @@ def test_many_rows_in_any_order_come_back_sorted() -> None:
         assert [row[0] for row in spill.rows()] == keys
 
 
-def test_the_scratch_file_goes_with_the_spill(
+def test_the_scratch_file_has_no_name_while_it_holds_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Its rows hold contact data in clear: nothing under TMPDIR while it is open, so a
+    # killed process leaves none behind, and no other process can open it.
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the process's scratch files go
     monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
     with closing(Spill()) as spill:
-        spill.add([("a", ["a"])])
-        (directory,) = tmp_path.iterdir()
-        assert directory.name.startswith("connector-spill-") and (directory / "rows.db").exists()
+        spill.add((f"k{i:06d}", ["jane.doe@example.com", "x" * 300]) for i in range(50_000))
+        assert list(tmp_path.iterdir()) == []
+        assert sum(1 for _ in spill.rows()) == 50_000  # written past SQLite's page cache
     assert list(tmp_path.iterdir()) == []
 
 
