@@ -143,6 +143,7 @@ def validate_mp_payload(
     yield from _check_client(payload)
     yield from _check_timestamp("timestamp_micros", payload.get("timestamp_micros"), now, None)
     yield from _check_consent(payload.get("consent"))
+    yield from _check_user_data(payload.get("user_data"))
     yield from _check_user_properties(payload.get("user_properties"))
     yield from _check_events(payload.get("events"), now)
 
@@ -194,6 +195,29 @@ def _check_consent(consent: Any) -> Iterator[ValidationMessage]:
             yield _msg(f"consent.{key}", "Unknown consent field.", "NAME_INVALID")
         elif value not in CONSENT_VALUES:
             yield _msg(f"consent.{key}", "Consent must be GRANTED or DENIED.", "VALUE_INVALID")
+
+
+def _check_user_data(user_data: Any) -> Iterator[ValidationMessage]:
+    """User-provided data goes hashed (API-NOTES §2): a `sha256_*` value that is not 64 hex
+    characters is clear text, or hashed wrongly."""
+    if user_data is None:
+        return
+    if not isinstance(user_data, dict):
+        yield _msg("user_data", "user_data must be an object.", "VALUE_INVALID")
+        return
+    for key, values in user_data.items():
+        path = f"user_data.{key}"
+        if key == "address":
+            continue  # hashed name and street parts, not sent by the connector
+        if not key.startswith("sha256_"):
+            yield _msg(path, "Unknown user_data field.", "NAME_INVALID")
+        elif not isinstance(values, list) or not all(
+            isinstance(v, str) and _SHA256_HEX.fullmatch(v) for v in values
+        ):
+            yield _msg(path, "Values must be SHA-256 digests in hex.", "VALUE_INVALID")
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def _check_user_properties(props: Any) -> Iterator[ValidationMessage]:

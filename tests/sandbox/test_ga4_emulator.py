@@ -329,3 +329,20 @@ def test_a_cookie_form_client_id_is_accepted_with_a_warning(
     collect(http, emulator, payload(client_id="123456789.1700000000"))
     cookie, plain = emulator.accepted
     assert cookie["warnings"] == [COOKIE_FORM_WARNING] and "warnings" not in plain
+
+
+@pytest.mark.parametrize(
+    ("user_data", "field"),
+    [
+        ({"sha256_email_address": ["jane.doe@example.com"]}, "user_data.sha256_email_address"),
+        ({"sha256_phone_number": ["A" * 64]}, "user_data.sha256_phone_number"),  # not lower hex
+        ({"email": ["a" * 64]}, "user_data.email"),
+    ],
+    ids=["clear-email", "upper-hex", "unknown-field"],
+)
+def test_user_data_must_be_hashed(
+    http: httpx.Client, emulator: GA4Emulator, user_data: Payload, field: str
+) -> None:
+    assert [m["fieldPath"] for m in debug(http, emulator, payload(user_data=user_data))] == [field]
+    hashed = {"sha256_email_address": ["a" * 64], "sha256_phone_number": ["b" * 64]}
+    assert debug(http, emulator, payload(user_data=hashed)) == []
