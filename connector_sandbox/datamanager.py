@@ -72,6 +72,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import grpc
+from babel.numbers import list_currencies
 from google.ads.datamanager_v1 import (
     ConsentStatus,
     Encoding,
@@ -90,6 +91,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[i
 from grpc_status import rpc_status
 
 from connector_sandbox.faults import Fault, FaultQueue
+
+# GA4's own naming rules, for the events Data Manager takes for a GA4 property.
+from connector_sandbox.ga4 import MAX_PARAM_VALUE_LENGTH, RESERVED_EVENT_NAMES, RESERVED_PREFIXES
 from connector_sandbox.grpc_server import GrpcServer, ServedGrpcEmulator
 from connector_sandbox.server import RESET, Response
 
@@ -106,12 +110,9 @@ MAX_USER_IDENTIFIERS = 10
 # "Not in the future" with a little room for clock skew between hosts.
 FUTURE_TOLERANCE = timedelta(minutes=1)
 
-# A deliberately small ISO 4217 set: enough for the connector's markets, and
-# 'XYZ'-style typos must fail as INVALID_CURRENCY_CODE.
-KNOWN_CURRENCIES = frozenset(
-    {"AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "INR", "JPY"}
-    | {"MXN", "NOK", "NZD", "PLN", "SEK", "SGD", "USD", "ZAR"}
-)
+# ISO 4217 as CLDR lists it (Babel): every real code passes, an 'XYZ'-style typo fails as
+# INVALID_CURRENCY_CODE.
+KNOWN_CURRENCIES = frozenset(list_currencies())
 
 _DIGITS = re.compile(r"[0-9]+")
 _CLICK_ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -128,11 +129,6 @@ _GOOGLE_ADS = int(ProductAccount.AccountType.GOOGLE_ADS)
 _ANALYTICS = int(ProductAccount.AccountType.GOOGLE_ANALYTICS_PROPERTY)
 _MEASUREMENT_ID = re.compile(r"G-[A-Z0-9]+")
 _EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
-_RESERVED_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
-_RESERVED_EVENTS = frozenset(
-    {"app_remove", "first_open", "first_visit", "page_view", "session_start", "user_engagement"}
-    | {"screen_view", "ad_click", "ad_impression", "error", "in_app_purchase", "os_update"}
-)
 # The `_ga` cookie value ("GA1.1.<random>.<time>"), not the client id it holds.
 _COOKIE_CLIENT_ID = re.compile(r"GA\d\.\d\.\d+\.\d+")
 
@@ -276,8 +272,11 @@ def _check_analytics_event(
         field = f"{path}.additional_event_parameters[{j}].parameter_name"
         if not _EVENT_NAME.fullmatch(name):
             yield Violation(field, "Invalid parameter name.", "INVALID_ARGUMENT")
-        elif name.startswith(_RESERVED_PREFIXES):
+        elif name.startswith(RESERVED_PREFIXES):
             yield Violation(field, "Reserved parameter name.", "RESERVED_NAME_USED")
+        if len(parameter.value) > MAX_PARAM_VALUE_LENGTH:
+            value_field = f"{path}.additional_event_parameters[{j}].value"
+            yield Violation(value_field, "Parameter value too long.", "INVALID_ARGUMENT")
     yield from _check_value(path, event)
     yield from _check_user_data(f"{path}.user_data", event.user_data, encoding)
     yield from _check_consent(f"{path}.consent", event.consent)
@@ -288,7 +287,7 @@ def _check_event_name(path: str, name: str) -> Iterator[Violation]:
         yield Violation(path, "Required for Google Analytics events.", "REQUIRED_FIELD_MISSING")
     elif not _EVENT_NAME.fullmatch(name):
         yield Violation(path, "Invalid event name.", "INVALID_EVENT_NAME")
-    elif name.startswith(_RESERVED_PREFIXES) or name in _RESERVED_EVENTS:
+    elif name.startswith(RESERVED_PREFIXES) or name in RESERVED_EVENT_NAMES:
         yield Violation(path, "Reserved event name.", "RESERVED_NAME_USED")
 
 

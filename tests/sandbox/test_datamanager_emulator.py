@@ -302,6 +302,16 @@ def test_each_documented_rule(
     assert emulator.accepted == []
 
 
+@pytest.mark.parametrize("currency", ["HUF", "AED", "ISK"])
+def test_every_iso_currency_is_accepted(
+    emulator: DataManagerEmulator, client: dm.IngestionServiceClient, currency: str
+) -> None:
+    request = ingest([event("t1")])
+    request.events[0].currency = currency
+    assert client.ingest_events(request=request).request_id
+    assert emulator.accepted
+
+
 def test_clear_text_phone_is_rejected_without_echoing_it(client: dm.IngestionServiceClient) -> None:
     request = ingest([event("t1")])
     request.events[0].user_data = dm.UserData(
@@ -648,6 +658,12 @@ def ga4_event(name: str = "qualify_lead", client_id: str = "123.1700000000") -> 
     )
 
 
+def ga4_event_with(name: str, value: str) -> dm.Event:
+    event = ga4_event()
+    event.additional_event_parameters = [dm.EventParameter(parameter_name=name, value=value)]
+    return event
+
+
 def ga4_ingest(events: list[dm.Event], **kwargs: object) -> dm.IngestEventsRequest:
     kwargs.setdefault("destinations", [ga4_destination()])
     return dm.IngestEventsRequest(events=events, **kwargs)
@@ -678,6 +694,8 @@ def test_a_ga4_event_needs_no_transaction_or_click_id(
         (ga4_ingest([ga4_event("session_start")]), "RESERVED_NAME_USED"),
         (ga4_ingest([ga4_event("google_lead")]), "RESERVED_NAME_USED"),
         (ga4_ingest([ga4_event("9lives")]), "INVALID_EVENT_NAME"),
+        (ga4_ingest([ga4_event("app_update")]), "RESERVED_NAME_USED"),  # GA4's whole list
+        (ga4_ingest([ga4_event_with("note", "x" * 101)]), "INVALID_ARGUMENT"),  # over 100
     ],
 )
 def test_ga4_rules_reject_the_request(
