@@ -20,6 +20,8 @@ carry secrets or personal data: only names of settings, fields and codes.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConnectorError(Exception):
     """Base of every error the connector raises on purpose."""
@@ -53,6 +55,9 @@ class DestinationError(ConnectorError):
         super().__init__(message)
         self.status = status
         self.code = code
+        # Outcomes of requests of the same batch that did go before the refusal (the halves
+        # of a split batch): settled before the destination stops, never put back as untried.
+        self.outcomes: list[Any] = []  # core.Outcome: errors import nothing of ours
 
 
 class StateStoreError(ConnectorError):

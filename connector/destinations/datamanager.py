@@ -136,10 +136,15 @@ class DataManager:
         size = self.batch_size
         chunks = [list(batch[i : i + size]) for i in range(0, len(batch), size)]
         outcomes: list[Outcome] = []
-        for sent in self._sent(chunks, build, validate_only):
-            if settle:
-                settle(sent)
-            outcomes.extend(sent)
+        try:
+            for sent in self._sent(chunks, build, validate_only):
+                if settle:
+                    settle(sent)
+                outcomes.extend(sent)
+        except DestinationError as exc:
+            if settle and exc.outcomes:
+                settle(exc.outcomes)  # a split batch's halves that went before the refusal
+            raise
         return outcomes
 
     def _sent(
@@ -236,7 +241,11 @@ class DataManager:
             return [self._verdict(batch[0], exc)]
         middle = len(batch) // 2
         first = self._send(batch[:middle], build, validate_only)
-        return first + self._send(batch[middle:], build, validate_only)
+        try:
+            return first + self._send(batch[middle:], build, validate_only)
+        except DestinationError as exc:
+            exc.outcomes = first + exc.outcomes  # the first half went: its fate stands
+            raise
 
     def _verdict(self, d: Delivery, exc: gexc.GoogleAPICallError) -> Outcome:
         """One event Google refused: already there (delivered), or invalid (rejected, why)."""

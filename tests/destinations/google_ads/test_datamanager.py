@@ -15,6 +15,7 @@ from connector.destinations.google_ads.datamanager import DataManagerDestination
 from connector.errors import DestinationError
 from connector.retry import RetryableError
 from connector_sandbox.datamanager import (
+    INGEST_PATH,
     STATUS_PATH,
     DataManagerEmulator,
     already_exists_fault,
@@ -250,6 +251,27 @@ def test_a_refusal_settles_the_requests_in_the_air_before_it_stops_the_destinati
     ingested = sorted(int(transaction.split(":")[0][3:]) for _, transaction in emulator.conversions)
     assert sorted(o.delivery_id for o in settled) == ingested
     assert {o.status for o in settled} == {Status.DELIVERED}
+
+
+def test_a_refusal_of_a_split_batchs_second_half_settles_the_half_that_went(
+    emulator: DataManagerEmulator,
+) -> None:
+    # An event error splits the batch; the first half goes, the second is refused whole.
+    emulator.faults.push(refusal_fault(400, "INVALID_ARGUMENT", "One event is invalid."))
+    emulator.faults.push(Fault(then_serve=True, path_contains=INGEST_PATH))
+    emulator.faults.push(refusal_fault(403, "PERMISSION_DENIED", "No permission."))
+    destination = make_destination(emulator)
+    settled: list[Outcome] = []
+    try:
+        with pytest.raises(DestinationError, match="403"):
+            destination.deliver([won(n) for n in range(1, 5)], settle=settled.extend)
+    finally:
+        destination.close()
+    assert len(emulator.conversions) == 2  # the first half
+    assert sorted((o.delivery_id, o.status) for o in settled) == [
+        (1, Status.DELIVERED),
+        (2, Status.DELIVERED),
+    ]
 
 
 def test_an_https_url_from_the_rest_days_reaches_the_same_grpc_endpoint(
