@@ -151,20 +151,20 @@ def _move_flags(conn: Connection) -> None:
 def _rebuild_changes_keyed_by_deal(db: Database) -> None:
     """Schema 8 on SQLite: stage_changes without the old unique key (lead, stage, time),
     which left out the deal. SQLite cannot drop a constraint: the table is built again
-    (rows and ids kept) as its docs say, foreign keys off meanwhile, since deliveries
-    point at it. The new key's index comes with the others in `_upgrade`."""
+    (rows and ids kept) as its docs say, with its indexes, foreign keys off meanwhile, since
+    deliveries point at it."""
     with db.engine.connect() as conn:
-        # Origin "u": an index made by a UNIQUE constraint (schema 7 had only that one).
-        found = conn.exec_driver_sql("PRAGMA index_list(stage_changes)").mappings().all()
-        conn.rollback()
-        if not any(index["origin"] == "u" for index in found):
-            return  # a new store, or one rebuilt already
         raw = conn.connection.driver_connection
         assert raw is not None
         raw.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, or it does nothing
         try:
+            # The write lock first (BEGIN IMMEDIATE): a process upgrading the same store at
+            # the same moment waits here, then finds the table rebuilt.
             with conn.begin():
-                _copy_changes(conn)
+                # Origin "u": an index made by a UNIQUE constraint (schema 7 had only that one).
+                found = conn.exec_driver_sql("PRAGMA index_list(stage_changes)").mappings().all()
+                if any(index["origin"] == "u" for index in found):
+                    _copy_changes(conn)
         finally:
             raw.execute("PRAGMA foreign_keys=ON")
 
@@ -180,3 +180,5 @@ def _copy_changes(conn: Connection) -> None:
     )
     conn.execute(text("DROP TABLE stage_changes"))
     conn.execute(text("ALTER TABLE stage_changes_new RENAME TO stage_changes"))
+    for index in stage_changes.indexes:  # the unique key among them, in the same transaction
+        conn.execute(CreateIndex(index, if_not_exists=True))
